@@ -1,0 +1,135 @@
+"""Value checks on the composed config that a schema cannot express.
+
+Hydra and the dataclass schema already reject unknown keys, wrong types and bad enum values
+at compose time. What is left: "one value or a list" keys, numeric ranges, and cross-field
+rules. Each check is a small function that raises ConfigError naming the key and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import ConfigError, did_you_mean
+from .schema import ExportFormat, PrecisionPolicy, TargetName, TfjsQuantization, TfliteQuantization
+
+CALIBRATED_TFLITE = ("int8", "int16x8")
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The "one value or a list" keys, normalized to ordered tuples without repeats."""
+
+    formats: tuple[str, ...]
+    tflite: tuple[str, ...]
+    tfjs: tuple[str, ...]
+    force: bool | tuple[str, ...]
+
+
+def check_config(cfg: DictConfig) -> Choices:
+    _check_no_missing(cfg)
+    _check_train(cfg)
+    _check_data(cfg)
+    _check_supported(cfg)
+    choices = Choices(
+        formats=one_or_many(cfg.export.formats, ExportFormat, "export.formats"),
+        tflite=one_or_many(cfg.export.tflite.quantization, TfliteQuantization, "export.tflite.quantization"),
+        tfjs=one_or_many(cfg.export.tfjs.quantization, TfjsQuantization, "export.tfjs.quantization"),
+        force=_force(cfg.force),
+    )
+    _check_calibration(cfg, choices)
+    if "tfjs" in choices.formats:
+        raise ConfigError("export.formats: tfjs is not built by this version of tfbuild yet; use saved_model, tflite")
+    return choices
+
+
+def one_or_many(value: Any, allowed: type[Enum], key: str) -> tuple[str, ...]:
+    values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+    names = [m.value for m in allowed]
+    if not values:
+        raise ConfigError(f"{key} is empty; choose one or more of: {', '.join(names)}")
+    out: list[str] = []
+    for item in values:
+        item = item.value if isinstance(item, Enum) else item
+        if not isinstance(item, str) or item not in names:
+            raise ConfigError(
+                f"{key}: '{item}' is not one of {', '.join(names)}{did_you_mean(str(item), names)}"
+            )
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _check_no_missing(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = " (data=npz needs data.path=FILE.npz)" if "data.path" in missing else ""
+        raise ConfigError(f"{', '.join(missing)} must be set{hint}")
+
+
+def _at_least(cfg: DictConfig, key: str, minimum: float) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is not None and value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+
+
+def _check_train(cfg: DictConfig) -> None:
+    _at_least(cfg, "train.epochs", 1)
+    _at_least(cfg, "train.batch_size", 1)
+    _at_least(cfg, "train.seed", 0)
+    if cfg.train.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate must be greater than 0, got {cfg.train.learning_rate}")
+
+
+def _check_data(cfg: DictConfig) -> None:
+    data = cfg.data
+    _at_least(cfg, "data.calibration_samples", 0)
+    _at_least(cfg, "data.seed", 0)
+    _at_least(cfg, "data.limit", 10)
+    for key in ("validation_fraction", "test_fraction"):
+        if not 0 < data[key] < 1:
+            raise ConfigError(f"data.{key} must be between 0 and 1 (exclusive), got {data[key]}")
+    if data.validation_fraction + data.test_fraction >= 0.9:
+        raise ConfigError(
+            "data.validation_fraction + data.test_fraction must leave at least 10% for "
+            f"training, got {data.validation_fraction} + {data.test_fraction}"
+        )
+
+
+def _check_supported(cfg: DictConfig) -> None:
+    # The keys exist so recipes can be written against the full surface; the build engine
+    # honours these values so far. Refusing the rest beats silently training something else.
+    if cfg.target.name != TargetName.cpu:
+        raise ConfigError(
+            f"target={cfg.target.name.value}: only target=cpu is built by this version of tfbuild"
+        )
+    if cfg.precision.policy != PrecisionPolicy.float32:
+        raise ConfigError(
+            f"precision={cfg.precision.policy.value}: only precision=float32 is built by this "
+            "version of tfbuild"
+        )
+
+
+def _check_calibration(cfg: DictConfig, choices: Choices) -> None:
+    if "tflite" not in choices.formats:
+        return
+    calibrated = [q for q in choices.tflite if q in CALIBRATED_TFLITE]
+    if calibrated and cfg.data.calibration_samples < 1:
+        raise ConfigError(
+            f"export.tflite.quantization={calibrated[0]} needs calibration data: set "
+            "data.calibration_samples to 1 or more (100 is typical)"
+        )
+
+
+def _force(value: Any) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, ListConfig)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"force must be true, false or a list of step names or kinds, got {value!r}")

@@ -1,0 +1,137 @@
+"""`tfbuild`: the Hydra app. Compose -> check -> resolve -> run -> build.json and a table.
+
+Hydra's own error printing spans lines and may show a traceback; tfbuild asks Hydra to raise
+instead (HYDRA_FULL_ERROR) and turns every error a user can cause into one line on stderr
+with a non-zero exit (2: bad config, 1: a step failed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .cache import Cache
+from .errors import BuildFailed, ConfigError, TfbuildError
+from .hydra_errors import one_line_error
+from .recipes import CONF_DIR, discover, recipe_dirs, register_recipes
+from .resolver import resolve
+from .schema import register_configs
+
+BUILD_LOG = "build.log"
+
+
+def build(cfg: DictConfig) -> None:
+    """One build: the Hydra task function (one call per job in a sweep)."""
+    started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    recipe = hydra_cfg.runtime.choices.get("recipe")
+    try:
+        resolved = resolve(cfg)
+        cache_dir = _writable_cache_dir(cfg.cache.dir)
+    except ConfigError:
+        _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
+        raise
+
+    # Imported once the config is known to be good: a config error stays as fast as possible.
+    from .console import ConsoleReporter, summary_table
+    from .quiet import native_output_to, terminal_stream
+    from .record import build_record, write_json
+    from .runner import run_plan
+    from .steps import REGISTRY
+    from rich.console import Console
+
+    console = Console(file=terminal_stream(), highlight=False)
+    log_path = run_dir / BUILD_LOG
+
+    def log_error(text: str) -> None:
+        with open(log_path, "a") as log:
+            log.write(text)
+
+    cache = Cache(cache_dir)
+    try:
+        result = run_plan(
+            resolved.plan,
+            cache,
+            REGISTRY,
+            run_dir=run_dir,
+            scope=recipe or "",
+            force=resolved.choices.force,
+            dry_run=cfg.dry_run,
+            reporter=ConsoleReporter(console),
+            quiet=lambda: native_output_to(log_path),
+            log_error=log_error,
+        )
+    finally:
+        cache.close()
+
+    title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
+    console.print(summary_table(result, title))
+    if cfg.dry_run:
+        _remove_unused_run_dir(run_dir)
+        return
+    record = build_record(
+        result,
+        recipe=recipe,
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
+        cache_dir=cache_dir,
+        started=started,
+        seconds=time.perf_counter() - wall,
+        dry_run=False,
+    )
+    write_json(run_dir / "build.json", record)
+    console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
+    failed = result.failed
+    if failed is not None:
+        raise BuildFailed(f"step '{failed.spec.name}' failed: {failed.error} (details: {log_path})")
+
+
+def _writable_cache_dir(path: str) -> Path:
+    folder = Path(path).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"cache.dir: '{path}' exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cache.dir: cannot create '{path}' ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cache.dir: '{path}' is not writable")
+    return folder
+
+
+def _remove_unused_run_dir(run_dir: Path) -> None:
+    # Hydra made it (with only its .hydra/ record) before the task ran.
+    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if leftovers <= {".hydra", BUILD_LOG}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main() -> None:
+    # Builders named by `model._target_` are looked up from where tfbuild runs, as with `python -m`.
+    sys.path.insert(0, os.getcwd())
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # raise to us; we print one line, not Hydra's report
+    index = discover(recipe_dirs())
+    register_configs()
+    register_recipes(index)
+    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(build)
+    try:
+        app()
+    except TfbuildError as exc:
+        _fail(str(exc), exc.exit_code)
+    except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line
+        _fail(one_line_error(exc, index), ConfigError.exit_code)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"tfbuild: error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,107 @@
+"""What the user sees: a line per step as it runs, epoch progress, and the closing table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .plan import StepSpec
+from .runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, BuildResult, StepResult
+
+STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta"}
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class StepProgress:
+    """Epoch progress: a live bar on a terminal, one line per epoch in a log (CI)."""
+
+    def __init__(self, console: Console, name: str):
+        self._console = console
+        self._name = name
+        self._bar: RichProgress | None = None
+        self._task = None
+
+    def start(self, total: int, description: str) -> None:
+        if self._console.is_terminal:
+            self._bar = RichProgress(
+                TextColumn(f"  {self._name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total)
+
+    def advance(self, description: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=description or "")
+        elif description:
+            self._console.print(f"  {self._name}: {escape(description)}", highlight=False)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+class ConsoleReporter:
+    def __init__(self, console: Console):
+        self.console = console
+        self._progress: StepProgress | None = None
+
+    def step_started(self, spec: StepSpec, reason: str) -> StepProgress:
+        self.console.print(f"[bold]>[/] {escape(spec.name)} [dim]({escape(reason)})[/]", highlight=False)
+        self._progress = StepProgress(self.console, escape(spec.name))
+        return self._progress
+
+    def step_finished(self, result: StepResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if result.status == FAILED:
+            self.console.print(f"[bold red]x {escape(result.spec.name)} failed:[/] {escape(result.error or '')}")
+        elif result.status == BUILT:
+            self.console.print(f"  {escape(result.spec.name)} built in {result.seconds:.2f} s", highlight=False, style="green")
+
+
+def published_bytes(result: StepResult) -> int | None:
+    if result.entry is None:
+        return None
+    sizes = [
+        result.entry.manifest["outputs"][out.role]["bytes"] for out in result.spec.outputs if out.publish
+    ]
+    return sum(sizes) if sizes else None
+
+
+def summary_table(result: BuildResult, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("why")
+    table.add_column("seconds", justify="right")
+    table.add_column("artifact", justify="right")
+    for r in result.steps:
+        why = r.error if r.status == FAILED else r.reason
+        table.add_row(
+            escape(r.spec.name),
+            f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+            escape(why or ""),
+            f"{r.seconds:.2f}" if r.status in (BUILT, CACHED, FAILED) else "",
+            human_bytes(published_bytes(r)),
+        )
+    return table

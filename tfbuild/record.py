@@ -1,0 +1,88 @@
+"""build.json: what a build did, in the run folder, for people and for tools.
+
+{
+  "tfbuild": version, "recipe": name or null, "status": "succeeded" | "failed" | "dry run",
+  "started": ISO time, "seconds": wall time,
+  "cache": cache folder,
+  "config": {...the resolved config...},
+  "steps": [{"kind", "name", "key", "status", "reason", "seconds", "info": {...}, "error"?}],
+  "artifacts": [{"name", "format", "variant", "path" (relative to the run folder),
+                 "sha256" (of the file; of the sorted file list for a folder), "bytes"}]
+}
+Keys are only ever added, never renamed, so tools reading it keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .runner import BuildResult
+
+
+def artifacts(result: BuildResult) -> list[dict[str, Any]]:
+    rows = []
+    for step in result.steps:
+        if step.entry is None:
+            continue
+        for out in step.spec.outputs:
+            if out.publish is None:
+                continue
+            record = step.entry.manifest["outputs"][out.role]
+            rows.append(
+                {
+                    "name": out.artifact,
+                    "format": out.format,
+                    "variant": out.variant,
+                    "path": out.publish,
+                    "sha256": record["sha256"],
+                    "bytes": record["bytes"],
+                    "step": step.spec.name,
+                }
+            )
+    return rows
+
+
+def build_record(
+    result: BuildResult,
+    *,
+    recipe: str | None,
+    config: dict[str, Any],
+    cache_dir: Path,
+    started: str,
+    seconds: float,
+    dry_run: bool,
+) -> dict[str, Any]:
+    status = "dry run" if dry_run else ("failed" if result.failed else "succeeded")
+    return {
+        "tfbuild": __version__,
+        "recipe": recipe,
+        "status": status,
+        "started": started,
+        "seconds": round(seconds, 3),
+        "cache": str(cache_dir),
+        "config": config,
+        "steps": [
+            {
+                "kind": r.spec.kind,
+                "name": r.spec.name,
+                "key": r.key,
+                "status": r.status,
+                "reason": r.reason,
+                "seconds": round(r.seconds, 3),
+                "info": r.info,
+                **({"error": r.error} if r.error else {}),
+            }
+            for r in result.steps
+        ],
+        "artifacts": artifacts(result),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,195 @@
+"""Composed config -> Plan. Pure: reads the config, never imports TensorFlow, writes nothing.
+
+Each step receives only the parameters it reads, so a change reaches exactly the steps that
+depend on it: a new TFLite quantization adds one step and leaves training cached.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .checks import CALIBRATED_TFLITE, Choices, check_config
+from .errors import ConfigError, did_you_mean
+from .models import BUILDERS
+from .plan import OutputSpec, Plan, StepSpec, make_plan
+
+DATA = "data/split"
+KERAS_MODEL = "model/keras"
+SAVED_MODEL = "saved_model"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    plan: Plan
+    choices: Choices  # the normalized "one value or a list" keys (formats, variants, force)
+
+
+def resolve(cfg: DictConfig) -> Resolved:
+    choices = check_config(cfg)
+    steps = [data_step(cfg), train_step(cfg), saved_model_step(choices)]
+    if "tflite" in choices.formats:
+        steps += [tflite_step(cfg, q) for q in choices.tflite]
+    return Resolved(make_plan(steps), choices)
+
+
+def data_step(cfg: DictConfig) -> StepSpec:
+    data = cfg.data
+    params: dict[str, Any] = {
+        "source": data.source.value,
+        "seed": data.seed,
+        "validation_fraction": data.validation_fraction,
+        "test_fraction": data.test_fraction,
+        "limit": data.limit,
+    }
+    files: dict[str, str] = {}
+    if data.source.value == "sklearn":
+        params["name"] = _sklearn_dataset(data.name)
+    else:
+        files["source"] = _existing_file(data.path, "data.path")
+    return StepSpec(
+        name="data",
+        kind="data",
+        params=params,
+        files=files,
+        outputs=(OutputSpec(role="split", artifact=DATA, path="split"),),
+    )
+
+
+def train_step(cfg: DictConfig) -> StepSpec:
+    builder, builder_file = _model_builder(cfg.model)
+    train = cfg.train
+    return StepSpec(
+        name="train",
+        kind="train",
+        params={
+            "builder": builder,
+            "model_params": _plain(cfg.model.params),
+            "epochs": train.epochs,
+            "batch_size": train.batch_size,
+            "learning_rate": train.learning_rate,
+            "seed": train.seed,
+            "target": cfg.target.name.value,
+            "precision": cfg.precision.policy.value,
+        },
+        inputs={"data": DATA},
+        # The builder's source is an input: editing the network re-trains it.
+        files={"builder": builder_file},
+        outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
+    )
+
+
+def saved_model_step(choices: Choices) -> StepSpec:
+    # Always planned (TFLite and TF.js convert from it); shown in the run folder when asked for.
+    published = "saved_model" in choices.formats
+    return StepSpec(
+        name="saved_model",
+        kind="saved_model",
+        inputs={"model": KERAS_MODEL},
+        outputs=(
+            OutputSpec(
+                role="saved_model",
+                artifact=SAVED_MODEL,
+                path="saved_model",
+                publish="saved_model" if published else None,
+                format="saved_model" if published else None,
+            ),
+        ),
+    )
+
+
+def tflite_step(cfg: DictConfig, quantization: str) -> StepSpec:
+    params: dict[str, Any] = {"quantization": quantization}
+    inputs = {"saved_model": SAVED_MODEL}
+    if quantization in CALIBRATED_TFLITE:
+        params["calibration_samples"] = cfg.data.calibration_samples
+        inputs["data"] = DATA
+    filename = f"model_{quantization}.tflite"
+    return StepSpec(
+        name=f"tflite[{quantization}]",
+        kind="tflite",
+        params=params,
+        inputs=inputs,
+        outputs=(
+            OutputSpec(
+                role="model",
+                artifact=f"tflite/{quantization}",
+                path=filename,
+                publish=f"tflite/{filename}",
+                format="tflite",
+                variant=quantization,
+            ),
+        ),
+    )
+
+
+SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
+
+
+def _sklearn_dataset(name: str) -> str:
+    if name not in SKLEARN_DATASETS:
+        raise ConfigError(
+            f"data.name: '{name}' is not one of {', '.join(SKLEARN_DATASETS)}"
+            f"{did_you_mean(name, SKLEARN_DATASETS)}"
+        )
+    return name
+
+
+def _existing_file(path: str, key: str) -> str:
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}: no such file '{path}'")
+    return os.path.abspath(path)
+
+
+def _model_builder(model: DictConfig) -> tuple[str, str]:
+    """The builder's identity for the cache key and its source file; checks the params."""
+    if model._target_:
+        return _user_builder(model._target_)
+    if model.name not in BUILDERS:
+        names = sorted(BUILDERS)
+        raise ConfigError(
+            f"model.name: '{model.name}' is not one of {', '.join(names)} "
+            f"(or set model._target_ to your own builder){did_you_mean(model.name, names)}"
+        )
+    builder = BUILDERS[model.name]
+    _check_params(builder, _plain(model.params), f"model '{model.name}'")
+    return model.name, inspect.getfile(builder)
+
+
+def _user_builder(target: str) -> tuple[str, str]:
+    module_name, _, attr = target.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"model._target_: '{target}' is not of the form package.module.function")
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not spec.has_location:
+        raise ConfigError(
+            f"model._target_: cannot import module '{module_name}' (is it on PYTHONPATH, "
+            "or in the folder you run tfbuild from?)"
+        )
+    return target, spec.origin
+
+
+def _check_params(builder: Any, params: dict[str, Any], what: str) -> None:
+    signature = inspect.signature(builder)
+    allowed = [p for p in signature.parameters if p not in ("input_shape", "num_classes")]
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(
+                f"model.params.{key}: not a parameter of {what} (allowed: {', '.join(allowed)})"
+                f"{did_you_mean(key, allowed)}"
+            )
+
+
+def _plain(node: Any) -> Any:
+    """A JSON-able copy: containers resolved, enums as their values."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node

@@ -1,0 +1,148 @@
+"""Structured-config schemas for every config group, registered in Hydra's ConfigStore.
+
+The primary config (`conf/config.yaml`) lists `tfbuild_schema` first in its defaults list, so
+the whole composed config is typed by `TfbuildConfig`: a typo'd key or a bad enum value fails
+at compose time with the key's full name. Values that may be "one value or a list" are typed
+`Any` here (OmegaConf has no Union of scalar and list) and checked in `checks.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+class TargetName(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    multi_gpu = "multi_gpu"
+    tpu = "tpu"
+    edge = "edge"
+    browser = "browser"
+
+
+class PrecisionPolicy(str, Enum):
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+class ExportFormat(str, Enum):
+    saved_model = "saved_model"
+    tflite = "tflite"
+    tfjs = "tfjs"
+
+
+class TfliteQuantization(str, Enum):
+    float = "float"
+    dynamic = "dynamic"
+    fp16 = "fp16"
+    int8 = "int8"
+    int16x8 = "int16x8"
+
+
+class TfjsQuantization(str, Enum):
+    none = "none"
+    float16 = "float16"
+    uint8 = "uint8"
+    uint16 = "uint16"
+
+
+class DataSource(str, Enum):
+    sklearn = "sklearn"  # scikit-learn's bundled datasets: real data that ships offline
+    npz = "npz"  # a user's .npz file with arrays `x` and `y`
+
+
+@dataclass
+class ModelConfig:
+    # A builder from tfbuild's registry (`cnn`, `mlp`), ignored when `_target_` is set.
+    name: str = "cnn"
+    # A user's builder, `package.module.function`, called as f(input_shape, num_classes, **params).
+    _target_: Optional[str] = None
+    # Keyword arguments for the builder; checked against its signature before any work.
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    source: DataSource = DataSource.sklearn
+    # For source=sklearn: digits, iris, wine or breast_cancer.
+    name: str = "digits"
+    # For source=npz: path to a .npz file holding `x` (samples) and `y` (integer labels).
+    path: Optional[str] = None
+    # Seed of the train/validation/test shuffle; the split is a pure function of it.
+    seed: int = 0
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    # Training samples handed to quantizers that calibrate (TFLite int8 and int16x8).
+    calibration_samples: int = 100
+    # Use only the first N samples after shuffling (tests and quick trials); null = all.
+    limit: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.001
+    seed: int = 0
+
+
+@dataclass
+class TargetConfig:
+    name: TargetName = TargetName.cpu
+
+
+@dataclass
+class PrecisionConfig:
+    policy: PrecisionPolicy = PrecisionPolicy.float32
+
+
+@dataclass
+class TfliteExportConfig:
+    # One value or a list of float, dynamic, fp16, int8, int16x8: one build step per value.
+    quantization: Any = field(default_factory=lambda: ["float", "int8"])
+
+
+@dataclass
+class TfjsExportConfig:
+    # One value or a list of none, float16, uint8, uint16: one build step per value.
+    quantization: Any = field(default_factory=lambda: ["none"])
+
+
+@dataclass
+class ExportConfig:
+    # One value or a list of saved_model, tflite, tfjs.
+    formats: Any = field(default_factory=lambda: ["saved_model", "tflite"])
+    tflite: TfliteExportConfig = field(default_factory=TfliteExportConfig)
+    tfjs: TfjsExportConfig = field(default_factory=TfjsExportConfig)
+
+
+@dataclass
+class CacheConfig:
+    # The shared step cache; relative paths are taken from the directory tfbuild runs in.
+    dir: str = "outputs/cache"
+
+
+@dataclass
+class TfbuildConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    # Print the plan, each step with why it would run, and build nothing.
+    dry_run: bool = False
+    # Rebuild steps even when cached: false, true (all), or a list of step names or kinds.
+    force: Any = False
+
+
+def register_configs(cs: Optional[ConfigStore] = None) -> None:
+    """Register the schema under the name that `conf/config.yaml` lists first."""
+    cs = cs or ConfigStore.instance()
+    cs.store(name="tfbuild_schema", node=TfbuildConfig)

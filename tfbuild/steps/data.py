@@ -1,0 +1,78 @@
+"""`data`: a deterministic train/validation/test split, saved as plain .npy arrays.
+
+.npy files (unlike .npz, whose zip entries carry timestamps) are byte-identical for identical
+content, so the split's digest, and every key downstream, is stable across rebuilds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import StepContext
+
+if TYPE_CHECKING:  # NumPy is imported when a step runs, not when a cached build plans
+    import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_source(params: dict[str, Any], files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    if params["source"] == "sklearn":
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{params['name']}")()
+        x = bunch.images[..., None] / 16.0 if params["name"] == "digits" else bunch.data
+        return x.astype(np.float32), bunch.target.astype(np.int64)
+    with np.load(files["source"], allow_pickle=False) as npz:
+        missing = {"x", "y"} - set(npz.files)
+        if missing:
+            raise ValueError(f"{files['source']} has no array named {', '.join(sorted(missing))} (it has {', '.join(npz.files)})")
+        x, y = npz["x"], npz["y"]
+    if len(x) != len(y):
+        raise ValueError(f"{files['source']}: x has {len(x)} samples but y has {len(y)}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{files['source']}: y must hold integer class labels, got {y.dtype}")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def split(x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import numpy as np
+
+    order = np.random.RandomState(params["seed"]).permutation(len(x))
+    if params["limit"]:
+        order = order[: params["limit"]]
+    n_test = max(1, round(len(order) * params["test_fraction"]))
+    n_val = max(1, round(len(order) * params["validation_fraction"]))
+    parts = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    return {name: (x[idx], y[idx]) for name, idx in parts.items()}
+
+
+def load_split(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    return np.load(folder / f"x_{name}.npy"), np.load(folder / f"y_{name}.npy")
+
+
+class DataStep:
+    kind = "data"
+    version = 1
+    tools = ("numpy", "scikit-learn")
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        import numpy as np
+
+        x, y = load_source(dict(ctx.params), dict(ctx.files))
+        parts = split(x, y, dict(ctx.params))
+        out = ctx.outputs["split"]
+        out.mkdir(parents=True)
+        for name, (xs, ys) in parts.items():
+            np.save(out / f"x_{name}.npy", xs)
+            np.save(out / f"y_{name}.npy", ys)
+        return {
+            "samples": {name: int(len(ys)) for name, (_, ys) in parts.items()},
+            "input_shape": list(x.shape[1:]),
+            "num_classes": int(y.max()) + 1,
+        }

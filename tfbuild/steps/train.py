@@ -1,0 +1,90 @@
+"""`train`: build a tf_keras model from its builder and fit it, deterministically."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from ..models import BUILDERS
+from .base import StepContext
+from .data import load_split
+
+
+def resolve_builder(name: str) -> Callable[..., Any]:
+    if name in BUILDERS:
+        return BUILDERS[name]
+    module_name, _, attr = name.rpartition(".")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"model._target_: module '{module_name}' has no attribute '{attr}'") from None
+
+
+class TrainStep:
+    kind = "train"
+    version = 1
+    tools = ("tensorflow", "tf-keras", "numpy")
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        from ..tfenv import import_tensorflow, seed_everything
+
+        import_tensorflow()
+        import numpy as np
+        import tf_keras as keras
+
+        p = ctx.params
+        x_train, y_train = load_split(ctx.inputs["data"], "train")
+        x_val, y_val = load_split(ctx.inputs["data"], "validation")
+        x_test, y_test = load_split(ctx.inputs["data"], "test")
+        num_classes = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
+
+        seed_everything(p["seed"])
+        model = resolve_builder(p["builder"])(tuple(x_train.shape[1:]), num_classes, **p["model_params"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(p["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        ctx.progress.start(p["epochs"], "epoch 0")
+        history = model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            shuffle=True,
+            verbose=0,
+            callbacks=[epoch_progress_callback(ctx, p["epochs"])],
+        )
+        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+        # HDF5 (not .keras, whose zip carries a save date) so equal weights give equal bytes.
+        model.save(ctx.outputs["model"], save_format="h5")
+        final = {name: round(float(values[-1]), 6) for name, values in history.history.items()}
+        return {
+            "model": model.name,
+            "parameters": int(model.count_params()),
+            "epochs": p["epochs"],
+            "final": final,
+            "test_loss": round(float(test_loss), 6),
+            "test_accuracy": round(float(test_accuracy), 6),
+            "samples": {"train": int(len(y_train)), "validation": int(len(y_val)), "test": int(len(y_test))},
+            "num_classes": num_classes,
+            "input_shape": [int(d) for d in np.shape(x_train)[1:]],
+        }
+
+
+def epoch_progress_callback(ctx: StepContext, epochs: int):
+    import tf_keras as keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = logs or {}
+            summary = f"epoch {epoch + 1}/{epochs}"
+            if "accuracy" in logs:
+                summary += f" accuracy {logs['accuracy']:.3f}"
+            if "val_accuracy" in logs:
+                summary += f" val {logs['val_accuracy']:.3f}"
+            ctx.progress.advance(summary)
+
+    return EpochProgress()
