@@ -67,8 +67,7 @@ def one_or_many(value: Any, allowed: type[Enum], key: str) -> tuple[str, ...]:
 def _check_no_missing(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        hint = " (data=npz needs data.path=FILE.npz)" if "data.path" in missing else ""
-        raise ConfigError(f"{', '.join(missing)} must be set{hint}")
+        raise ConfigError(f"{', '.join(missing)} must be set")
 
 
 def _at_least(cfg: DictConfig, key: str, minimum: float) -> None:

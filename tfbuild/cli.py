@@ -29,9 +29,23 @@ from .schema import register_configs
 
 BUILD_LOG = "build.log"
 
+# The worst exit code of the jobs run by this process (a sweep runs several).
+_exit_code = 0
+
+
+def job(cfg: DictConfig) -> None:
+    """The Hydra task function: one build per job. Errors are reported here, as one line, so
+    that one failed job in a sweep neither aborts the others nor prints Hydra's report."""
+    global _exit_code
+    try:
+        build(cfg)
+    except TfbuildError as exc:
+        _report(str(exc))
+        _exit_code = max(_exit_code, exc.exit_code)
+
 
 def build(cfg: DictConfig) -> None:
-    """One build: the Hydra task function (one call per job in a sweep)."""
+    """One build of the composed config, in Hydra's run folder."""
     started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -123,15 +137,14 @@ def main() -> None:
     index = discover(recipe_dirs())
     register_configs()
     register_recipes(index)
-    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(build)
+    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)
     try:
         app()
-    except TfbuildError as exc:
-        _fail(str(exc), exc.exit_code)
     except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line
-        _fail(one_line_error(exc, index), ConfigError.exit_code)
+        _report(one_line_error(exc, index))
+        sys.exit(ConfigError.exit_code)
+    sys.exit(_exit_code)
 
 
-def _fail(message: str, code: int) -> None:
+def _report(message: str) -> None:
     print(f"tfbuild: error: {message}", file=sys.stderr)
-    sys.exit(code)

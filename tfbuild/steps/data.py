@@ -20,6 +20,8 @@ SPLITS = ("train", "validation", "test")
 def load_source(params: dict[str, Any], files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
+    if params["source"] == "sklearn" and params["name"] == "digits":
+        return _sklearn_digits()
     if params["source"] == "sklearn":
         from sklearn import datasets
 
@@ -36,6 +38,20 @@ def load_source(params: dict[str, Any], files: dict[str, Path]) -> tuple[np.ndar
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{files['source']}: y must hold integer class labels, got {y.dtype}")
     return x.astype(np.float32), y.astype(np.int64)
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The same file `sklearn.datasets.load_digits` reads, without importing scikit-learn
+    (about 1 s of SciPy imports on a cold build, for a 0.02 s read)."""
+    import importlib.util
+
+    import numpy as np
+
+    package = importlib.util.find_spec("sklearn")
+    assert package is not None and package.submodule_search_locations
+    path = Path(package.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",")
+    return (table[:, :-1] / 16.0).reshape(-1, 8, 8, 1).astype(np.float32), table[:, -1].astype(np.int64)
 
 
 def split(x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
