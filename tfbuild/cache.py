@@ -103,6 +103,11 @@ class Cache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return existing
             os.rename(tmp, final)
+        # The digests were just computed; remember them for the new paths so that the next
+        # lookup's integrity check costs a stat per file, not a re-read.
+        for output in manifest["outputs"].values():
+            for record in output["files"]:
+                self.state.remember(final / "out" / output["path"] / record["path"], record["sha256"])
         return Entry(key, final, manifest)
 
     def abort(self, tmp: Path) -> None:

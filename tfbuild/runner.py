@@ -163,9 +163,6 @@ def _build_or_reuse(
         manifest = {"key": key, "name": spec.name, "material": material, "info": info,
                     "seconds": round(seconds, 3), "outputs": outputs}
         entry = cache.commit(tmp, key, manifest)
-        for output in outputs.values():
-            for record in output["files"]:
-                cache.state.remember(entry.root / "out" / output["path"] / record["path"], record["sha256"])
     except Exception as exc:  # a step's failure is reported as the step's, never as a crash
         cache.abort(tmp)
         log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")

@@ -1,0 +1,47 @@
+"""Shared fixtures: compose the real config (Hydra's compose API), and run tfbuild for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from tfbuild.recipes import CONF_DIR, PROJECT_ROOT, discover, recipe_dirs, register_recipes
+from tfbuild.schema import register_configs
+
+RECIPES = discover(recipe_dirs(PROJECT_ROOT))
+register_configs()
+register_recipes(RECIPES)
+
+# The smallest real build: a few hundred digits, one epoch. Tests shrink the work, never fake it.
+TINY = ["train.epochs=1", "data.limit=300", "data.calibration_samples=16"]
+
+
+@pytest.fixture(scope="session")
+def compose_cfg():
+    """compose_cfg("recipe=digits", "train.epochs=1") -> the composed DictConfig."""
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+def run_tfbuild(*args: str, cwd: Path, check: bool = False, python_code: str | None = None) -> subprocess.CompletedProcess:
+    """The installed `tfbuild` in a subprocess, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+    if python_code is not None:
+        command = [sys.executable, "-c", python_code, *args]
+    else:
+        command = [str(Path(sys.executable).parent / "tfbuild"), *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tfbuild {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result

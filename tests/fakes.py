@@ -1,0 +1,42 @@
+"""Fake step kinds for engine tests: real files, no TensorFlow, runs counted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tfbuild.plan import OutputSpec, StepSpec
+from tfbuild.steps.base import StepContext
+
+
+class WriteStep:
+    """Writes its `text` param, plus the content of each input, to its single output."""
+
+    version = 1
+    tools = ("pytest",)
+
+    def __init__(self, kind: str, runs: Counter):
+        self.kind = kind
+        self.runs = runs
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        self.runs[ctx.spec.name] += 1
+        if ctx.params.get("fail"):
+            raise ValueError(f"{ctx.spec.name} was told to fail")
+        parts = [str(ctx.params.get("text", ctx.spec.name))]
+        parts += [ctx.inputs[role].read_text() for role in sorted(ctx.inputs)]
+        for role, path in ctx.outputs.items():
+            path.write_text("|".join(parts))
+        ctx.progress.start(1, "working")
+        ctx.progress.advance("done")
+        return {"chars": sum(len(p) for p in parts)}
+
+
+def step(name: str, inputs: dict[str, str] | None = None, publish: bool = False, **params: Any) -> StepSpec:
+    return StepSpec(
+        name=name,
+        kind="write",
+        params=params,
+        inputs=inputs or {},
+        outputs=(OutputSpec(role="out", artifact=name, path=f"{name}.txt", publish=f"{name}.txt" if publish else None, format="txt" if publish else None),),
+    )

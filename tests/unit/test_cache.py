@@ -1,0 +1,124 @@
+import json
+import os
+import threading
+
+import pytest
+
+from tfbuild import digests
+from tfbuild.cache import Cache, cache_key, canonical_json
+
+
+def _commit(cache: Cache, key: str, content: str = "hello") -> None:
+    tmp = cache.begin(key)
+    (tmp / "out" / "a.txt").write_text(content)
+    files = digests.tree_files(tmp / "out" / "a.txt")
+    cache.commit(
+        tmp,
+        key,
+        {"info": {}, "outputs": {"out": {"path": "a.txt", "sha256": files[0].sha256, "bytes": 5,
+                                          "files": [vars(f) for f in files]}}},
+    )
+
+
+def test_key_is_canonical_json_independent_of_dict_order():
+    assert cache_key({"a": 1, "b": {"c": 2, "d": 3}}) == cache_key({"b": {"d": 3, "c": 2}, "a": 1})
+    assert canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+
+
+def test_commit_then_lookup(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "k" * 64)
+    entry, problem = cache.lookup("k" * 64)
+    assert problem is None and entry is not None
+    assert entry.output_path("out").read_text() == "hello"
+    assert not list((tmp_path / "tmp").iterdir()), "the temp folder was renamed, not copied"
+
+
+def test_unknown_key_is_a_plain_miss(tmp_path):
+    assert Cache(tmp_path).lookup("0" * 64) == (None, None)
+
+
+def test_folder_without_manifest_is_a_miss_and_is_discarded(tmp_path):
+    cache = Cache(tmp_path)
+    partial = cache.entry_dir("p" * 64)
+    (partial / "out").mkdir(parents=True)
+    (partial / "out" / "a.txt").write_text("half")
+    entry, problem = cache.lookup("p" * 64)
+    assert entry is None and problem == "cache entry incomplete"
+    assert not partial.exists()
+
+
+def test_unreadable_manifest_is_a_miss(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "m" * 64)
+    (cache.entry_dir("m" * 64) / "manifest.json").write_text("{not json")
+    assert cache.lookup("m" * 64)[0] is None
+
+
+@pytest.mark.parametrize("damage", ["edit", "truncate", "delete"])
+def test_changed_output_file_is_reported_corrupt(tmp_path, damage):
+    cache = Cache(tmp_path)
+    key = "c" * 64
+    _commit(cache, key)
+    path = cache.entry_dir(key) / "out" / "a.txt"
+    if damage == "edit":
+        path.write_text("jello")  # same size, different bytes
+    elif damage == "truncate":
+        path.write_text("he")
+    else:
+        path.unlink()
+    entry, problem = cache.lookup(key)
+    assert entry is None and problem.startswith("cache entry corrupt (a.txt")
+    assert not cache.entry_dir(key).exists()
+
+
+def test_unchanged_files_are_not_rehashed(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    _commit(cache, "s" * 64)
+    calls = []
+    monkeypatch.setattr(digests, "sha256_file", lambda p: calls.append(p) or "x")
+    for _ in range(3):
+        assert cache.lookup("s" * 64)[0] is not None
+    assert calls == []
+
+
+def test_stat_cache_rehashes_a_changed_file(tmp_path):
+    state = digests.StatCache(tmp_path / "state.db")
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"one")
+    first = state.file_digest(f)
+    f.write_bytes(b"two!")
+    assert state.file_digest(f) == digests.sha256_file(f) != first
+
+
+def test_second_commit_of_the_same_key_keeps_the_first(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "d" * 64, "hello")
+    _commit(cache, "d" * 64, "world")  # a racing writer with the same inputs
+    entry, _ = cache.lookup("d" * 64)
+    assert entry.output_path("out").read_text() == "hello"
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_material_index_round_trip(tmp_path):
+    cache = Cache(tmp_path)
+    assert cache.previous_material("digits", "train") is None
+    cache.remember_material("digits", "train", {"params": {"epochs": 5}})
+    assert cache.previous_material("digits", "train") == {"params": {"epochs": 5}}
+    assert cache.previous_material("other", "train") is None
+
+
+def test_tree_digest_of_a_file_is_its_sha256(tmp_path):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"\x00model")
+    assert digests.tree_digest(digests.tree_files(f)) == digests.sha256_file(f)
+
+
+def test_tree_digest_depends_on_names_and_contents_not_times(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "w.bin").write_bytes(b"w")
+    before = digests.tree_digest(digests.tree_files(tmp_path / "d"))
+    os.utime(tmp_path / "d" / "sub" / "w.bin", (1, 1))
+    assert digests.tree_digest(digests.tree_files(tmp_path / "d")) == before
+    (tmp_path / "d" / "sub" / "w.bin").rename(tmp_path / "d" / "sub" / "v.bin")
+    assert digests.tree_digest(digests.tree_files(tmp_path / "d")) != before

@@ -1,0 +1,105 @@
+"""Composed config -> plan: which steps, and which params each step's key sees."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfbuild.errors import ConfigError
+from tfbuild.resolver import resolve
+
+
+def plan_of(compose_cfg, *overrides):
+    return resolve(compose_cfg(*overrides)).plan
+
+
+def names(plan):
+    return [s.name for s in plan.steps]
+
+
+def test_default_recipe_plan(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits")
+    assert names(plan) == ["data", "train", "saved_model", "tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]"]
+    assert plan.step("saved_model").outputs[0].publish == "saved_model"
+    assert plan.step("tflite[int8]").outputs[0].publish == "tflite/model_int8.tflite"
+
+
+def test_one_quantization_or_a_list(compose_cfg):
+    assert names(plan_of(compose_cfg, "export.tflite.quantization=fp16"))[-1] == "tflite[fp16]"
+    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]")
+    assert names(plan)[3:] == ["tflite[int16x8]", "tflite[float]"]
+
+
+def test_each_step_sees_only_the_params_it_reads(compose_cfg):
+    a = plan_of(compose_cfg, "recipe=digits")
+    b = plan_of(compose_cfg, "recipe=digits", "train.epochs=9", "data.calibration_samples=7")
+    changed = {s.name for s, t in zip(a.steps, b.steps) if s.params != t.params}
+    assert changed == {"train", "tflite[int8]"}
+    assert "calibration_samples" not in a.step("tflite[float]").params
+    assert "data" not in a.step("tflite[float]").inputs, "only calibrated variants read the data"
+    assert a.step("tflite[int8]").inputs["data"] == "data/split"
+
+
+def test_saved_model_is_built_but_not_published_when_only_tflite_is_asked(compose_cfg):
+    plan = plan_of(compose_cfg, "export.formats=tflite")
+    assert plan.step("saved_model").outputs[0].publish is None
+
+
+def test_builder_source_is_an_input_of_training(compose_cfg):
+    plan = plan_of(compose_cfg)
+    assert plan.step("train").files["builder"].endswith("builders.py")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.calibration_samples=0"], "export.tflite.quantization=int8 needs calibration data"),
+        (["train.epochs=0"], "train.epochs must be at least 1, got 0"),
+        (["train.batch_size=-4"], "train.batch_size must be at least 1"),
+        (["train.learning_rate=0"], "train.learning_rate must be greater than 0"),
+        (["data.limit=3"], "data.limit must be at least 10"),
+        (["data.test_fraction=1.5"], "data.test_fraction must be between 0 and 1"),
+        (["data.validation_fraction=0.5", "data.test_fraction=0.45"], "data.validation_fraction + data.test_fraction must leave at least 10%"),
+        (["export.formats=[tflite,onnx]"], "export.formats: 'onnx' is not one of saved_model, tflite, tfjs"),
+        (["export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of float, dynamic, fp16, int8, int16x8 (did you mean 'int8'?)"),
+        (["export.tflite.quantization=[]"], "export.tflite.quantization is empty"),
+        (["data=npz"], "data.path must be set"),
+        (["data=npz", "data.path=/no/such.npz"], "data.path: no such file '/no/such.npz'"),
+        (["data.name=mnist"], "data.name: 'mnist' is not one of digits, iris, wine, breast_cancer"),
+        (["model.name=resnet"], "model.name: 'resnet' is not one of cnn, mlp"),
+        (["+model.params.filtrs=[8]"], "model.params.filtrs: not a parameter of model 'cnn' (allowed: filters, dense_units, dropout) (did you mean 'filters'?)"),
+        (["+model._target_=no_such_pkg.models.build"], "model._target_: cannot import module 'no_such_pkg.models'"),
+        (["target=gpu"], "target=gpu: only target=cpu is built by this version"),
+        (["precision=mixed_float16"], "precision=mixed_float16: only precision=float32"),
+        (["force=3"], "force must be true, false or a list"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_key(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        resolve(compose_cfg(*overrides))
+    assert str(info.value).startswith(message)
+
+
+def test_npz_file_is_an_external_input(compose_cfg, tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((20, 3), np.float32), y=np.arange(20) % 2)
+    plan = plan_of(compose_cfg, "data=npz", f"data.path={path}", "export.tflite.quantization=float")
+    assert plan.step("data").files == {"source": str(path)}
+    assert "name" not in plan.step("data").params
+
+
+def test_planning_never_imports_tensorflow():
+    code = (
+        "import sys\n"
+        "from tests.conftest import RECIPES\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from tfbuild.recipes import CONF_DIR\n"
+        "from tfbuild.resolver import resolve\n"
+        "import tfbuild.steps, tfbuild.runner, tfbuild.console\n"
+        "with initialize_config_dir(config_dir=str(CONF_DIR), version_base='1.3'):\n"
+        "    resolve(compose(config_name='config', overrides=['recipe=digits']))\n"
+        "heavy = [m for m in ('tensorflow', 'tf_keras', 'numpy', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

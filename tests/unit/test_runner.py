@@ -1,0 +1,170 @@
+"""The runner with fake steps: what runs, what is reused, and the reason given for each."""
+
+from collections import Counter
+
+import pytest
+
+from tfbuild import keys
+from tfbuild.cache import Cache
+from tfbuild.plan import make_plan
+from tfbuild.runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, run_plan
+
+from tests.fakes import WriteStep, step
+
+
+@pytest.fixture
+def runs():
+    return Counter()
+
+
+@pytest.fixture
+def build(tmp_path, runs):
+    cache = Cache(tmp_path / "cache")
+    registry = {"write": WriteStep("write", runs)}
+
+    def _build(steps, **kwargs):
+        return run_plan(make_plan(steps), cache, registry, scope="recipe", **kwargs)
+
+    return _build
+
+
+def chain(**params):
+    """data -> train -> export, like the real pipeline; params go to the named step."""
+    return [
+        step("data", **params.get("data", {})),
+        step("train", {"data": "data"}, **params.get("train", {})),
+        step("export", {"model": "train"}, publish=True, **params.get("export", {})),
+    ]
+
+
+def summary(result):
+    return {r.spec.name: (r.status, r.reason) for r in result.steps}
+
+
+def test_first_build_runs_everything_then_nothing(build, runs):
+    first = build(chain())
+    assert summary(first) == {n: (BUILT, "not in cache") for n in ("data", "train", "export")}
+    second = build(chain())
+    assert summary(second) == {n: (CACHED, "cached") for n in ("data", "train", "export")}
+    assert runs == Counter(data=1, train=1, export=1)
+
+
+def test_param_change_reruns_the_step_and_what_depends_on_it(build, runs):
+    build(chain(train={"text": "five epochs"}))
+    result = build(chain(train={"text": "three epochs"}))
+    assert summary(result)["data"] == (CACHED, "cached")
+    assert summary(result)["train"] == (BUILT, "params changed (text: five epochs -> three epochs)")
+    assert summary(result)["export"] == (BUILT, "input changed (model)")
+    assert runs == Counter(data=1, train=2, export=2)
+
+
+def test_change_in_a_leaf_step_reruns_only_that_step(build, runs):
+    build(chain(export={"text": "float"}))
+    result = build(chain(export={"text": "int8"}))
+    assert [r.status for r in result.steps] == [CACHED, CACHED, BUILT]
+    assert runs["train"] == 1
+
+
+def test_switching_back_reuses_the_earlier_result(build, runs):
+    build(chain(export={"text": "float"}))
+    build(chain(export={"text": "int8"}))
+    result = build(chain(export={"text": "float"}))
+    assert [r.status for r in result.steps] == [CACHED, CACHED, CACHED]
+    assert runs["export"] == 2
+
+
+def test_upstream_rebuild_with_identical_output_keeps_downstream_cached(build, runs):
+    # A param that does not change the output (here: `note`, which WriteStep ignores).
+    build(chain())
+    result = build(chain(data={"note": "cosmetic"}))
+    assert [r.status for r in result.steps] == [BUILT, CACHED, CACHED]
+
+
+def test_tool_version_change_is_the_reason(build, runs, monkeypatch):
+    build(chain())
+    real = keys.tool_version
+    monkeypatch.setattr(keys, "tool_version", lambda name: "99.0" if name == "pytest" else real(name))
+    result = build(chain())
+    assert result.steps[0].status == BUILT
+    assert result.steps[0].reason.startswith("tool version changed (pytest: ")
+    assert result.steps[0].reason.endswith("-> 99.0)")
+
+
+def test_failure_stops_dependents_and_caches_nothing(build, runs, tmp_path):
+    result = build(chain(train={"fail": True}))
+    assert [r.status for r in result.steps] == [BUILT, FAILED, SKIPPED]
+    assert result.failed.spec.name == "train"
+    assert result.failed.error == "ValueError: train was told to fail"
+    assert runs["export"] == 0
+    assert not list((tmp_path / "cache" / "tmp").iterdir()), "the failed step's temp folder is gone"
+    again = build(chain(train={"fail": True}))
+    assert runs["train"] == 2, "a failure is never cached"
+    assert again.failed is not None
+
+
+def test_force_all_or_by_name(build, runs):
+    build(chain())
+    result = build(chain(), force=("train",))
+    assert summary(result)["train"] == (BUILT, "forced")
+    assert summary(result)["export"][0] == CACHED  # same output, so still cached
+    build(chain(), force=True)
+    assert runs == Counter(data=2, train=3, export=2)
+
+
+def test_dry_run_builds_nothing_and_says_why(build, runs, tmp_path):
+    result = build(chain(), dry_run=True)
+    assert summary(result) == {
+        "data": (TO_BUILD, "not in cache"),
+        "train": (TO_BUILD, "after data (its input may change)"),
+        "export": (TO_BUILD, "after train (its input may change)"),
+    }
+    assert not runs
+    build(chain())
+    result = build(chain(export={"text": "int8"}), dry_run=True)
+    assert [r.status for r in result.steps] == [CACHED, CACHED, TO_BUILD]
+    assert result.steps[2].reason == "params changed (text: - -> int8)"
+    assert runs == Counter(data=1, train=1, export=1)
+
+
+def test_corrupt_entry_is_rebuilt_with_the_reason(build, runs, tmp_path):
+    first = build(chain())
+    (first.steps[1].entry.output_path("out")).write_text("tampered!")
+    result = build(chain())
+    assert summary(result)["train"] == (BUILT, "cache entry corrupt (train.txt changed)")
+    assert runs["train"] == 2
+
+
+def test_published_artifacts_are_links_or_copies_not_paths_into_the_cache(build, tmp_path):
+    run_dir = tmp_path / "run"
+    result = build(chain(), run_dir=run_dir)
+    published = run_dir / "export.txt"
+    assert published.is_file() and not published.is_symlink()
+    assert published.read_text() == result.steps[2].entry.output_path("out").read_text()
+    assert not (run_dir / "train.txt").exists(), "internal outputs stay in the cache"
+
+
+def test_progress_and_quiet_wrapper_are_used(build):
+    events = []
+
+    class Recorder:
+        def step_started(self, spec, reason):
+            events.append(("start", spec.name))
+            from tfbuild.steps.base import NoProgress
+
+            return NoProgress()
+
+        def step_finished(self, result):
+            events.append(("end", result.spec.name, result.status))
+
+    quiet_calls = []
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def quiet():
+        quiet_calls.append(1)
+        yield
+
+    build(chain(), reporter=Recorder(), quiet=quiet)
+    assert events[:2] == [("start", "data"), ("end", "data", BUILT)]
+    assert len(quiet_calls) == 3
