@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any, Callable
 
 from ..models import BUILDERS
@@ -59,7 +60,9 @@ class TrainStep:
         )
         test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
         # HDF5 (not .keras, whose zip carries a save date) so equal weights give equal bytes.
-        model.save(ctx.outputs["model"], save_format="h5")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+            model.save(ctx.outputs["model"], save_format="h5")
         final = {name: round(float(values[-1]), 6) for name, values in history.history.items()}
         return {
             "model": model.name,

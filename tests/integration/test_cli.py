@@ -1,0 +1,127 @@
+"""The installed `tfbuild` command, run as a user runs it (subprocesses, real TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, run_tfbuild
+
+# Runs tfbuild's entry point, then reports whether TensorFlow was ever imported.
+WITH_IMPORT_PROBE = """
+import sys
+from tfbuild.cli import main
+sys.argv = ["tfbuild", *sys.argv[1:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print("TENSORFLOW_IMPORTED=" + str("tensorflow" in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+QUICK = [*TINY, "export.tflite.quantization=[float,int8]"]
+
+
+def run_dirs(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "runs").glob("*/*"))
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["recipe=digitz"], "recipe=digitz: no recipe named 'digitz'"),
+        (["recipe=digits", "train.epocs=3"], "train.epocs: no such key in train"),
+        (["recipe=digits", "export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of"),
+        (["recipe=digits", "train.epochs=-1"], "train.epochs must be at least 1, got -1"),
+        (["recipe=digits", "train.epochs=abc"], "train.epochs: Value 'abc'"),
+        (["recipe=digits", "precision=fp8"], "precision=fp8: not one of"),
+        (["recipe=../etc/passwd"], "recipe=../etc/passwd: recipe names are paths inside recipes/"),
+        (["recipe=digits", "data.calibration_samples=0"], "export.tflite.quantization=int8 needs calibration data"),
+        (["recipe=digits", "data=npz", "data.path=missing.npz"], "data.path: no such file 'missing.npz'"),
+        (["recipe=digits", "cache.dir=/proc/version"], "cache.dir: '/proc/version' exists and is not a folder"),
+    ],
+)
+def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
+    result = run_tfbuild(*args, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"tfbuild: error: {expected}"), result.stderr
+    assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "outputs" / "cache").exists()
+    assert run_dirs(tmp_path) == []
+
+
+def test_help_lists_recipes_and_keys(tmp_path):
+    result = run_tfbuild("--help", cwd=tmp_path, check=True)
+    assert "recipe: digits, digits_mlp" in result.stdout
+    assert "export.tflite.quantization" in result.stdout
+
+
+@pytest.mark.slow
+def test_build_then_noop_then_one_change(tmp_path):
+    cold = run_tfbuild("recipe=digits", *QUICK, cwd=tmp_path, check=True)
+    # The user sees tfbuild's progress and table, and none of TensorFlow's C++ chatter.
+    assert "train: epoch 1/1" in cold.stdout
+    assert "tflite[int8]" in cold.stdout and "not in cache" in cold.stdout
+    for noise in ("cuda", "W0000", "absl", "oneDNN", "WARNING"):
+        assert noise not in cold.stdout + cold.stderr
+    first_run = run_dirs(tmp_path)[0]
+    assert (first_run / "build.log").is_file(), "TensorFlow's output went to the run folder's log"
+
+    record = json.loads((first_run / "build.json").read_text())
+    assert record["recipe"] == "digits" and record["status"] == "succeeded"
+    assert record["config"]["train"]["epochs"] == 1
+    assert [s["name"] for s in record["steps"]] == ["data", "train", "saved_model", "tflite[float]", "tflite[int8]"]
+    for s in record["steps"]:
+        assert set(s) >= {"kind", "name", "key", "status", "reason", "seconds", "info"}
+        assert s["status"] == "built" and len(s["key"]) == 64
+    artifacts = {a["name"]: a for a in record["artifacts"]}
+    assert set(artifacts) == {"saved_model", "tflite/float", "tflite/int8"}
+    int8 = artifacts["tflite/int8"]
+    assert (int8["format"], int8["variant"], int8["path"]) == ("tflite", "int8", "tflite/model_int8.tflite")
+    import hashlib
+
+    assert hashlib.sha256((first_run / int8["path"]).read_bytes()).hexdigest() == int8["sha256"]
+    assert (first_run / int8["path"]).stat().st_size == int8["bytes"]
+
+    noop = run_tfbuild("recipe=digits", *QUICK, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
+    assert noop.returncode == 0, noop.stderr
+    assert "TENSORFLOW_IMPORTED=False" in noop.stderr
+    noop_record = json.loads((run_dirs(tmp_path)[1] / "build.json").read_text())
+    assert {s["status"] for s in noop_record["steps"]} == {"cached"}
+    assert noop_record["artifacts"] == record["artifacts"]
+    assert (run_dirs(tmp_path)[1] / "tflite" / "model_int8.tflite").is_file()
+
+    plan = run_tfbuild("recipe=digits", *TINY, "export.tflite.quantization=[float,dynamic]", "dry_run=true",
+                       cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
+    assert plan.returncode == 0 and "TENSORFLOW_IMPORTED=False" in plan.stderr
+    assert "tflite[dynamic]" in plan.stdout and "to build" in plan.stdout
+    assert len(run_dirs(tmp_path)) == 2, "a dry run leaves no run folder"
+
+    changed = run_tfbuild("recipe=digits", *TINY, "export.tflite.quantization=dynamic", cwd=tmp_path, check=True)
+    steps = {s["name"]: s for s in json.loads((run_dirs(tmp_path)[2] / "build.json").read_text())["steps"]}
+    assert steps["train"]["status"] == "cached"
+    assert steps["tflite[dynamic]"]["status"] == "built"
+    assert "tflite[dynamic]" in changed.stdout
+
+
+@pytest.mark.slow
+def test_failed_step_exits_1_naming_the_step(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "nolabels.npz", x=np.zeros((40, 4), np.float32))
+    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'nolabels.npz'}", "export.tflite.quantization=float",
+                         cwd=tmp_path)
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("tfbuild: error: step 'data' failed: ValueError: ")
+    assert "has no array named y" in line and "build.log" in line
+    assert "Traceback" not in result.stderr
+    run = run_dirs(tmp_path)[0]
+    assert "Traceback" in (run / "build.log").read_text()
+    assert json.loads((run / "build.json").read_text())["status"] == "failed"
