@@ -1,0 +1,75 @@
+"""How fast is tfbuild? Prints, for the default recipe on an empty cache:
+
+  plain script   the same TensorFlow work with no build system (benchmarks/plain_digits.py)
+  cold build     `tfbuild recipe=digits` on an empty cache
+  no-op rebuild  the same command again: every step cached
+  quant change   `export.tflite.quantization=int16x8`: one new conversion, training reused
+
+Each figure is the median wall time of --repeat fresh runs, in subprocesses, as a user sees
+it. Targets (issue #2): no-op <= 0.6 s without importing TensorFlow; cold <= 1.15x plain.
+
+    python benchmarks/build_speed.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TFBUILD = Path(sys.executable).parent / "tfbuild"
+NOOP_PROBE = (
+    "import sys; from tfbuild.cli import main; sys.argv = ['tfbuild', *sys.argv[1:]]\n"
+    "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+    "print('TF_IMPORTED', 'tensorflow' in sys.modules)"
+)
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return seconds, result.stdout
+
+
+def one_round(work: Path) -> dict[str, float]:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    figures = {"plain script": timed([sys.executable, str(HERE / "plain_digits.py"), str(work / "plain")], work)[0]}
+    figures["cold build"] = timed([str(TFBUILD), "recipe=digits"], work)[0]
+    seconds, stdout = timed([sys.executable, "-c", NOOP_PROBE, "recipe=digits"], work)
+    if "TF_IMPORTED False" not in stdout:
+        sys.exit("the no-op rebuild imported TensorFlow")
+    figures["no-op rebuild"] = seconds
+    figures["quant change"] = timed([str(TFBUILD), "recipe=digits", "export.tflite.quantization=int16x8"], work)[0]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="fresh rounds; medians are printed")
+    args = parser.parse_args()
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="tfbuild-bench-") as tmp:
+        for i in range(args.repeat):
+            rounds.append(one_round(Path(tmp) / "work"))
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v:.2f} s" for k, v in rounds[-1].items()), flush=True)
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    plain = median["plain script"]
+    print(f"\n{'measure':<16}{'seconds':>9}{'vs plain':>10}  target")
+    targets = {"cold build": f"<= {1.15 * plain:.2f} s (1.15x plain)", "no-op rebuild": "<= 0.60 s, no TensorFlow import"}
+    for key, seconds in median.items():
+        print(f"{key:<16}{seconds:>9.2f}{seconds / plain:>9.2f}x  {targets.get(key, '')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The default recipe's TensorFlow work as a plain script, with no build system: the baseline
+that `build_speed.py` holds tfbuild's cold build against.
+
+Same data file, split, model, training, SavedModel signature and TFLite conversions as
+`tfbuild recipe=digits`; no caching, no hashing, no records.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+
+sklearn_dir = Path(importlib.util.find_spec("sklearn").submodule_search_locations[0])
+table = np.loadtxt(sklearn_dir / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+x = (table[:, :-1] / 16.0).reshape(-1, 8, 8, 1).astype(np.float32)
+y = table[:, -1].astype(np.int64)
+order = np.random.RandomState(0).permutation(len(x))
+n_test, n_val = round(len(x) * 0.2), round(len(x) * 0.1)
+test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+
+tf.config.experimental.enable_op_determinism()
+keras.utils.set_random_seed(0)
+inputs = keras.Input((8, 8, 1), name="inputs")
+h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+h = keras.layers.MaxPooling2D(2)(h)
+h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
+h = keras.layers.Flatten()(h)
+h = keras.layers.Dense(64, activation="relu")(h)
+h = keras.layers.Dropout(0.1)(h)
+model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", dtype="float32")(h))
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=5, batch_size=32, verbose=0)
+print("test accuracy", model.evaluate(x[test], y[test], verbose=0)[1])
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="inputs")])
+def serve(inputs):
+    return {"probabilities": model(inputs, training=False)}
+
+
+tf.saved_model.save(model, str(out / "saved_model"), signatures={"serving_default": serve})
+
+
+def representative():
+    for sample in x[train][:100]:
+        yield [sample[None]]
+
+
+for variant in ("float", "dynamic", "fp16", "int8"):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"))
+    if variant != "float":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    (out / f"model_{variant}.tflite").write_bytes(converter.convert())
