@@ -135,6 +135,7 @@ def main() -> None:
     sys.path.insert(0, os.getcwd())
     os.environ["HYDRA_FULL_ERROR"] = "1"  # raise to us; we print one line, not Hydra's report
     index = discover(recipe_dirs())
+    OmegaConf.register_new_resolver("tfbuild_run_name", lambda recipe: recipe or "no_recipe", replace=True)
     register_configs()
     register_recipes(index)
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)

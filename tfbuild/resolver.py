@@ -129,6 +129,7 @@ def tflite_step(cfg: DictConfig, quantization: str) -> StepSpec:
 
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
+CUSTOM_MODEL = "custom"
 
 
 def _sklearn_dataset(name: str) -> str:
@@ -150,13 +151,19 @@ def _existing_file(path: str | None, key: str) -> str:
 
 def _model_builder(model: DictConfig) -> tuple[str, str]:
     """The builder's identity for the cache key and its source file; checks the params."""
-    if model._target_:
+    if model.name == CUSTOM_MODEL or model._target_:
+        if model.name != CUSTOM_MODEL:
+            raise ConfigError(
+                f"model._target_ is set but model={model.name}: choose model=custom for your own "
+                f"builder, so that {model.name}'s params do not apply to it"
+            )
+        if not model._target_:
+            raise ConfigError("model=custom needs model._target_=package.module.function")
         return _user_builder(model._target_)
     if model.name not in BUILDERS:
-        names = sorted(BUILDERS)
+        names = [*sorted(BUILDERS), CUSTOM_MODEL]
         raise ConfigError(
-            f"model.name: '{model.name}' is not one of {', '.join(names)} "
-            f"(or set model._target_ to your own builder){did_you_mean(model.name, names)}"
+            f"model.name: '{model.name}' is not one of {', '.join(names)}{did_you_mean(model.name, names)}"
         )
     builder = BUILDERS[model.name]
     _check_params(builder, _plain(model.params), f"model '{model.name}'")

@@ -158,3 +158,22 @@ def test_a_step_error_is_reported_as_that_steps_failure(compose_cfg, tmp_path):
     assert result.failed.spec.name == "data"
     assert "has no array named y" in result.failed.error
     assert not (tmp_path / "cache" / "entries").exists(), "nothing was cached"
+
+
+def test_a_users_own_builder(compose_cfg, tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "import tf_keras as keras\n"
+        "def tiny(input_shape, num_classes, width=4):\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    x = keras.layers.Dense(width, activation='relu')(keras.layers.Flatten()(inputs))\n"
+        "    return keras.Model(inputs, keras.layers.Dense(num_classes, activation='softmax')(x), name='tiny')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_cfg("model=custom", "model._target_=my_models.tiny", "+model.params.width=3", *TINY,
+                      "export.tflite.quantization=float")
+    plan = resolve(cfg).plan
+    assert plan.step("train").files["builder"] == str(tmp_path / "my_models.py")
+    result = run_plan(plan, Cache(tmp_path / "cache"), REGISTRY)
+    assert result.failed is None, result.failed and result.failed.error
+    assert info(result, "train")["model"] == "tiny"
+    assert info(result, "train")["parameters"] == 64 * 3 + 3 + 3 * 10 + 10

@@ -125,3 +125,14 @@ def test_failed_step_exits_1_naming_the_step(tmp_path):
     run = run_dirs(tmp_path)[0]
     assert "Traceback" in (run / "build.log").read_text()
     assert json.loads((run / "build.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_sweep_trains_once(tmp_path):
+    result = run_tfbuild("-m", "recipe=digits", *TINY, "export.tflite.quantization=float,int8", cwd=tmp_path, check=True)
+    assert "Launching 2 jobs" in result.stdout + result.stderr
+    jobs = sorted((tmp_path / "outputs" / "sweeps").glob("*/[0-9]*"))
+    assert len(jobs) == 2
+    steps = [{s["name"]: s["status"] for s in json.loads((job / "build.json").read_text())["steps"]} for job in jobs]
+    assert steps[0] == {"data": "built", "train": "built", "saved_model": "built", "tflite[float]": "built"}
+    assert steps[1] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built"}

@@ -51,7 +51,7 @@ def test_every_public_key_exists(compose_cfg):
 
 
 def test_every_group_option_composes(compose_cfg):
-    for override in ["model=mlp", "data=npz", "precision=mixed_float16", "precision=mixed_bfloat16",
+    for override in ["model=mlp", "model=custom", "data=npz", "precision=mixed_float16", "precision=mixed_bfloat16",
                      *[f"target={t.value}" for t in TargetName]]:
         compose_cfg(override)
 
