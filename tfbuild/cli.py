@@ -101,7 +101,6 @@ def build(cfg: DictConfig) -> None:
         cache_dir=cache_dir,
         started=started,
         seconds=time.perf_counter() - wall,
-        dry_run=False,
     )
     write_json(run_dir / "build.json", record)
     console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
@@ -144,6 +143,9 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line
         _report(one_line_error(exc, index))
         sys.exit(ConfigError.exit_code)
+    except KeyboardInterrupt:
+        _report("interrupted; steps that finished are cached, the one running was discarded")
+        sys.exit(130)
     sys.exit(_exit_code)
 
 

@@ -43,6 +43,10 @@ class StepProgress:
                 TimeElapsedColumn(),
                 console=self._console,
                 transient=True,
+                # Python-level warnings during a step belong in build.log with TensorFlow's
+                # other output, not above the bar.
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._bar.start()
             self._task = self._bar.add_task(description, total=total)

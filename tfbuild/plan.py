@@ -39,14 +39,9 @@ class StepSpec:
 class Plan:
     steps: tuple[StepSpec, ...]  # in run order: every producer before its consumers
 
-    def producer_of(self, artifact: str) -> StepSpec:
-        for step in self.steps:
-            if any(out.artifact == artifact for out in step.outputs):
-                return step
-        raise KeyError(artifact)
-
-    def dependencies(self, step: StepSpec) -> list[StepSpec]:
-        return [self.producer_of(artifact) for artifact in step.inputs.values()]
+    def producers(self) -> dict[str, tuple[str, str]]:
+        """artifact name -> (producing step's name, the output's role in that step)."""
+        return {out.artifact: (step.name, out.role) for step in self.steps for out in step.outputs}
 
     def step(self, name: str) -> StepSpec:
         return next(s for s in self.steps if s.name == name)
@@ -97,8 +92,15 @@ def _check_unique_names(steps: list[StepSpec]) -> None:
 
 def _producers(steps: list[StepSpec]) -> dict[str, str]:
     producers: dict[str, str] = {}
+    published: dict[str, str] = {}
     for step in steps:
         for out in step.outputs:
+            if out.publish is not None:
+                if out.publish in published:
+                    raise PlanError(
+                        f"steps '{published[out.publish]}' and '{step.name}' both publish '{out.publish}'"
+                    )
+                published[out.publish] = step.name
             if out.artifact in producers:
                 raise PlanError(
                     f"artifact '{out.artifact}' is produced by both "

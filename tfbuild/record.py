@@ -1,7 +1,7 @@
 """build.json: what a build did, in the run folder, for people and for tools.
 
 {
-  "tfbuild": version, "recipe": name or null, "status": "succeeded" | "failed" | "dry run",
+  "tfbuild": version, "recipe": name or null, "status": "succeeded" | "failed",
   "started": ISO time, "seconds": wall time,
   "cache": cache folder,
   "config": {...the resolved config...},
@@ -54,13 +54,11 @@ def build_record(
     cache_dir: Path,
     started: str,
     seconds: float,
-    dry_run: bool,
 ) -> dict[str, Any]:
-    status = "dry run" if dry_run else ("failed" if result.failed else "succeeded")
     return {
         "tfbuild": __version__,
         "recipe": recipe,
-        "status": status,
+        "status": "failed" if result.failed else "succeeded",
         "started": started,
         "seconds": round(seconds, 3),
         "cache": str(cache_dir),

@@ -76,98 +76,104 @@ def run_plan(
     quiet: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     log_error: Callable[[str], None] = lambda text: None,
 ) -> BuildResult:
-    """Build `plan`. `quiet` wraps each step's work (the CLI sends TensorFlow's noise to a log
-    file with it); `log_error` receives full tracebacks of failed steps."""
-    reporter = reporter or SilentReporter()
-    results: dict[str, StepResult] = {}
-    producers = {out.artifact: (step.name, out.role) for step in plan.steps for out in step.outputs}
-    stop = False
+    """Build `plan`, publishing user-facing artifacts into `run_dir`.
 
+    `scope` (the recipe) names whose previous build a step is compared with to explain a
+    rebuild. `quiet` wraps each step's work (the CLI sends TensorFlow's noise to a log file
+    with it); `log_error` receives the full traceback of a failed step.
+    """
+    runner = _Runner(cache, registry, scope, force, dry_run, reporter or SilentReporter(), quiet, log_error)
+    producers = plan.producers()
+    results: dict[str, StepResult] = {}
     for spec in plan.steps:
-        upstream = {role: results[producers[a][0]] for role, a in spec.inputs.items()}
-        if stop or any(r.status in (FAILED, SKIPPED) for r in upstream.values()):
-            result = StepResult(spec, SKIPPED, "an earlier step failed")
-        elif any(r.status == TO_BUILD for r in upstream.values()):
-            pending = sorted({r.spec.name for r in upstream.values() if r.status == TO_BUILD})
-            result = StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")
-        else:
-            kind = registry[spec.kind]
-            material = key_material(
-                spec.kind,
-                kind.version,
-                spec.params,
-                {role: r.output_digest(producers[spec.inputs[role]][1]) for role, r in upstream.items()},
-                {role: cache.state.digest(Path(path)) for role, path in spec.files.items()},
-                kind.tools,
-            )
-            result = _build_or_reuse(
-                spec, kind, material, cache, upstream, producers, scope, force, dry_run, reporter, quiet, log_error
-            )
-            if result.status in (BUILT, CACHED):
-                cache.remember_material(scope, spec.name, material)
-                if run_dir is not None and not dry_run:
-                    publish(result, run_dir)
+        upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
+        result = runner.step(spec, upstream, stopped=any(r.status == FAILED for r in results.values()))
+        if result.status in (BUILT, CACHED) and run_dir is not None and not dry_run:
+            publish(result, run_dir)
         results[spec.name] = result
-        stop = stop or result.status == FAILED
-        if result.status != TO_BUILD or dry_run:
-            reporter.step_finished(result)
+        runner.reporter.step_finished(result)
     return BuildResult([results[s.name] for s in plan.steps])
 
 
-def _build_or_reuse(
-    spec: StepSpec,
-    kind: StepKind,
-    material: dict[str, Any],
-    cache: Cache,
-    upstream: Mapping[str, StepResult],
-    producers: Mapping[str, tuple[str, str]],
-    scope: str,
-    force: bool | tuple[str, ...],
-    dry_run: bool,
-    reporter: Reporter,
-    quiet: Callable[[], ContextManager[Any]],
-    log_error: Callable[[str], None],
-) -> StepResult:
-    key = cache_key(material)
-    started = time.perf_counter()
-    forced = force is True or (isinstance(force, tuple) and (spec.name in force or spec.kind in force))
-    refused: str | None = None
-    if not forced:
-        entry, refused = cache.lookup(key)
-        if entry is not None:
-            return StepResult(
-                spec, CACHED, "cached", key, time.perf_counter() - started, entry.manifest["info"], entry
-            )
-    reason = "forced" if forced else refused or explain_change(cache.previous_material(scope, spec.name), material)
-    if dry_run:
-        return StepResult(spec, TO_BUILD, reason, key)
+@dataclass
+class _Runner:
+    cache: Cache
+    registry: Mapping[str, StepKind]
+    scope: str
+    force: bool | tuple[str, ...]
+    dry_run: bool
+    reporter: Reporter
+    quiet: Callable[[], ContextManager[Any]]
+    log_error: Callable[[str], None]
 
-    progress = reporter.step_started(spec, reason)
-    tmp = cache.begin(key)
-    try:
-        ctx = StepContext(
-            spec=spec,
-            params=spec.params,
-            inputs={
-                role: r.entry.output_path(producers[spec.inputs[role]][1])  # type: ignore[union-attr]
-                for role, r in upstream.items()
-            },
-            files={role: Path(path) for role, path in spec.files.items()},
-            outputs={out.role: tmp / "out" / out.path for out in spec.outputs},
-            progress=progress,
+    def step(self, spec: StepSpec, upstream: Mapping[str, tuple[StepResult, str]], stopped: bool) -> StepResult:
+        """Decide and do one step; `upstream` maps each input role to (its producer's result, output role)."""
+        if stopped or any(r.status in (FAILED, SKIPPED) for r, _ in upstream.values()):
+            return StepResult(spec, SKIPPED, "an earlier step failed")
+        pending = sorted({r.spec.name for r, _ in upstream.values() if r.status == TO_BUILD})
+        if pending:  # a dry run cannot know the digests of outputs not yet built
+            return StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")
+
+        kind = self.registry[spec.kind]
+        material = key_material(
+            spec.kind,
+            kind.version,
+            spec.params,
+            {role: r.output_digest(out_role) for role, (r, out_role) in upstream.items()},
+            {role: self.cache.state.digest(Path(path)) for role, path in spec.files.items()},
+            kind.tools,
         )
-        with quiet():
-            info = kind.run(ctx) or {}
-        seconds = time.perf_counter() - started
-        outputs = _output_records(spec, tmp)
-        manifest = {"key": key, "name": spec.name, "material": material, "info": info,
-                    "seconds": round(seconds, 3), "outputs": outputs}
-        entry = cache.commit(tmp, key, manifest)
-    except Exception as exc:  # a step's failure is reported as the step's, never as a crash
-        cache.abort(tmp)
-        log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
-        return StepResult(spec, FAILED, reason, key, time.perf_counter() - started, error=_one_line(exc))
-    return StepResult(spec, BUILT, reason, key, seconds, info, entry)
+        key = cache_key(material)
+        started = time.perf_counter()
+        forced = self.force is True or (
+            isinstance(self.force, tuple) and (spec.name in self.force or spec.kind in self.force)
+        )
+        refused: str | None = None
+        if not forced:
+            entry, refused = self.cache.lookup(key)
+            if entry is not None:
+                if not self.dry_run:
+                    self.cache.remember_material(self.scope, spec.name, material)
+                return StepResult(spec, CACHED, "cached", key, time.perf_counter() - started, entry.manifest["info"], entry)
+        previous = self.cache.previous_material(self.scope, spec.name)
+        reason = "forced" if forced else refused or explain_change(previous, material)
+        if self.dry_run:
+            return StepResult(spec, TO_BUILD, reason, key)
+        inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
+        result = self._build(spec, kind, material, key, reason, inputs)
+        if result.status == BUILT:
+            self.cache.remember_material(self.scope, spec.name, material)
+        return result
+
+    def _build(
+        self, spec: StepSpec, kind: StepKind, material: dict[str, Any], key: str, reason: str, inputs: dict[str, Path]
+    ) -> StepResult:
+        started = time.perf_counter()
+        progress = self.reporter.step_started(spec, reason)
+        tmp = self.cache.begin(key)
+        try:
+            ctx = StepContext(
+                spec=spec,
+                params=spec.params,
+                inputs=inputs,
+                files={role: Path(path) for role, path in spec.files.items()},
+                outputs={out.role: tmp / "out" / out.path for out in spec.outputs},
+                progress=progress,
+            )
+            with self.quiet():
+                info = kind.run(ctx) or {}
+            seconds = time.perf_counter() - started
+            manifest = {"key": key, "name": spec.name, "material": material, "info": info,
+                        "seconds": round(seconds, 3), "outputs": _output_records(spec, tmp)}
+            entry = self.cache.commit(tmp, key, manifest)
+        except Exception as exc:  # a step's failure is reported as the step's, never as a crash
+            self.cache.abort(tmp)
+            self.log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
+            return StepResult(spec, FAILED, reason, key, time.perf_counter() - started, error=_one_line(exc))
+        except BaseException:  # Ctrl-C: leave no temp folder behind, then stop
+            self.cache.abort(tmp)
+            raise
+        return StepResult(spec, BUILT, reason, key, seconds, info, entry)
 
 
 def _output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:

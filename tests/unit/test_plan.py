@@ -31,3 +31,10 @@ def test_cycle_names_the_steps():
 def test_duplicate_step_names():
     with pytest.raises(PlanError, match="two steps are named 'a'"):
         make_plan([step("a"), step("a", text="other")])
+
+
+def test_two_steps_publishing_to_the_same_path():
+    with pytest.raises(PlanError, match="steps 'a' and 'b' both publish 'a.txt'"):
+        a = step("a", publish=True)
+        b = type(a)(name="b", kind="write", outputs=(type(a.outputs[0])("out", "b", "b.txt", publish="a.txt"),))
+        make_plan([a, b])
