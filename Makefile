@@ -11,7 +11,6 @@ setup: $(STAMP)
 # Re-installs only when the dependency list changes; the package itself is editable.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 

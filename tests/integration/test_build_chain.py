@@ -177,3 +177,10 @@ def test_a_users_own_builder(compose_cfg, tmp_path, monkeypatch):
     assert result.failed is None, result.failed and result.failed.error
     assert info(result, "train")["model"] == "tiny"
     assert info(result, "train")["parameters"] == 64 * 3 + 3 + 3 * 10 + 10
+
+
+def test_cnn_on_flat_features_fails_with_advice(compose_cfg, tmp_path):
+    cfg = compose_cfg("data.name=iris", "train.epochs=1", "export.tflite.quantization=float")
+    result = run_plan(resolve(cfg).plan, Cache(tmp_path / "cache"), REGISTRY)
+    assert result.failed.spec.name == "train"
+    assert "use model=mlp for flat features" in result.failed.error

@@ -112,3 +112,15 @@ def test_subfolder_recipe_composes_through_hydra(tmp_path, compose_cfg):
     register_recipes(discover([tmp_path]))
     cfg = compose_cfg("recipe=pinned_test/v1")
     assert (cfg.model.name, cfg.train.epochs) == ("mlp", 2)
+
+
+def test_recipes_where_tfbuild_runs_come_before_the_projects(tmp_path):
+    from tfbuild.recipes import PROJECT_ROOT, discover, recipe_dirs
+
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "digits.yaml").write_text("# @package _global_\ntrain:\n  epochs: 1\n")
+    dirs = recipe_dirs(tmp_path)
+    assert dirs == [tmp_path / "recipes", PROJECT_ROOT / "recipes"]
+    index = discover(dirs)
+    assert index.files["digits"] == tmp_path / "recipes" / "digits.yaml"
+    assert "digits_mlp" in index.files

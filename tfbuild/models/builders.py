@@ -15,6 +15,11 @@ def cnn(
     """3x3 conv blocks (conv + ReLU, 2x2 pooling between), a dense layer and a softmax head."""
     import tf_keras as keras
 
+    if len(input_shape) not in (2, 3):
+        raise ValueError(
+            f"model cnn needs image-shaped samples (height, width[, channels]), got shape "
+            f"{tuple(input_shape)}; use model=mlp for flat features"
+        )
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
     x = inputs if len(input_shape) == 3 else keras.layers.Reshape((*input_shape, 1))(inputs)
     for i, channels in enumerate(filters):
