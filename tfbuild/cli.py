@@ -58,14 +58,12 @@ def build(cfg: DictConfig) -> None:
         raise
 
     # Imported once the config is known to be good: a config error stays as fast as possible.
-    from .console import ConsoleReporter, summary_table
-    from .quiet import native_output_to, terminal_stream
+    from .console import ConsoleReporter, summary_table, terminal_console
+    from .quiet import native_output_to
     from .record import build_record, write_json
     from .runner import run_plan
     from .steps import REGISTRY
-    from rich.console import Console
 
-    console = Console(file=terminal_stream(), highlight=False)
     log_path = run_dir / BUILD_LOG
 
     def log_error(text: str) -> None:
@@ -73,37 +71,38 @@ def build(cfg: DictConfig) -> None:
             log.write(text)
 
     cache = Cache(cache_dir)
-    try:
-        result = run_plan(
-            resolved.plan,
-            cache,
-            REGISTRY,
-            run_dir=run_dir,
-            scope=recipe or "",
-            force=resolved.choices.force,
-            dry_run=cfg.dry_run,
-            reporter=ConsoleReporter(console),
-            quiet=lambda: native_output_to(log_path),
-            log_error=log_error,
-        )
-    finally:
-        cache.close()
+    with terminal_console() as console:
+        try:
+            result = run_plan(
+                resolved.plan,
+                cache,
+                REGISTRY,
+                run_dir=run_dir,
+                scope=recipe or "",
+                force=resolved.choices.force,
+                dry_run=cfg.dry_run,
+                reporter=ConsoleReporter(console),
+                quiet=lambda: native_output_to(log_path),
+                log_error=log_error,
+            )
+        finally:
+            cache.close()
 
-    title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
-    console.print(summary_table(result, title))
-    if cfg.dry_run:
-        _remove_unused_run_dir(run_dir)
-        return
-    record = build_record(
-        result,
-        recipe=recipe,
-        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
-        cache_dir=cache_dir,
-        started=started,
-        seconds=time.perf_counter() - wall,
-    )
-    write_json(run_dir / "build.json", record)
-    console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
+        title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
+        console.print(summary_table(result, title))
+        if cfg.dry_run:
+            _remove_unused_run_dir(run_dir)
+            return
+        record = build_record(
+            result,
+            recipe=recipe,
+            config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
+            cache_dir=cache_dir,
+            started=started,
+            seconds=time.perf_counter() - wall,
+        )
+        write_json(run_dir / "build.json", record)
+        console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
     failed = result.failed
     if failed is not None:
         raise BuildFailed(f"step '{failed.spec.name}' failed: {failed.error} (details: {log_path})")

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from typing import Iterator
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .plan import StepSpec
+from .quiet import terminal_stream
 from .runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, BuildResult, StepResult
 
 STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta"}
+
+
+@contextlib.contextmanager
+def terminal_console() -> Iterator[Console]:
+    """A console on the real terminal, usable while steps redirect fds 1 and 2 to the log."""
+    stream = terminal_stream()
+    try:
+        yield Console(file=stream, highlight=False)
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
 
 
 def human_bytes(n: int | None) -> str:
