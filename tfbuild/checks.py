@@ -42,7 +42,7 @@ def check_config(cfg: DictConfig) -> Choices:
         force=_force(cfg.force),
     )
     _check_calibration(cfg, choices)
-    if "tfjs" in choices.formats:
+    if "tfjs" in choices.formats:  # the key exists for recipes; the TF.js steps come next
         raise ConfigError("export.formats: tfjs is not built by this version of tfbuild yet; use saved_model, tflite")
     return choices
 

@@ -76,6 +76,8 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["target=gpu"], "target=gpu: only target=cpu is built by this version"),
         (["precision=mixed_float16"], "precision=mixed_float16: only precision=float32"),
         (["force=3"], "force must be true, false or a list"),
+        (["export.formats=[saved_model,tfjs]"], "export.formats: tfjs is not built by this version"),
+        (["export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
     ],
 )
 def test_bad_values_are_config_errors_naming_the_key(compose_cfg, overrides, message):
