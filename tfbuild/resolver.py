@@ -199,6 +199,6 @@ def _check_params(builder: Any, params: dict[str, Any], what: str) -> None:
 
 def _plain(node: Any) -> Any:
     """A JSON-able copy: containers resolved, enums as their values."""
-    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+    if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     return node
