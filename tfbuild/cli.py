@@ -103,8 +103,11 @@ def build(cfg: DictConfig) -> None:
         )
         write_json(run_dir / "build.json", record)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
-    failed = result.failed
-    if failed is not None:
+    failures = result.failures
+    for failed in failures[:-1]:  # one line per failed step; the last one is raised
+        _report(f"step '{failed.spec.name}' failed: {failed.error}")
+    if failures:
+        failed = failures[-1]
         raise BuildFailed(f"step '{failed.spec.name}' failed: {failed.error} (details: {log_path})")
 
 

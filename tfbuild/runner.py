@@ -1,7 +1,8 @@
 """Walk a plan: reuse each step from the cache when its key is there, run it otherwise.
 
 Every step ends with a status (built, cached, failed, skipped; in a dry run: cached or
-to build) and a reason. A failed step stops the build: the steps after it are skipped.
+to build) and a reason. A failed step skips the steps that depend on it; the others still
+run (like `make -k`), so one broken variant does not hide the state of the rest.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ class BuildResult:
     steps: list[StepResult]
 
     @property
+    def failures(self) -> list[StepResult]:
+        return [r for r in self.steps if r.status == FAILED]
+
+    @property
     def failed(self) -> StepResult | None:
-        return next((r for r in self.steps if r.status == FAILED), None)
+        """The first failure, if any."""
+        return next(iter(self.failures), None)
 
 
 class Reporter(Protocol):
@@ -87,7 +93,7 @@ def run_plan(
     results: dict[str, StepResult] = {}
     for spec in plan.steps:
         upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
-        result = runner.step(spec, upstream, stopped=any(r.status == FAILED for r in results.values()))
+        result = runner.step(spec, upstream)
         if result.status in (BUILT, CACHED) and run_dir is not None and not dry_run:
             publish(result, run_dir)
         results[spec.name] = result
@@ -106,10 +112,11 @@ class _Runner:
     quiet: Callable[[], ContextManager[Any]]
     log_error: Callable[[str], None]
 
-    def step(self, spec: StepSpec, upstream: Mapping[str, tuple[StepResult, str]], stopped: bool) -> StepResult:
+    def step(self, spec: StepSpec, upstream: Mapping[str, tuple[StepResult, str]]) -> StepResult:
         """Decide and do one step; `upstream` maps each input role to (its producer's result, output role)."""
-        if stopped or any(r.status in (FAILED, SKIPPED) for r, _ in upstream.values()):
-            return StepResult(spec, SKIPPED, "an earlier step failed")
+        blocked = sorted({r.spec.name for r, _ in upstream.values() if r.status in (FAILED, SKIPPED)})
+        if blocked:
+            return StepResult(spec, SKIPPED, f"{', '.join(blocked)} did not build")
         pending = sorted({r.spec.name for r, _ in upstream.values() if r.status == TO_BUILD})
         if pending:  # a dry run cannot know the digests of outputs not yet built
             return StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")

@@ -95,11 +95,24 @@ def test_failure_stops_dependents_and_caches_nothing(build, runs, tmp_path):
     assert [r.status for r in result.steps] == [BUILT, FAILED, SKIPPED]
     assert result.failed.spec.name == "train"
     assert result.failed.error == "ValueError: train was told to fail"
+    assert result.steps[2].reason == "train did not build"
     assert runs["export"] == 0
     assert not list((tmp_path / "cache" / "tmp").iterdir()), "the failed step's temp folder is gone"
     again = build(chain(train={"fail": True}))
     assert runs["train"] == 2, "a failure is never cached"
     assert again.failed is not None
+
+
+def test_a_failure_skips_only_its_dependents(build, runs):
+    steps = [*chain(train={"fail": True}), step("other", {"data": "data"}, publish=True)]
+    result = build(steps)
+    assert summary(result) == {
+        "data": (BUILT, "not in cache"),
+        "train": (FAILED, "not in cache"),
+        "export": (SKIPPED, "train did not build"),
+        "other": (BUILT, "not in cache"),
+    }
+    assert [r.spec.name for r in result.failures] == ["train"]
 
 
 def test_force_all_or_by_name(build, runs):
