@@ -15,7 +15,15 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
-from .schema import ExportFormat, PrecisionPolicy, TargetName, TfjsQuantization, TfliteQuantization
+from .schema import (
+    ExportFormat,
+    OptimizeMethod,
+    PrecisionPolicy,
+    TargetName,
+    TfjsBackend,
+    TfjsQuantization,
+    TfliteQuantization,
+)
 
 CALIBRATED_TFLITE = ("int8", "int16x8")
 
@@ -27,6 +35,7 @@ class Choices:
     formats: tuple[str, ...]
     tflite: tuple[str, ...]
     tfjs: tuple[str, ...]
+    tfjs_backends: tuple[str, ...]
     force: bool | tuple[str, ...]
 
 
@@ -39,11 +48,12 @@ def check_config(cfg: DictConfig) -> Choices:
         formats=one_or_many(cfg.export.formats, ExportFormat, "export.formats"),
         tflite=one_or_many(cfg.export.tflite.quantization, TfliteQuantization, "export.tflite.quantization"),
         tfjs=one_or_many(cfg.export.tfjs.quantization, TfjsQuantization, "export.tfjs.quantization"),
+        tfjs_backends=one_or_many(cfg.verify.tfjs_backends, TfjsBackend, "verify.tfjs_backends"),
         force=_force(cfg.force),
     )
     _check_calibration(cfg, choices)
-    if "tfjs" in choices.formats:  # the key exists for recipes; the TF.js steps come next
-        raise ConfigError("export.formats: tfjs is not built by this version of tfbuild yet; use saved_model, tflite")
+    _check_optimize(cfg, choices)
+    _check_verify(cfg)
     return choices
 
 
@@ -122,6 +132,43 @@ def _check_calibration(cfg: DictConfig, choices: Choices) -> None:
             f"export.tflite.quantization={calibrated[0]} needs calibration data: set "
             "data.calibration_samples to 1 or more (100 is typical)"
         )
+
+
+def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
+    optimize = cfg.optimize
+    if optimize.method == OptimizeMethod.none:
+        return
+    _at_least(cfg, "optimize.epochs", 1)
+    if optimize.learning_rate <= 0:
+        raise ConfigError(f"optimize.learning_rate must be greater than 0, got {optimize.learning_rate}")
+    if optimize.method == OptimizeMethod.prune and not 0 < optimize.sparsity < 1:
+        raise ConfigError(f"optimize.sparsity must be between 0 and 1 (exclusive), got {optimize.sparsity}")
+    if optimize.method == OptimizeMethod.cluster:
+        _at_least(cfg, "optimize.clusters", 2)
+    if optimize.method == OptimizeMethod.qat:
+        if "tfjs" in choices.formats:
+            raise ConfigError(
+                "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
+                "remove tfjs from export.formats, or use optimize=none|prune|cluster"
+            )
+        if "tflite" in choices.formats and "int16x8" in choices.tflite:
+            raise ConfigError(
+                "optimize=qat trains for int8 and cannot be converted to int16x8: remove int16x8 "
+                "from export.tflite.quantization, or use optimize=none|prune|cluster"
+            )
+
+
+def _check_verify(cfg: DictConfig) -> None:
+    _at_least(cfg, "verify.samples", 1)
+    for fmt, variants in cfg.verify.tolerances.items():
+        for variant, tolerance in variants.items():
+            key = f"verify.tolerances.{fmt}.{variant}"
+            for bound in ("max_abs_diff", "mean_abs_diff"):
+                if tolerance[bound] is not None and tolerance[bound] < 0:
+                    raise ConfigError(f"{key}.{bound} must be 0 or more (or null), got {tolerance[bound]}")
+            top1 = tolerance.min_top1_agreement
+            if top1 is not None and not 0 <= top1 <= 1:
+                raise ConfigError(f"{key}.min_top1_agreement must be between 0 and 1 (or null), got {top1}")
 
 
 def _force(value: Any) -> bool | tuple[str, ...]:

@@ -90,6 +90,13 @@ def build(cfg: DictConfig) -> None:
 
         title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
         console.print(summary_table(result, title))
+        unverified = [s for s in resolved.plan.steps if s.kind in ("tflite", "tfjs")] if not cfg.verify.enabled else []
+        if unverified:  # allowed, but never silent
+            n = len(unverified)
+            console.print(
+                f"[yellow]verification is off (verify.enabled=false): {n} artifact{'s were' if n > 1 else ' was'} "
+                f"not run on {'their runtimes' if n > 1 else 'its runtime'}[/]"
+            )
         if cfg.dry_run:
             _remove_unused_run_dir(run_dir)
             return
@@ -98,6 +105,7 @@ def build(cfg: DictConfig) -> None:
             recipe=recipe,
             config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
             cache_dir=cache_dir,
+            verification="on" if cfg.verify.enabled else "off",
             started=started,
             seconds=time.perf_counter() - wall,
         )

@@ -23,7 +23,8 @@ def terminal_console() -> Iterator[Console]:
     """A console on the real terminal, usable while steps redirect fds 1 and 2 to the log."""
     stream = terminal_stream()
     try:
-        yield Console(file=stream, highlight=False)
+        # Logs and CI get a wide table instead of rich's 80 columns for non-terminals.
+        yield Console(file=stream, highlight=False, width=None if stream.isatty() else 140)
     finally:
         if stream is not sys.stdout:
             stream.close()
@@ -115,6 +116,7 @@ def summary_table(result: BuildResult, title: str) -> Table:
     table.add_column("why")
     table.add_column("seconds", justify="right")
     table.add_column("artifact", justify="right")
+    table.add_column("result")
     for r in result.steps:
         why = r.error if r.status == FAILED else r.reason
         table.add_row(
@@ -123,5 +125,6 @@ def summary_table(result: BuildResult, title: str) -> Table:
             escape(why or ""),
             f"{r.seconds:.2f}" if r.status in (BUILT, CACHED, FAILED) else "",
             human_bytes(published_bytes(r)),
+            escape(str(r.info.get("summary", ""))),
         )
     return table

@@ -4,6 +4,7 @@
   "tfbuild": version, "recipe": name or null, "status": "succeeded" | "failed",
   "started": ISO time, "seconds": wall time,
   "cache": cache folder,
+  "verification": "on" | "off" (verify.enabled; "on" means every export has a verify step),
   "config": {...the resolved config...},
   "steps": [{"kind", "name", "key", "status", "reason", "seconds", "info": {...}, "error"?}],
   "artifacts": [{"name", "format", "variant", "path" (relative to the run folder),
@@ -52,6 +53,7 @@ def build_record(
     recipe: str | None,
     config: dict[str, Any],
     cache_dir: Path,
+    verification: str,
     started: str,
     seconds: float,
 ) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def build_record(
         "started": started,
         "seconds": round(seconds, 3),
         "cache": str(cache_dir),
+        "verification": verification,
         "config": config,
         "steps": [
             {

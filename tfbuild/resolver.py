@@ -18,10 +18,13 @@ from .checks import CALIBRATED_TFLITE, Choices, check_config
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .plan import OutputSpec, Plan, StepSpec, make_plan
+from .runtimes.tfjs_node import NPM_LOCKFILE, node_problem
 
 DATA = "data/split"
 KERAS_MODEL = "model/keras"
+OPTIMIZED_MODEL = "model/optimized"
 SAVED_MODEL = "saved_model"
+REFERENCE = "reference/outputs"
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,23 @@ class Resolved:
 
 def resolve(cfg: DictConfig) -> Resolved:
     choices = check_config(cfg)
-    steps = [data_step(cfg), train_step(cfg), saved_model_step(choices)]
+    steps = [data_step(cfg), train_step(cfg)]
+    model = KERAS_MODEL
+    if cfg.optimize.method.value != "none":
+        steps.append(optimize_step(cfg))
+        model = OPTIMIZED_MODEL
+    steps.append(saved_model_step(cfg, choices, model))
+    exports: list[StepSpec] = []
     if "tflite" in choices.formats:
-        steps += [tflite_step(cfg, q) for q in choices.tflite]
+        exports += [tflite_step(cfg, q) for q in choices.tflite]
+    if "tfjs" in choices.formats:
+        exports += [tfjs_step(q) for q in choices.tfjs]
+    steps += exports
+    if cfg.verify.enabled and exports:
+        if "tfjs" in choices.formats:
+            _check_node(cfg.verify.node)
+        steps.append(reference_step(cfg))
+        steps += [verify_step(cfg, choices, export) for export in exports]
     return Resolved(make_plan(steps), choices)
 
 
@@ -84,13 +101,39 @@ def train_step(cfg: DictConfig) -> StepSpec:
     )
 
 
-def saved_model_step(choices: Choices) -> StepSpec:
+def optimize_step(cfg: DictConfig) -> StepSpec:
+    optimize = cfg.optimize
+    method = optimize.method.value
+    params: dict[str, Any] = {
+        "method": method,
+        "epochs": optimize.epochs,
+        "learning_rate": optimize.learning_rate,
+        "batch_size": cfg.train.batch_size,
+        "seed": cfg.train.seed,
+    }
+    if method == "prune":
+        params["sparsity"] = optimize.sparsity
+    elif method == "cluster":
+        params["clusters"] = optimize.clusters
+    return StepSpec(
+        name="optimize",
+        kind="optimize",
+        params=params,
+        inputs={"model": KERAS_MODEL, "data": DATA},
+        outputs=(OutputSpec(role="model", artifact=OPTIMIZED_MODEL, path="model.h5"),),
+    )
+
+
+def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
     # Always planned (TFLite and TF.js convert from it); shown in the run folder when asked for.
     published = "saved_model" in choices.formats
+    # A quantization-aware model's layers load only inside tfmot's quantize scope.
+    params = {"quantize_scope": True} if cfg.optimize.method.value == "qat" else {}
     return StepSpec(
         name="saved_model",
         kind="saved_model",
-        inputs={"model": KERAS_MODEL},
+        params=params,
+        inputs={"model": model},
         outputs=(
             OutputSpec(
                 role="saved_model",
@@ -126,6 +169,67 @@ def tflite_step(cfg: DictConfig, quantization: str) -> StepSpec:
             ),
         ),
     )
+
+
+def tfjs_step(quantization: str) -> StepSpec:
+    return StepSpec(
+        name=f"tfjs[{quantization}]",
+        kind="tfjs",
+        params={"quantization": quantization},
+        inputs={"saved_model": SAVED_MODEL},
+        outputs=(
+            OutputSpec(
+                role="model",
+                artifact=f"tfjs/{quantization}",
+                path=f"tfjs_{quantization}",
+                publish=f"tfjs/{quantization}",
+                format="tfjs",
+                variant=quantization,
+            ),
+        ),
+    )
+
+
+def reference_step(cfg: DictConfig) -> StepSpec:
+    """The SavedModel reloaded from disk and run on the test inputs: what every export must match."""
+    return StepSpec(
+        name="reference",
+        kind="reference",
+        params={"samples": cfg.verify.samples},
+        inputs={"saved_model": SAVED_MODEL, "data": DATA},
+        outputs=(OutputSpec(role="outputs", artifact=REFERENCE, path="reference.npy"),),
+    )
+
+
+def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec:
+    (artifact,) = export.outputs
+    assert artifact.format is not None and artifact.variant is not None
+    params: dict[str, Any] = {
+        "format": artifact.format,
+        "variant": artifact.variant,
+        "samples": cfg.verify.samples,
+        "tolerance": _plain(cfg.verify.tolerances[artifact.format][artifact.variant]),
+    }
+    files: dict[str, str] = {}
+    if artifact.format == "tfjs":
+        params["backends"] = list(choices.tfjs_backends)
+        params["node"] = cfg.verify.node
+        # The npm lockfile pins the TF.js that runs the model: a new TF.js re-verifies.
+        files["npm_lock"] = str(NPM_LOCKFILE)
+    return StepSpec(
+        name=f"verify[{artifact.artifact}]",
+        kind="verify",
+        params=params,
+        inputs={"artifact": artifact.artifact, "reference": REFERENCE, "data": DATA},
+        files=files,
+    )
+
+
+def _check_node(node: str) -> None:
+    # Checked while planning, so a missing Node.js costs seconds, not a training run.
+    problem = node_problem(node)
+    if problem:
+        raise ConfigError(f"verify.node: {problem}")
 
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")

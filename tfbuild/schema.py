@@ -51,6 +51,18 @@ class TfjsQuantization(str, Enum):
     uint16 = "uint16"
 
 
+class OptimizeMethod(str, Enum):
+    none = "none"
+    prune = "prune"  # magnitude pruning to a target sparsity
+    qat = "qat"  # quantization-aware training, for the int8 TFLite variant
+    cluster = "cluster"  # weight clustering: few distinct values per kernel
+
+
+class TfjsBackend(str, Enum):
+    cpu = "cpu"  # plain JavaScript: runs everywhere
+    wasm = "wasm"  # WebAssembly: what most browsers run fastest without WebGL
+
+
 class DataSource(str, Enum):
     sklearn = "sklearn"  # scikit-learn's bundled datasets: real data that ships offline
     npz = "npz"  # a user's .npz file with arrays `x` and `y`
@@ -92,6 +104,21 @@ class TrainConfig:
 
 
 @dataclass
+class OptimizeConfig:
+    # none, prune, qat or cluster; applied to the trained model, with fine-tuning, by
+    # tensorflow-model-optimization, before the SavedModel is written.
+    method: OptimizeMethod = OptimizeMethod.none
+    # Fine-tuning passes over the training split with the optimization in place.
+    epochs: int = 2
+    # Fine-tuning starts from trained weights, so its steps are smaller than training's.
+    learning_rate: float = 0.0001
+    # prune: the fraction of each kernel's weights set to zero (0 < sparsity < 1).
+    sparsity: float = 0.5
+    # cluster: the number of distinct values each kernel keeps (2 or more).
+    clusters: int = 16
+
+
+@dataclass
 class TargetConfig:
     name: TargetName = TargetName.cpu
 
@@ -122,6 +149,57 @@ class ExportConfig:
 
 
 @dataclass
+class Tolerance:
+    """How far an artifact's outputs may be from the SavedModel's on the same test inputs.
+    A bound left null is recorded but not enforced."""
+
+    # Largest |artifact - reference| over every output value.
+    max_abs_diff: Optional[float] = None
+    # Mean |artifact - reference| over every output value.
+    mean_abs_diff: Optional[float] = None
+    # Share of test samples whose top-1 class equals the reference's (classifiers).
+    min_top1_agreement: Optional[float] = None
+
+
+# The per-variant defaults live in conf/config.yaml, where users read them.
+@dataclass
+class TfliteTolerances:
+    float: Tolerance = field(default_factory=Tolerance)
+    dynamic: Tolerance = field(default_factory=Tolerance)
+    fp16: Tolerance = field(default_factory=Tolerance)
+    int8: Tolerance = field(default_factory=Tolerance)
+    int16x8: Tolerance = field(default_factory=Tolerance)
+
+
+@dataclass
+class TfjsTolerances:
+    none: Tolerance = field(default_factory=Tolerance)
+    float16: Tolerance = field(default_factory=Tolerance)
+    uint8: Tolerance = field(default_factory=Tolerance)
+    uint16: Tolerance = field(default_factory=Tolerance)
+
+
+@dataclass
+class TolerancesConfig:
+    tflite: TfliteTolerances = field(default_factory=TfliteTolerances)
+    tfjs: TfjsTolerances = field(default_factory=TfjsTolerances)
+
+
+@dataclass
+class VerifyConfig:
+    # Run every exported artifact on its own runtime against the SavedModel. Turning it off
+    # is recorded in build.json and said at the end of the build.
+    enabled: bool = True
+    # Held-out test samples to compare on; null = the whole test split.
+    samples: Optional[int] = None
+    # One value or a list of cpu, wasm: TF.js backends each TF.js artifact is run on.
+    tfjs_backends: Any = field(default_factory=lambda: ["cpu", "wasm"])
+    # The Node.js executable that runs TF.js (a name on PATH or a path).
+    node: str = "node"
+    tolerances: TolerancesConfig = field(default_factory=TolerancesConfig)
+
+
+@dataclass
 class CacheConfig:
     # The shared step cache; relative paths are taken from the directory tfbuild runs in.
     dir: str = "outputs/cache"
@@ -134,7 +212,9 @@ class TfbuildConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # Print the plan, each step with why it would run, and build nothing.
     dry_run: bool = False

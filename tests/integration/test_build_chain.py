@@ -1,6 +1,6 @@
 """The real chain on a tiny model: data -> train -> SavedModel -> TFLite in every quantization.
 
-One session-scoped build (one epoch on 300 digits) is shared by every test here; tests that
+One session-scoped build (`built`, in conftest.py) is shared by every test here; tests that
 change something build into their own cache copies so they never disturb the shared one.
 """
 
@@ -20,22 +20,9 @@ from tfbuild.steps.data import load_split
 
 from tests.conftest import TINY
 
+from tests.integration.conftest import info
+
 pytestmark = pytest.mark.slow
-
-ALL_TFLITE = "export.tflite.quantization=[float,dynamic,fp16,int8,int16x8]"
-
-
-@pytest.fixture(scope="session")
-def built(compose_cfg, tmp_path_factory):
-    root = tmp_path_factory.mktemp("chain")
-    cfg = compose_cfg("recipe=digits", *TINY, ALL_TFLITE)
-    result = run_plan(resolve(cfg).plan, Cache(root / "cache"), REGISTRY, run_dir=root / "run", scope="digits")
-    assert result.failed is None, result.failed and result.failed.error
-    return root, cfg, result
-
-
-def info(result, name):
-    return next(r for r in result.steps if r.spec.name == name).info
 
 
 def test_every_step_built_and_published(built):
@@ -50,10 +37,10 @@ def test_every_step_built_and_published(built):
 def test_training_metrics_are_recorded(built):
     _, _, result = built
     train = info(result, "train")
-    assert train["epochs"] == 1
+    assert train["epochs"] == 3
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(train["final"])
     assert 0.0 <= train["test_accuracy"] <= 1.0
-    assert train["samples"] == {"train": 210, "validation": 30, "test": 60}
+    assert train["samples"] == {"train": 420, "validation": 60, "test": 120}
     assert train["input_shape"] == [8, 8, 1] and train["num_classes"] == 10
 
 

@@ -43,6 +43,11 @@ def run_dirs(cwd: Path) -> list[Path]:
         (["recipe=digits", "data.calibration_samples=0"], "export.tflite.quantization=int8 needs calibration data"),
         (["recipe=digits", "data=npz", "data.path=missing.npz"], "data.path: no such file 'missing.npz'"),
         (["recipe=digits", "cache.dir=/proc/version"], "cache.dir: '/proc/version' exists and is not a folder"),
+        (["recipe=digits_all", "verify.node=/no/such/node"], "verify.node: Node.js not found (`/no/such/node` does not exist"),
+        (["recipe=digits_all", "optimize=qat"], "optimize=qat cannot be exported to TF.js"),
+        (["recipe=digits", "optimize=quantum"], "optimize=quantum: not one of cluster, none, prune, qat"),
+        (["recipe=digits", "optimize=prune", "optimize.sparsity=1.2"], "optimize.sparsity must be between 0 and 1"),
+        (["recipe=digits", "verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
     ],
 )
 def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
@@ -58,7 +63,8 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
 
 def test_help_lists_recipes_and_keys(tmp_path):
     result = run_tfbuild("--help", cwd=tmp_path, check=True)
-    assert "recipe: digits, digits_mlp" in result.stdout
+    assert "recipe: digits, digits_all, digits_mlp, digits_pruned, digits_qat" in result.stdout
+    assert "optimize: cluster, none, prune, qat" in result.stdout
     assert "export.tflite.quantization" in result.stdout
 
 
@@ -66,7 +72,7 @@ def test_help_lists_recipes_and_keys(tmp_path):
 def test_build_then_noop_then_one_change(tmp_path):
     cold = run_tfbuild("recipe=digits", *QUICK, cwd=tmp_path, check=True)
     # The user sees tfbuild's progress and table, and none of TensorFlow's C++ chatter.
-    assert "train: epoch 1/1" in cold.stdout
+    assert "train: epoch 3/3" in cold.stdout
     assert "tflite[int8]" in cold.stdout and "not in cache" in cold.stdout
     for noise in ("cuda", "W0000", "absl", "oneDNN", "WARNING"):
         assert noise not in cold.stdout + cold.stderr
@@ -75,8 +81,12 @@ def test_build_then_noop_then_one_change(tmp_path):
 
     record = json.loads((first_run / "build.json").read_text())
     assert record["recipe"] == "digits" and record["status"] == "succeeded"
-    assert record["config"]["train"]["epochs"] == 1
-    assert [s["name"] for s in record["steps"]] == ["data", "train", "saved_model", "tflite[float]", "tflite[int8]"]
+    assert record["config"]["train"]["epochs"] == 3
+    assert [s["name"] for s in record["steps"]] == [
+        "data", "train", "saved_model", "tflite[float]", "tflite[int8]",
+        "reference", "verify[tflite/float]", "verify[tflite/int8]",
+    ]  # fmt: skip
+    assert record["verification"] == "on"
     for s in record["steps"]:
         assert set(s) >= {"kind", "name", "key", "status", "reason", "seconds", "info"}
         assert s["status"] == "built" and len(s["key"]) == 64
@@ -134,5 +144,17 @@ def test_sweep_trains_once(tmp_path):
     jobs = sorted((tmp_path / "outputs" / "sweeps").glob("*/[0-9]*"))
     assert len(jobs) == 2
     steps = [{s["name"]: s["status"] for s in json.loads((job / "build.json").read_text())["steps"]} for job in jobs]
-    assert steps[0] == {"data": "built", "train": "built", "saved_model": "built", "tflite[float]": "built"}
-    assert steps[1] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built"}
+    assert steps[0] == {"data": "built", "train": "built", "saved_model": "built", "tflite[float]": "built",
+                        "reference": "built", "verify[tflite/float]": "built"}
+    assert steps[1] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built",
+                        "reference": "cached", "verify[tflite/int8]": "built"}
+
+
+@pytest.mark.slow
+def test_verification_off_is_said_and_recorded(tmp_path):
+    result = run_tfbuild("recipe=digits", *TINY, "export.tflite.quantization=float", "verify.enabled=false",
+                         cwd=tmp_path, check=True)
+    assert "verification is off (verify.enabled=false): 1 artifact was not run on its runtime" in result.stdout
+    record = json.loads((run_dirs(tmp_path)[0] / "build.json").read_text())
+    assert record["verification"] == "off"
+    assert not [s for s in record["steps"] if s["kind"] in ("verify", "reference")]

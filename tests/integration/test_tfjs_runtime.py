@@ -40,9 +40,6 @@ def tfjs_models(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, dict[str, Pat
     """(x, SavedModel probabilities for x, quantization -> converted TF.js folder)."""
     from sklearn.datasets import load_digits
 
-    # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
-    # (not installed) whenever stdout is not a real file, e.g. under pytest's capture.
-    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as converter
 
     from tfbuild.plan import StepSpec

@@ -20,14 +20,16 @@ def names(plan):
 
 def test_default_recipe_plan(compose_cfg):
     plan = plan_of(compose_cfg, "recipe=digits")
-    assert names(plan) == ["data", "train", "saved_model", "tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]"]
+    exports = ["tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]"]
+    verifies = [f"verify[tflite/{q}]" for q in ("float", "dynamic", "fp16", "int8")]
+    assert names(plan) == ["data", "train", "saved_model", *exports, "reference", *verifies]
     assert plan.step("saved_model").outputs[0].publish == "saved_model"
     assert plan.step("tflite[int8]").outputs[0].publish == "tflite/model_int8.tflite"
 
 
 def test_one_quantization_or_a_list(compose_cfg):
-    assert names(plan_of(compose_cfg, "export.tflite.quantization=fp16"))[-1] == "tflite[fp16]"
-    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]")
+    assert names(plan_of(compose_cfg, "export.tflite.quantization=fp16"))[3] == "tflite[fp16]"
+    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]", "verify.enabled=false")
     assert names(plan)[3:] == ["tflite[int16x8]", "tflite[float]"]
 
 
@@ -35,7 +37,7 @@ def test_each_step_sees_only_the_params_it_reads(compose_cfg):
     a = plan_of(compose_cfg, "recipe=digits")
     b = plan_of(compose_cfg, "recipe=digits", "train.epochs=9", "data.calibration_samples=7")
     changed = {s.name for s, t in zip(a.steps, b.steps) if s.params != t.params}
-    assert changed == {"train", "tflite[int8]"}
+    assert changed == {"train", "tflite[int8]"}, "verification and the reference do not read them"
     assert "calibration_samples" not in a.step("tflite[float]").params
     assert "data" not in a.step("tflite[float]").inputs, "only calibrated variants read the data"
     assert a.step("tflite[int8]").inputs["data"] == "data/split"
@@ -76,7 +78,18 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["target=gpu"], "target=gpu: only target=cpu is built by this version"),
         (["precision=mixed_float16"], "precision=mixed_float16: only precision=float32"),
         (["force=3"], "force must be true, false or a list"),
-        (["export.formats=[saved_model,tfjs]"], "export.formats: tfjs is not built by this version"),
+        (["export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
+        (["verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
+        (["verify.samples=0"], "verify.samples must be at least 1"),
+        (["verify.tolerances.tflite.int8.min_top1_agreement=1.5"], "verify.tolerances.tflite.int8.min_top1_agreement must be between 0 and 1"),
+        (["verify.tolerances.tfjs.none.max_abs_diff=-1"], "verify.tolerances.tfjs.none.max_abs_diff must be 0 or more"),
+        (["export.formats=tfjs", "verify.node=/no/such/node"], "verify.node: Node.js not found"),
+        (["optimize=prune", "optimize.sparsity=1"], "optimize.sparsity must be between 0 and 1"),
+        (["optimize=cluster", "optimize.clusters=1"], "optimize.clusters must be at least 2"),
+        (["optimize=qat", "optimize.epochs=0"], "optimize.epochs must be at least 1"),
+        (["optimize=prune", "optimize.learning_rate=-1"], "optimize.learning_rate must be greater than 0"),
+        (["optimize=qat", "export.formats=[tflite,tfjs]"], "optimize=qat cannot be exported to TF.js"),
+        (["optimize=qat", "export.tflite.quantization=[int8,int16x8]"], "optimize=qat trains for int8 and cannot be converted to int16x8"),
         (["export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
     ],
 )
@@ -84,6 +97,44 @@ def test_bad_values_are_config_errors_naming_the_key(compose_cfg, overrides, mes
     with pytest.raises(ConfigError) as info:
         resolve(compose_cfg(*overrides))
     assert str(info.value).startswith(message)
+
+
+def test_every_export_is_verified_against_the_reloaded_saved_model(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits_all")
+    assert plan.step("reference").inputs == {"saved_model": "saved_model", "data": "data/split"}
+    verify = plan.step("verify[tfjs/uint8]")
+    assert verify.inputs == {"artifact": "tfjs/uint8", "reference": "reference/outputs", "data": "data/split"}
+    assert verify.params["backends"] == ["cpu", "wasm"]
+    assert verify.params["tolerance"] == {"max_abs_diff": None, "mean_abs_diff": None, "min_top1_agreement": 0.97}
+    assert verify.files["npm_lock"].endswith("package-lock.json"), "a new TF.js re-verifies"
+    assert plan.step("verify[tflite/float]").params["tolerance"]["max_abs_diff"] == 0.0001
+    assert len([s for s in plan.steps if s.kind == "verify"]) == 9
+    assert plan.step("tfjs[float16]").outputs[0].publish == "tfjs/float16"
+
+
+def test_verification_off_is_explicit_and_plans_no_checks(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits_all", "verify.enabled=false", "verify.node=/no/such/node")
+    assert not [s for s in plan.steps if s.kind in ("verify", "reference")]
+
+
+def test_optimize_sits_between_training_and_the_saved_model(compose_cfg):
+    plain = plan_of(compose_cfg, "recipe=digits")
+    assert "optimize" not in names(plain)
+    plan = plan_of(compose_cfg, "recipe=digits", "optimize=prune", "optimize.sparsity=0.8")
+    optimize = plan.step("optimize")
+    assert optimize.inputs == {"model": "model/keras", "data": "data/split"}
+    assert optimize.params["sparsity"] == 0.8 and "clusters" not in optimize.params
+    assert plan.step("saved_model").inputs == {"model": "model/optimized"}
+    assert plain.step("saved_model").params == plan.step("saved_model").params == {}
+    qat = plan_of(compose_cfg, "recipe=digits_qat")
+    assert qat.step("saved_model").params == {"quantize_scope": True}
+    assert plan_of(compose_cfg, "optimize=cluster").step("optimize").params["clusters"] == 16
+
+
+def test_qat_loosens_only_the_float_tflite_tolerance(compose_cfg):
+    cfg = compose_cfg("recipe=digits_qat")
+    assert cfg.verify.tolerances.tflite.float.max_abs_diff == 0.02
+    assert cfg.verify.tolerances.tflite.int8.min_top1_agreement == 0.95
 
 
 def test_npz_file_is_an_external_input(compose_cfg, tmp_path):

@@ -1,5 +1,7 @@
-"""Runtimes outside Python that exported models are checked in (TF.js under Node).
+"""How each artifact is executed, on the runtime its users run: TensorFlow for the SavedModel,
+LiteRT for .tflite, TF.js in Node for TF.js graph models. Verification (and benchmarks) go
+through these, never through the in-memory model that produced the artifact.
 
-Each runtime module is cheap to import: no TensorFlow, and numpy only inside functions, so
-build planning can ask whether a runtime is usable without paying for it.
+Each module imports TensorFlow and NumPy inside its functions only, so planning a build can
+ask whether a runtime is usable without paying for them.
 """

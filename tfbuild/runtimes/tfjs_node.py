@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay f
 
 SCRIPT = Path(__file__).with_name("tfjs_run.js")
 NODE_MODULES = PROJECT_ROOT / "node_modules"
+NPM_LOCKFILE = PROJECT_ROOT / "package-lock.json"
 PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")
 BACKENDS = ("cpu", "wasm")
 MIN_NODE_MAJOR = 18

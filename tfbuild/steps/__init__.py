@@ -8,10 +8,24 @@ from __future__ import annotations
 
 from .base import StepKind
 from .data import DataStep
+from .optimize import OptimizeStep
+from .reference import ReferenceStep
 from .saved_model import SavedModelStep
 from .tflite import TfliteStep
+from .tfjs import TfjsStep
 from .train import TrainStep
+from .verify import VerifyStep
 
 REGISTRY: dict[str, StepKind] = {
-    step.kind: step for step in (DataStep(), TrainStep(), SavedModelStep(), TfliteStep())
+    step.kind: step
+    for step in (
+        DataStep(),
+        TrainStep(),
+        OptimizeStep(),
+        SavedModelStep(),
+        TfliteStep(),
+        TfjsStep(),
+        ReferenceStep(),
+        VerifyStep(),
+    )
 }

@@ -6,6 +6,7 @@ float32[None, classes]}`, so TF Serving, TFLite and TF.js all see the same named
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .base import StepContext
@@ -26,7 +27,13 @@ class SavedModelStep:
         tf = import_tensorflow()
         import tf_keras as keras
 
-        model = keras.models.load_model(ctx.inputs["model"], compile=False)
+        scope = contextlib.nullcontext()
+        if ctx.params.get("quantize_scope"):
+            import tensorflow_model_optimization as tfmot
+
+            scope = tfmot.quantization.keras.quantize_scope()
+        with scope:
+            model = keras.models.load_model(ctx.inputs["model"], compile=False)
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
 
         @tf.function(input_signature=[spec])

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import StepContext
+from .compressed import gzip_bytes
 from .data import load_split
 from .saved_model import SIGNATURE
 
@@ -73,8 +74,12 @@ class TfliteStep:
 
         interpreter = Interpreter(model_path=str(ctx.outputs["model"]))
         interpreter.allocate_tensors()
+        compressed = gzip_bytes(ctx.outputs["model"])
         return {
             "quantization": quantization,
+            # Pruned zeros and clustered weights do not shrink a .tflite, but compress well.
+            "gzip_bytes": compressed,
+            "summary": f"gzip {compressed / 1024:.1f} KB",
             "calibration_samples": None if calibration is None else int(len(calibration)),
             "inputs": [tensor_summary(d) for d in interpreter.get_input_details()],
             "outputs": [tensor_summary(d) for d in interpreter.get_output_details()],

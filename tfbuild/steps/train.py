@@ -71,6 +71,7 @@ class TrainStep:
             "final": final,
             "test_loss": round(float(test_loss), 6),
             "test_accuracy": round(float(test_accuracy), 6),
+            "summary": f"test accuracy {test_accuracy:.1%}",
             "samples": {"train": int(len(y_train)), "validation": int(len(y_val)), "test": int(len(y_test))},
             "num_classes": num_classes,
             "input_shape": [int(d) for d in np.shape(x_train)[1:]],

@@ -1,0 +1,40 @@
+"""The session's one real build of everything (`recipe=digits_all`, shrunk), shared by the
+integration tests; tests that change something build into a copy of its cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tfbuild.cache import Cache
+from tfbuild.resolver import resolve
+from tfbuild.runner import StepResult, run_plan
+from tfbuild.steps import REGISTRY
+
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="session")
+def built(compose_cfg, tmp_path_factory):
+    """(root, cfg, result): every TFLite and TF.js variant, each verified; run folder root/run."""
+    root = tmp_path_factory.mktemp("chain")
+    cfg = compose_cfg("recipe=digits_all", *TINY)
+    result = run_plan(resolve(cfg).plan, Cache(root / "cache"), REGISTRY, run_dir=root / "run", scope="digits")
+    assert result.failed is None, result.failed and result.failed.error
+    return root, cfg, result
+
+
+def step_result(result, name: str) -> StepResult:
+    return next(r for r in result.steps if r.spec.name == name)
+
+
+def info(result, name: str) -> dict:
+    return step_result(result, name).info
+
+
+def cache_copy(root: Path, tmp_path: Path) -> Cache:
+    """A private copy of the shared build's cache: reuse its steps without changing it."""
+    shutil.copytree(root / "cache", tmp_path / "cache")
+    return Cache(tmp_path / "cache")
