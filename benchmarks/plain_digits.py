@@ -1,7 +1,8 @@
 """The default recipe's TensorFlow work as a plain script, with no build system: the baseline
 that `build_speed.py` holds tfbuild's cold build against.
 
-Same data file, split, model, training, SavedModel signature and TFLite conversions as
+Same data file, split, model, training, SavedModel signature, TFLite conversions and
+verification (each .tflite run on LiteRT against the reloaded SavedModel) as
 `tfbuild recipe=digits`; no caching, no hashing, no records.
 """
 
@@ -68,3 +69,27 @@ for variant in ("float", "dynamic", "fp16", "int8"):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     (out / f"model_{variant}.tflite").write_bytes(converter.convert())
+
+
+# Verification, as a careful script would do it: the reloaded SavedModel is the reference.
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+reference = serving(inputs=tf.constant(x[test]))["probabilities"].numpy()
+for variant in ("float", "dynamic", "fp16", "int8"):
+    interpreter = Interpreter(model_path=str(out / f"model_{variant}.tflite"))
+    interpreter.resize_tensor_input(0, list(x[test].shape))
+    interpreter.allocate_tensors()
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    batch = x[test]
+    if inp["quantization"][0]:
+        scale, zero = inp["quantization"]
+        batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], batch)
+    interpreter.invoke()
+    result = interpreter.get_tensor(outp["index"]).astype(np.float32)
+    if outp["quantization"][0]:
+        scale, zero = outp["quantization"]
+        result = (result - zero) * scale
+    agreement = np.mean(result.argmax(1) == reference.argmax(1))
+    print(f"{variant}: top-1 agreement {agreement:.3f}, max abs diff {np.abs(result - reference).max():.2e}")

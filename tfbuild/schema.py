@@ -110,7 +110,7 @@ class OptimizeConfig:
     method: OptimizeMethod = OptimizeMethod.none
     # Fine-tuning passes over the training split with the optimization in place.
     epochs: int = 2
-    # Fine-tuning starts from trained weights, so its steps are smaller than training's.
+    # Fine-tuning's Adam step size; each conf/optimize/ option sets its own.
     learning_rate: float = 0.0001
     # prune: the fraction of each kernel's weights set to zero (0 < sparsity < 1).
     sparsity: float = 0.5

@@ -74,4 +74,4 @@ def test_qat_model_converts_to_int8_and_verifies(built, compose_cfg, tmp_path):
     assert int8["inputs"][0]["dtype"] == "int8" and int8["outputs"][0]["dtype"] == "int8"
     verified = info(result, "verify[tflite/int8]")
     assert verified["top1_agreement"] >= 0.95
-    assert info(result, "verify[tflite/float]")["max_abs_diff"] <= 0.02
+    assert info(result, "verify[tflite/float]")["max_abs_diff"] <= 1e-4

@@ -131,10 +131,10 @@ def test_optimize_sits_between_training_and_the_saved_model(compose_cfg):
     assert plan_of(compose_cfg, "optimize=cluster").step("optimize").params["clusters"] == 16
 
 
-def test_qat_loosens_only_the_float_tflite_tolerance(compose_cfg):
-    cfg = compose_cfg("recipe=digits_qat")
-    assert cfg.verify.tolerances.tflite.float.max_abs_diff == 0.02
-    assert cfg.verify.tolerances.tflite.int8.min_top1_agreement == 0.95
+def test_each_optimize_method_brings_its_own_fine_tuning_defaults(compose_cfg):
+    assert compose_cfg("optimize=prune").optimize.learning_rate == 0.001
+    assert compose_cfg("optimize=qat").optimize.learning_rate == 0.0001
+    assert compose_cfg("recipe=digits_pruned").optimize.sparsity == 0.75
 
 
 def test_npz_file_is_an_external_input(compose_cfg, tmp_path):
