@@ -13,12 +13,11 @@ qat      quantization-aware training: fake-quantization in the graph while fine-
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable
 
 from .base import StepContext
 from .data import load_split
-from .train import epoch_progress_callback
+from .train import fit, save_h5
 
 # The share of fine-tuning steps over which sparsity ramps from 0 to its target.
 PRUNING_RAMP = 0.7
@@ -68,42 +67,25 @@ class OptimizeStep:
         import tf_keras as keras
 
         p = ctx.params
-        x_train, y_train = load_split(ctx.inputs["data"], "train")
-        x_val, y_val = load_split(ctx.inputs["data"], "validation")
+        x_train, _ = load_split(ctx.inputs["data"], "train")
         x_test, y_test = load_split(ctx.inputs["data"], "test")
         seed_everything(p["seed"])
         trained = keras.models.load_model(ctx.inputs["model"], compile=False)
-        accuracy_before = _test_accuracy(keras, trained, x_test, y_test)
+        accuracy_before = _test_accuracy(trained, x_test, y_test)
 
         total_steps = math.ceil(len(x_train) / p["batch_size"]) * p["epochs"]
         wrap, strip, callbacks = _METHODS[p["method"]](tfmot, p, total_steps)
         model = wrap(trained)
-        model.compile(
-            optimizer=keras.optimizers.Adam(p["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        ctx.progress.start(p["epochs"], "epoch 0")
-        history = model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            shuffle=True,
-            verbose=0,
-            callbacks=[*callbacks, epoch_progress_callback(ctx, p["epochs"])],
-        )
+        fine_tune_final = fit(ctx, model, ctx.inputs["data"], epochs=p["epochs"], batch_size=p["batch_size"],
+                              learning_rate=p["learning_rate"], callbacks=callbacks)
         final = strip(model)
-        accuracy_after = _test_accuracy(keras, final, x_test, y_test)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            final.save(ctx.outputs["model"], save_format="h5")
+        accuracy_after = _test_accuracy(final, x_test, y_test)
+        save_h5(final, ctx.outputs["model"])
 
         info: dict[str, Any] = {
             "method": p["method"],
             "fine_tune_epochs": p["epochs"],
-            "fine_tune_final": {name: round(float(v[-1]), 6) for name, v in history.history.items()},
+            "fine_tune_final": fine_tune_final,
             "test_accuracy_before": round(accuracy_before, 6),
             "test_accuracy": round(accuracy_after, 6),
         }
@@ -119,7 +101,7 @@ class OptimizeStep:
         return info
 
 
-def _test_accuracy(keras: Any, model: Any, x: Any, y: Any) -> float:
+def _test_accuracy(model: Any, x: Any, y: Any) -> float:
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return float(model.evaluate(x, y, batch_size=256, verbose=0)[1])
 

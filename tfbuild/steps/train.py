@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from ..models import BUILDERS
 from .base import StepContext
@@ -32,7 +33,6 @@ class TrainStep:
 
         import_tensorflow()
         import numpy as np
-        import tf_keras as keras
 
         p = ctx.params
         x_train, y_train = load_split(ctx.inputs["data"], "train")
@@ -42,28 +42,10 @@ class TrainStep:
 
         seed_everything(p["seed"])
         model = resolve_builder(p["builder"])(tuple(x_train.shape[1:]), num_classes, **p["model_params"])
-        model.compile(
-            optimizer=keras.optimizers.Adam(p["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        ctx.progress.start(p["epochs"], "epoch 0")
-        history = model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            shuffle=True,
-            verbose=0,
-            callbacks=[epoch_progress_callback(ctx, p["epochs"])],
-        )
+        final = fit(ctx, model, ctx.inputs["data"], epochs=p["epochs"], batch_size=p["batch_size"],
+                    learning_rate=p["learning_rate"])
         test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
-        # HDF5 (not .keras, whose zip carries a save date) so equal weights give equal bytes.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            model.save(ctx.outputs["model"], save_format="h5")
-        final = {name: round(float(values[-1]), 6) for name, values in history.history.items()}
+        save_h5(model, ctx.outputs["model"])
         return {
             "model": model.name,
             "parameters": int(model.count_params()),
@@ -76,6 +58,47 @@ class TrainStep:
             "num_classes": num_classes,
             "input_shape": [int(d) for d in np.shape(x_train)[1:]],
         }
+
+
+def fit(
+    ctx: StepContext,
+    model: Any,
+    data: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, float]:
+    """Compile (Adam, sparse cross-entropy) and fit on the train split, validating on the
+    validation split, with one progress tick per epoch; returns the last epoch's metrics."""
+    import tf_keras as keras
+
+    x_train, y_train = load_split(data, "train")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    ctx.progress.start(epochs, "epoch 0")
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=load_split(data, "validation"),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[*callbacks, epoch_progress_callback(ctx, epochs)],
+    )
+    return {name: round(float(values[-1]), 6) for name, values in history.history.items()}
+
+
+def save_h5(model: Any, path: Path) -> None:
+    # HDF5 (not .keras, whose zip carries a save date) so equal weights give equal bytes.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(path, save_format="h5")
 
 
 def epoch_progress_callback(ctx: StepContext, epochs: int):
