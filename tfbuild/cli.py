@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .cache import Cache
 from .errors import BuildFailed, ConfigError, TfbuildError
 from .hydra_errors import one_line_error
+from .plan import Plan
 from .recipes import CONF_DIR, discover, recipe_dirs, register_recipes
 from .resolver import resolve
 from .schema import register_configs
@@ -90,13 +92,8 @@ def build(cfg: DictConfig) -> None:
 
         title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
         console.print(summary_table(result, title))
-        unverified = [s for s in resolved.plan.steps if s.kind in ("tflite", "tfjs")] if not cfg.verify.enabled else []
-        if unverified:  # allowed, but never silent
-            n = len(unverified)
-            console.print(
-                f"[yellow]verification is off (verify.enabled=false): {n} artifact{'s were' if n > 1 else ' was'} "
-                f"not run on {'their runtimes' if n > 1 else 'its runtime'}[/]"
-            )
+        if not cfg.verify.enabled:  # allowed, but never silent
+            _say_unverified(console, resolved.plan)
         if cfg.dry_run:
             _remove_unused_run_dir(run_dir)
             return
@@ -117,6 +114,13 @@ def build(cfg: DictConfig) -> None:
     if failures:
         failed = failures[-1]
         raise BuildFailed(f"step '{failed.spec.name}' failed: {failed.error} (details: {log_path})")
+
+
+def _say_unverified(console: Any, plan: Plan) -> None:
+    n = sum(1 for s in plan.steps if s.kind in ("tflite", "tfjs"))
+    if n:
+        were, runtime = ("s were", "their runtimes") if n > 1 else (" was", "its runtime")
+        console.print(f"[yellow]verification is off (verify.enabled=false): {n} artifact{were} not run on {runtime}[/]")
 
 
 def _writable_cache_dir(path: str) -> Path:

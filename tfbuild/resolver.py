@@ -1,4 +1,5 @@
-"""Composed config -> Plan. Pure: reads the config, never imports TensorFlow, writes nothing.
+"""Composed config -> Plan. Reads the config (and asks whether Node.js is there when TF.js
+exports will be verified); never imports TensorFlow, writes nothing.
 
 Each step receives only the parameters it reads, so a change reaches exactly the steps that
 depend on it: a new TFLite quantization adds one step and leaves training cached.
