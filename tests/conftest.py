@@ -21,7 +21,11 @@ register_recipes(RECIPES)
 # The smallest real build that still learns: 600 digits, three epochs (about 85% test accuracy).
 # Less than that and int8 verification fails on merit: a model near chance has near-tied
 # classes that quantization flips. Tests shrink the work, never fake it.
-TINY = ["train.epochs=3", "data.limit=600", "data.calibration_samples=16"]
+# Benchmarks keep their protocol but time a handful of calls.
+TINY = [
+    "train.epochs=3", "data.limit=600", "data.calibration_samples=16",
+    "benchmark.warmup=1", "benchmark.min_runs=5", "benchmark.min_seconds=0",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

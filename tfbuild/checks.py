@@ -35,7 +35,8 @@ class Choices:
     formats: tuple[str, ...]
     tflite: tuple[str, ...]
     tfjs: tuple[str, ...]
-    tfjs_backends: tuple[str, ...]
+    tfjs_backends: tuple[str, ...]  # verified on
+    bench_backends: tuple[str, ...]  # timed on
     force: bool | tuple[str, ...]
 
 
@@ -49,11 +50,14 @@ def check_config(cfg: DictConfig) -> Choices:
         tflite=one_or_many(cfg.export.tflite.quantization, TfliteQuantization, "export.tflite.quantization"),
         tfjs=one_or_many(cfg.export.tfjs.quantization, TfjsQuantization, "export.tfjs.quantization"),
         tfjs_backends=one_or_many(cfg.verify.tfjs_backends, TfjsBackend, "verify.tfjs_backends"),
+        bench_backends=one_or_many(cfg.benchmark.tfjs_backends, TfjsBackend, "benchmark.tfjs_backends"),
         force=_force(cfg.force),
     )
     _check_calibration(cfg, choices)
     _check_optimize(cfg, choices)
     _check_verify(cfg)
+    _check_benchmark(cfg)
+    _check_gates(cfg)
     return choices
 
 
@@ -169,6 +173,37 @@ def _check_verify(cfg: DictConfig) -> None:
             top1 = tolerance.min_top1_agreement
             if top1 is not None and not 0 <= top1 <= 1:
                 raise ConfigError(f"{key}.min_top1_agreement must be between 0 and 1 (or null), got {top1}")
+
+
+def _check_benchmark(cfg: DictConfig) -> None:
+    for key, minimum in (("warmup", 0), ("min_runs", 1), ("min_seconds", 0), ("batch_size", 1), ("threads", 1)):
+        _at_least(cfg, f"benchmark.{key}", minimum)
+
+
+# Gate limits that need a benchmark's figures (size is known without one).
+MEASURED_LIMITS = ("min_accuracy", "max_accuracy_drop", "max_p95_ms")
+
+
+def _check_gates(cfg: DictConfig) -> None:
+    for path, gate in _gate_nodes(cfg.gates):
+        for limit in ("min_accuracy", "max_accuracy_drop"):
+            if gate[limit] is not None and not 0 <= gate[limit] <= 1:
+                raise ConfigError(f"{path}.{limit} must be between 0 and 1 (or null), got {gate[limit]}")
+        for limit in ("max_bytes", "max_p95_ms"):
+            if gate[limit] is not None and gate[limit] <= 0:
+                raise ConfigError(f"{path}.{limit} must be greater than 0 (or null), got {gate[limit]}")
+        measured = [limit for limit in MEASURED_LIMITS if gate[limit] is not None]
+        if measured and not cfg.benchmark.enabled:
+            raise ConfigError(f"{path}.{measured[0]} needs the benchmark's figures: set benchmark.enabled=true")
+
+
+def _gate_nodes(gates: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(key path, node) for the top-level gate, each format's and each variant's."""
+    nodes = [("gates", gates)]
+    for fmt in ("saved_model", "tflite", "tfjs"):
+        nodes.append((f"gates.{fmt}", gates[fmt]))
+        nodes += [(f"gates.{fmt}.{v}", node) for v, node in gates[fmt].items() if isinstance(node, DictConfig)]
+    return nodes
 
 
 def _force(value: Any) -> bool | tuple[str, ...]:

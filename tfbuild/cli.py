@@ -60,9 +60,10 @@ def build(cfg: DictConfig) -> None:
         raise
 
     # Imported once the config is known to be good: a config error stays as fast as possible.
-    from .console import ConsoleReporter, summary_table, terminal_console
+    from .console import ConsoleReporter, report_table, summary_table, terminal_console
     from .quiet import native_output_to
     from .record import build_record, write_json
+    from .report import gate_violations, report_rows, write_report
     from .runner import run_plan
     from .steps import REGISTRY
 
@@ -97,23 +98,29 @@ def build(cfg: DictConfig) -> None:
         if cfg.dry_run:
             _remove_unused_run_dir(run_dir)
             return
+        rows = report_rows(result, OmegaConf.to_container(cfg.gates, resolve=True))  # type: ignore[arg-type]
+        write_report(run_dir, rows, recipe=recipe)
+        violations = gate_violations(rows)
+        console.print(report_table(rows, f"report: {run_dir / 'report.md'}"))
         record = build_record(
             result,
             recipe=recipe,
             config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
             cache_dir=cache_dir,
             verification="on" if cfg.verify.enabled else "off",
+            gate_violations=violations,
             started=started,
             seconds=time.perf_counter() - wall,
         )
         write_json(run_dir / "build.json", record)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
-    failures = result.failures
-    for failed in failures[:-1]:  # one line per failed step; the last one is raised
-        _report(f"step '{failed.spec.name}' failed: {failed.error}")
-    if failures:
-        failed = failures[-1]
-        raise BuildFailed(f"step '{failed.spec.name}' failed: {failed.error} (details: {log_path})")
+    # One line per problem; the last is raised, and a failed step's points to the log.
+    problems = [f"gate failed: {v}" for v in violations]
+    problems += [f"step '{f.spec.name}' failed: {f.error}" for f in result.failures]
+    for problem in problems[:-1]:
+        _report(problem)
+    if problems:
+        raise BuildFailed(f"{problems[-1]} (details: {log_path})" if result.failures else problems[-1])
 
 
 def _say_unverified(console: Any, plan: Plan) -> None:

@@ -128,3 +128,22 @@ def summary_table(result: BuildResult, title: str) -> Table:
             escape(str(r.info.get("summary", ""))),
         )
     return table
+
+
+def report_table(rows: list[dict], title: str) -> Table:
+    """report.md's table, on the terminal."""
+    from .report import HEADERS, table_cells
+
+    table = Table(title=title, title_justify="left")
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("artifact", "runtime", "verify", "gate") else "right")
+    for row in rows:
+        cells = [escape(c) for c in table_cells(row)]
+        cells[-2], cells[-1] = _verdict(row["verify"], cells[-2]), _verdict(row["gate"], cells[-1])
+        table.add_row(*cells)
+    return table
+
+
+def _verdict(status: str, cell: str) -> str:
+    style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}.get(status.split(":")[0])
+    return f"[{style}]{cell}[/]" if style else cell

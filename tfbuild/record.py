@@ -1,10 +1,12 @@
 """build.json: what a build did, in the run folder, for people and for tools.
 
 {
-  "tfbuild": version, "recipe": name or null, "status": "succeeded" | "failed",
+  "tfbuild": version, "recipe": name or null,
+  "status": "succeeded" | "failed" (a step failed or a gate was violated),
   "started": ISO time, "seconds": wall time,
   "cache": cache folder,
   "verification": "on" | "off" (verify.enabled; "on" means every export has a verify step),
+  "gate_violations": ["ARTIFACT (RUNTIME): what broke which gates.* limit", ...],
   "config": {...the resolved config...},
   "steps": [{"kind", "name", "key", "status", "reason", "seconds", "info": {...}, "error"?}],
   "artifacts": [{"name", "format", "variant", "path" (relative to the run folder),
@@ -54,17 +56,19 @@ def build_record(
     config: dict[str, Any],
     cache_dir: Path,
     verification: str,
+    gate_violations: list[str],
     started: str,
     seconds: float,
 ) -> dict[str, Any]:
     return {
         "tfbuild": __version__,
         "recipe": recipe,
-        "status": "failed" if result.failed else "succeeded",
+        "status": "failed" if result.failed or gate_violations else "succeeded",
         "started": started,
         "seconds": round(seconds, 3),
         "cache": str(cache_dir),
         "verification": verification,
+        "gate_violations": gate_violations,
         "config": config,
         "steps": [
             {

@@ -48,11 +48,13 @@ def resolve(cfg: DictConfig) -> Resolved:
     if "tfjs" in choices.formats:
         exports += [tfjs_step(q) for q in choices.tfjs]
     steps += exports
+    if "tfjs" in choices.formats and (cfg.verify.enabled or cfg.benchmark.enabled):
+        _check_node(cfg.verify.node)
     if cfg.verify.enabled and exports:
-        if "tfjs" in choices.formats:
-            _check_node(cfg.verify.node)
         steps.append(reference_step(cfg))
         steps += [verify_step(cfg, choices, export) for export in exports]
+    if cfg.benchmark.enabled:
+        steps += [benchmark_step(cfg, choices, artifact) for artifact in _artifacts(steps)]
     return Resolved(make_plan(steps), choices)
 
 
@@ -141,7 +143,7 @@ def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
                 artifact=SAVED_MODEL,
                 path="saved_model",
                 publish="saved_model" if published else None,
-                format="saved_model" if published else None,
+                format="saved_model",
             ),
         ),
     )
@@ -224,6 +226,38 @@ def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec
         inputs={"artifact": artifact.artifact, "reference": REFERENCE, "data": DATA},
         files=files,
     )
+
+
+def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> StepSpec:
+    bench = cfg.benchmark
+    params: dict[str, Any] = {
+        "format": artifact.format,
+        "variant": artifact.variant,
+        "warmup": bench.warmup,
+        "min_runs": bench.min_runs,
+        "min_seconds": bench.min_seconds,
+        "batch_size": bench.batch_size,
+    }
+    files: dict[str, str] = {}
+    if artifact.format == "tfjs":
+        params["backends"] = list(choices.bench_backends)
+        params["node"] = cfg.verify.node
+        files["npm_lock"] = str(NPM_LOCKFILE)
+    else:  # TF.js in Node has one thread, whatever is asked
+        params["threads"] = bench.threads
+    return StepSpec(
+        name=f"benchmark[{artifact.artifact}]",
+        kind="benchmark",
+        params=params,
+        inputs={"artifact": artifact.artifact, "data": DATA},
+        files=files,
+    )
+
+
+def _artifacts(steps: list[StepSpec]) -> list[OutputSpec]:
+    """Every model artifact users get: the SavedModel (published or not, it is the reference
+    row of the report) and each export."""
+    return [out for s in steps for out in s.outputs if out.artifact == SAVED_MODEL or out.format in ("tflite", "tfjs")]
 
 
 def _check_node(node: str) -> None:

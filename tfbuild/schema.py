@@ -200,6 +200,66 @@ class VerifyConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    # Time every artifact on its own runtime: latency, throughput, size, test accuracy.
+    enabled: bool = True
+    # Untimed calls first: first calls pay for allocation and kernel selection.
+    warmup: int = 10
+    # Timed calls go on until both of these are reached.
+    min_runs: int = 50
+    min_seconds: float = 0.2
+    # Throughput is measured at this batch size; latency always at batch 1.
+    batch_size: int = 32
+    # Threads the runtime may use: LiteRT's num_threads, the SavedModel session's intra-op
+    # pool. TF.js in Node is single-threaded whatever this says (recorded as 1).
+    threads: int = 1
+    # One value or a list of cpu, wasm: the TF.js backends timed (one report row each).
+    tfjs_backends: Any = field(default_factory=lambda: ["wasm"])
+
+
+@dataclass
+class Gate:
+    """Limits an artifact must meet to ship; null = no limit. Checked after the report is
+    written; a violated gate fails the build naming the artifact, the figure and the limit."""
+
+    # Test-split accuracy (0..1) measured by the artifact's benchmark.
+    min_accuracy: Optional[float] = None
+    # SavedModel accuracy minus the artifact's (0.01 = one point).
+    max_accuracy_drop: Optional[float] = None
+    # Size on disk (a folder: all its files).
+    max_bytes: Optional[int] = None
+    # 95th percentile latency at batch 1, milliseconds.
+    max_p95_ms: Optional[float] = None
+
+
+# Per-format limits refine the top-level ones, and per-variant limits the format's: e.g.
+# gates.tflite.max_bytes, gates.tflite.int8.max_p95_ms.
+@dataclass
+class TfliteGates(Gate):
+    float: Gate = field(default_factory=Gate)
+    dynamic: Gate = field(default_factory=Gate)
+    fp16: Gate = field(default_factory=Gate)
+    int8: Gate = field(default_factory=Gate)
+    int16x8: Gate = field(default_factory=Gate)
+
+
+@dataclass
+class TfjsGates(Gate):
+    none: Gate = field(default_factory=Gate)
+    float16: Gate = field(default_factory=Gate)
+    uint8: Gate = field(default_factory=Gate)
+    uint16: Gate = field(default_factory=Gate)
+
+
+@dataclass
+class GatesConfig(Gate):
+    # The top-level limits apply to every artifact.
+    saved_model: Gate = field(default_factory=Gate)
+    tflite: TfliteGates = field(default_factory=TfliteGates)
+    tfjs: TfjsGates = field(default_factory=TfjsGates)
+
+
+@dataclass
 class CacheConfig:
     # The shared step cache; relative paths are taken from the directory tfbuild runs in.
     dir: str = "outputs/cache"
@@ -215,6 +275,8 @@ class TfbuildConfig:
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # Print the plan, each step with why it would run, and build nothing.
     dry_run: bool = False

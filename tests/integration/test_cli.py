@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,10 +84,11 @@ def test_build_then_noop_then_one_change(tmp_path):
     record = json.loads((first_run / "build.json").read_text())
     assert record["recipe"] == "digits" and record["status"] == "succeeded"
     assert record["config"]["train"]["epochs"] == 3
-    assert [s["name"] for s in record["steps"]] == [
+    assert {s["name"] for s in record["steps"]} == {
         "data", "train", "saved_model", "tflite[float]", "tflite[int8]",
         "reference", "verify[tflite/float]", "verify[tflite/int8]",
-    ]  # fmt: skip
+        "benchmark[saved_model]", "benchmark[tflite/float]", "benchmark[tflite/int8]",
+    }  # fmt: skip
     assert record["verification"] == "on"
     for s in record["steps"]:
         assert set(s) >= {"kind", "name", "key", "status", "reason", "seconds", "info"}
@@ -138,16 +141,72 @@ def test_failed_step_exits_1_naming_the_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_trains_once(tmp_path):
-    result = run_tfbuild("-m", "recipe=digits", *TINY, "export.tflite.quantization=float,int8", cwd=tmp_path, check=True)
-    assert "Launching 2 jobs" in result.stdout + result.stderr
-    jobs = sorted((tmp_path / "outputs" / "sweeps").glob("*/[0-9]*"))
-    assert len(jobs) == 2
+def test_sweep_trains_once_and_reports_every_job(tmp_path):
+    result = run_tfbuild("-m", "recipe=digits", *TINY, "export.tflite.quantization=float,dynamic,int8", cwd=tmp_path,
+                         check=True)
+    assert "Launching 3 jobs" in result.stdout + result.stderr
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    jobs = sorted(sweep.glob("[0-9]*"))
+    assert len(jobs) == 3
     steps = [{s["name"]: s["status"] for s in json.loads((job / "build.json").read_text())["steps"]} for job in jobs]
+    assert [job["train"] for job in steps] == ["built", "cached", "cached"], "the sweep trains once"
     assert steps[0] == {"data": "built", "train": "built", "saved_model": "built", "tflite[float]": "built",
-                        "reference": "built", "verify[tflite/float]": "built"}
-    assert steps[1] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built",
-                        "reference": "cached", "verify[tflite/int8]": "built"}
+                        "reference": "built", "verify[tflite/float]": "built",
+                        "benchmark[saved_model]": "built", "benchmark[tflite/float]": "built"}
+    assert steps[2] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built",
+                        "reference": "cached", "verify[tflite/int8]": "built",
+                        "benchmark[saved_model]": "cached", "benchmark[tflite/int8]": "built"}
+
+    report = json.loads((sweep / "sweep_report.json").read_text())
+    assert [j["status"] for j in report["jobs"]] == ["passed"] * 3
+    made = {(r["job"], r["artifact"]): r["made_by"] for r in report["rows"]}
+    assert made == {
+        (0, "saved_model"): "export.tflite.quantization=float", (0, "tflite/float"): "export.tflite.quantization=float",
+        (1, "saved_model"): "export.tflite.quantization=dynamic", (1, "tflite/dynamic"): "export.tflite.quantization=dynamic",
+        (2, "saved_model"): "export.tflite.quantization=int8", (2, "tflite/int8"): "export.tflite.quantization=int8",
+    }  # fmt: skip
+    assert any(r["pareto_size"] for r in report["rows"]) and any(r["pareto_latency"] for r in report["rows"])
+    assert (sweep / "sweep_report.md").read_text().count("\n| ") == 7
+    assert (sweep / "sweep_report.html").read_text().count("<svg") == 2
+
+
+@pytest.mark.slow
+def test_report_gates_and_diff(tmp_path):
+    run_tfbuild("recipe=digits", *QUICK, cwd=tmp_path, check=True)
+    first = run_dirs(tmp_path)[0]
+    for name in ("report.json", "report.md", "report.html"):
+        assert (first / name).stat().st_size > 0
+    report = json.loads((first / "report.json").read_text())
+    assert report["status"] == "passed"
+    int8 = next(r for r in report["rows"] if r["artifact"] == "tflite/int8")
+    assert int8["runtime"] == "LiteRT 2.3.0" and int8["verify"] == "passed" and int8["gate"] == "-"
+    assert 0 < int8["p50_ms"] <= int8["p95_ms"] <= int8["p99_ms"] and int8["samples_per_s"] > 0
+
+    # A limit just past a measured figure fails the build, after the report is written; at it, passes.
+    size = int8["bytes"]
+    over = run_tfbuild("recipe=digits", *QUICK, f"gates.tflite.int8.max_bytes={size - 1}", cwd=tmp_path)
+    assert over.returncode == 1
+    assert over.stderr.strip() == (
+        f"tfbuild: error: gate failed: tflite/int8 (LiteRT 2.3.0): size {size} bytes > {size - 1} bytes "
+        "(gates.tflite.int8.max_bytes)"
+    )
+    failed_run = run_dirs(tmp_path)[1]
+    assert json.loads((failed_run / "report.json").read_text())["status"] == "failed"
+    assert json.loads((failed_run / "build.json").read_text())["status"] == "failed"
+    assert "failed: max_bytes" in over.stdout
+    at = run_tfbuild("recipe=digits", *QUICK, f"gates.tflite.int8.max_bytes={size}", cwd=tmp_path)
+    assert at.returncode == 0, at.stderr
+
+    accuracy = int8["accuracy"]
+    above = run_tfbuild("recipe=digits", *QUICK, f"gates.min_accuracy={accuracy + 0.001}", cwd=tmp_path)
+    assert above.returncode == 1 and "(gates.min_accuracy)" in above.stderr and "tflite/int8" in above.stderr
+    assert run_tfbuild("recipe=digits", *QUICK, f"gates.min_accuracy={accuracy}", cwd=tmp_path).returncode == 0
+
+    # Two builds of the same cached artifacts: nothing regressed.
+    same = subprocess.run([str(Path(sys.executable).parent / "tfbuild-report"), "diff", str(first), str(run_dirs(tmp_path)[2])],
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
+    assert "tflite/int8" in same.stdout and "none" in same.stdout
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tfbuild.runtimes.timing import Protocol
 from tfbuild.runtimes.tfjs_node import TfjsRuntimeError, node_problem, run_tfjs
 from tfbuild.steps.data import load_split
 
@@ -24,12 +25,12 @@ needs_node = pytest.mark.skipif(NODE_PROBLEM is not None, reason=str(NODE_PROBLE
 def test_both_backends_run_the_same_model_and_report_timings(built):
     root, _, result = built
     x, _ = load_split(step_result(result, "data").entry.output_path("split"), "test")
-    run = run_tfjs(root / "run" / "tfjs" / "none", x, ["cpu", "wasm"], time=(1, 3))
+    run = run_tfjs(root / "run" / "tfjs" / "none", x, ["cpu", "wasm"], bench=(Protocol(1, 3, 0.0), 4))
     assert run.version == "4.22.0"
     for backend in ("cpu", "wasm"):
         assert run.outputs[backend].shape == (len(x), 10) and run.outputs[backend].dtype == np.float32
         assert set(run.timings[backend]) == {"load_ms", "predict_ms"} and run.timings[backend]["predict_ms"] > 0
-        assert len(run.latency_ms[backend]) == 3
+        assert len(run.latency_ms[backend]) == 3 and len(run.batch_ms[backend]) == 3
     # Same weights, two kernels' implementations: far closer to each other than to TensorFlow.
     assert float(np.abs(run.outputs["cpu"] - run.outputs["wasm"]).max()) < 1e-5
 

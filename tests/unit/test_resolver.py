@@ -22,14 +22,17 @@ def test_default_recipe_plan(compose_cfg):
     plan = plan_of(compose_cfg, "recipe=digits")
     exports = ["tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]"]
     verifies = [f"verify[tflite/{q}]" for q in ("float", "dynamic", "fp16", "int8")]
-    assert names(plan) == ["data", "train", "saved_model", *exports, "reference", *verifies]
+    benchmarks = ["benchmark[saved_model]"] + [f"benchmark[tflite/{q}]" for q in ("float", "dynamic", "fp16", "int8")]
+    assert names(plan)[:7] == ["data", "train", "saved_model", *exports]
+    assert sorted(names(plan)[7:]) == sorted(["reference", *verifies, *benchmarks])
     assert plan.step("saved_model").outputs[0].publish == "saved_model"
     assert plan.step("tflite[int8]").outputs[0].publish == "tflite/model_int8.tflite"
 
 
 def test_one_quantization_or_a_list(compose_cfg):
     assert names(plan_of(compose_cfg, "export.tflite.quantization=fp16"))[3] == "tflite[fp16]"
-    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]", "verify.enabled=false")
+    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]", "verify.enabled=false",
+                   "benchmark.enabled=false")
     assert names(plan)[3:] == ["tflite[int16x8]", "tflite[float]"]
 
 
@@ -90,6 +93,12 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["optimize=prune", "optimize.learning_rate=-1"], "optimize.learning_rate must be greater than 0"),
         (["optimize=qat", "export.formats=[tflite,tfjs]"], "optimize=qat cannot be exported to TF.js"),
         (["optimize=qat", "export.tflite.quantization=[int8,int16x8]"], "optimize=qat trains for int8 and cannot be converted to int16x8"),
+        (["benchmark.min_runs=0"], "benchmark.min_runs must be at least 1"),
+        (["benchmark.threads=0"], "benchmark.threads must be at least 1"),
+        (["benchmark.tfjs_backends=[gpu]"], "benchmark.tfjs_backends: 'gpu' is not one of cpu, wasm"),
+        (["gates.min_accuracy=1.5"], "gates.min_accuracy must be between 0 and 1"),
+        (["gates.tflite.int8.max_bytes=0"], "gates.tflite.int8.max_bytes must be greater than 0"),
+        (["gates.tfjs.max_p95_ms=2", "benchmark.enabled=false"], "gates.tfjs.max_p95_ms needs the benchmark's figures"),
         (["export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
     ],
 )
@@ -113,8 +122,25 @@ def test_every_export_is_verified_against_the_reloaded_saved_model(compose_cfg):
 
 
 def test_verification_off_is_explicit_and_plans_no_checks(compose_cfg):
-    plan = plan_of(compose_cfg, "recipe=digits_all", "verify.enabled=false", "verify.node=/no/such/node")
-    assert not [s for s in plan.steps if s.kind in ("verify", "reference")]
+    plan = plan_of(compose_cfg, "recipe=digits_all", "verify.enabled=false", "benchmark.enabled=false",
+                   "verify.node=/no/such/node")
+    assert not [s for s in plan.steps if s.kind in ("verify", "reference", "benchmark")]
+
+
+def test_every_artifact_is_benchmarked_on_its_runtime_settings(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits_all", "benchmark.threads=2", "benchmark.tfjs_backends=[cpu,wasm]")
+    benchmarks = {s.name: s for s in plan.steps if s.kind == "benchmark"}
+    assert len(benchmarks) == 1 + 5 + 4, "the SavedModel (the reference row) and every export"
+    saved = benchmarks["benchmark[saved_model]"]
+    assert saved.inputs == {"artifact": "saved_model", "data": "data/split"}
+    assert saved.params["threads"] == 2 and saved.params["format"] == "saved_model"
+    tfjs = benchmarks["benchmark[tfjs/uint8]"]
+    assert tfjs.params["backends"] == ["cpu", "wasm"] and "threads" not in tfjs.params, "TF.js in Node has one thread"
+    assert tfjs.files["npm_lock"].endswith("package-lock.json")
+    a = plan_of(compose_cfg, "recipe=digits")
+    b = plan_of(compose_cfg, "recipe=digits", "benchmark.batch_size=8", "gates.min_accuracy=0.5")
+    changed = {s.name for s, t in zip(a.steps, b.steps) if s.params != t.params}
+    assert changed == {s.name for s in a.steps if s.kind == "benchmark"}, "gates are judged, not built"
 
 
 def test_optimize_sits_between_training_and_the_saved_model(compose_cfg):

@@ -34,19 +34,42 @@ def dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def run_tflite(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """The model's single output for the batch `x` (the batch dimension is resized to fit)."""
-    from ai_edge_litert.interpreter import Interpreter
+class LiteRtModel:
+    """An interpreter whose batch dimension follows the inputs it is given."""
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    (input_details,) = interpreter.get_input_details()
-    interpreter.resize_tensor_input(input_details["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    (input_details,) = interpreter.get_input_details()
-    (output_details,) = interpreter.get_output_details()
-    interpreter.set_tensor(input_details["index"], quantize(x, input_details))
-    interpreter.invoke()
-    return dequantize(interpreter.get_tensor(output_details["index"]), output_details)
+    def __init__(self, path: Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._shape: tuple[int, ...] | None = None
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        (details,) = self._interpreter.get_input_details()
+        self._interpreter.resize_tensor_input(details["index"], list(shape))
+        self._interpreter.allocate_tensors()
+        (self._input,) = self._interpreter.get_input_details()
+        (self._output,) = self._interpreter.get_output_details()
+        self._shape = shape
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """`x` resized for and quantized to the input tensor (what a device's caller hands over)."""
+        if x.shape != self._shape:
+            self._resize(x.shape)
+        return quantize(x, self._input)
+
+    def invoke(self, prepared: np.ndarray) -> np.ndarray:
+        """The raw output for an input from `prepare`: the part a benchmark times."""
+        self._interpreter.set_tensor(self._input["index"], prepared)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output["index"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return dequantize(self.invoke(self.prepare(x)), self._output)
+
+
+def run_tflite(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """The model's single output for the batch `x`."""
+    return LiteRtModel(path, threads).predict(x)
 
 
 def litert_version() -> str:

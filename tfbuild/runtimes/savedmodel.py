@@ -25,3 +25,31 @@ def run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
         for i in range(0, len(x), BATCH)
     ]
     return np.concatenate(batches).astype(np.float32)
+
+
+class SavedModelSession:
+    """The serving signature in a TF session with a fixed thread count, as TF Serving runs it.
+
+    TF2's eager thread pools are process-wide and fixed once TensorFlow has started (training
+    in the same process has started them); a session carries its own, so `threads` holds
+    whatever ran before.
+    """
+
+    def __init__(self, path: Path, threads: int):
+        from ..tfenv import import_tensorflow
+
+        tf = import_tensorflow()
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+            self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+            meta = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(path))
+        signature = meta.signature_def[SIGNATURE]
+        self._input = signature.inputs[INPUT_NAME].name
+        self._output = signature.outputs[OUTPUT_NAME].name
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(self._output, {self._input: x})
+
+    def close(self) -> None:
+        self._session.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..recipes import PROJECT_ROOT
+from .timing import Protocol
 
 if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay for it
     import numpy as np
@@ -42,7 +43,9 @@ class TfjsRun:
     version: str  # tf.version.tfjs that produced the outputs
     outputs: dict[str, "np.ndarray"]  # backend -> float32 [N, classes]
     timings: dict[str, dict[str, float]]  # backend -> {"load_ms": ..., "predict_ms": ...}
-    latency_ms: dict[str, list[float]] = field(default_factory=dict)  # backend -> per call, with `time=`
+    # With `bench=`: backend -> ms per timed call at batch 1, and at the bench batch size.
+    latency_ms: dict[str, list[float]] = field(default_factory=dict)
+    batch_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 def node_problem(node: str = "node") -> str | None:
@@ -97,14 +100,14 @@ def run_tfjs(
     node: str = "node",
     workdir: Path | None = None,
     output_name: str = "probabilities",
-    time: tuple[int, int] | None = None,
+    bench: tuple[Protocol, int] | None = None,
     timeout_s: float = 300.0,
 ) -> TfjsRun:
     """Run the TF.js graph model in `model_dir` on the whole batch `x`, once per backend.
 
     `workdir`, if given, keeps the input and output .npy files there (for inspection);
-    otherwise they live in a temporary folder that is removed. `time=(warmup, runs)` also
-    measures per-call latency at this batch size.
+    otherwise they live in a temporary folder that is removed. `bench=(protocol, batch)` also
+    times calls at batch 1 and at `batch` (see timing.py for the protocol).
     """
     import numpy as np
 
@@ -130,8 +133,9 @@ def run_tfjs(
             "--out", str(out_dir),
             "--output-name", output_name,
         ]  # fmt: skip
-        if time is not None:
-            command += ["--time", f"{time[0]},{time[1]}"]
+        if bench is not None:
+            protocol, batch = bench
+            command += ["--bench", f"{protocol.warmup},{protocol.min_runs},{protocol.min_seconds * 1000:g},{batch}"]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=work)
         except subprocess.TimeoutExpired:
@@ -141,7 +145,7 @@ def run_tfjs(
         if done.returncode != 0:
             raise TfjsRuntimeError(_failure_line(done))
         report = _parse_report(done.stdout)
-        outputs, timings, latency = {}, {}, {}
+        outputs, timings, latency, batches = {}, {}, {}, {}
         for backend in backends:
             entry = report["backends"].get(backend)
             if entry is None:
@@ -151,7 +155,8 @@ def run_tfjs(
             timings[backend] = {"load_ms": float(entry["load_ms"]), "predict_ms": float(entry["predict_ms"])}
             if "latency_ms" in entry:
                 latency[backend] = [float(v) for v in entry["latency_ms"]]
-    return TfjsRun(version=str(report["tfjs"]), outputs=outputs, timings=timings, latency_ms=latency)
+                batches[backend] = [float(v) for v in entry["batch_ms"]]
+    return TfjsRun(str(report["tfjs"]), outputs, timings, latency_ms=latency, batch_ms=batches)
 
 
 def _failure_line(done: subprocess.CompletedProcess) -> str:

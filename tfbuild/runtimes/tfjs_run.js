@@ -3,7 +3,12 @@
 // pure-JS `cpu` backend and/or the `wasm` backend, and writes each backend's output as .npy.
 //
 //   node tfjs_run.js --model DIR --input X.npy --backends cpu,wasm --out OUTDIR
-//                    [--output-name probabilities] [--input-name inputs] [--time WARMUP,RUNS]
+//                    [--output-name probabilities] [--input-name inputs]
+//                    [--bench WARMUP,MIN_RUNS,MIN_MS,BATCH]
+//
+// --bench times, per backend, calls at batch 1 (latency) and at BATCH (throughput): WARMUP
+// untimed calls, then timed ones until both MIN_RUNS calls and MIN_MS milliseconds are done
+// (tfbuild/runtimes/timing.py runs the same protocol for LiteRT and TensorFlow).
 //
 // stdout: exactly one JSON line. Errors: one line `tfjs_run: <message>` on stderr, exit 1
 // (set TFBUILD_DEBUG=1 for the stack). No tfjs-node: it downloads a native library at install
@@ -32,7 +37,7 @@ function parseArgs(argv) {
   const args = {outputName: 'probabilities', inputName: 'inputs', backends: 'cpu,wasm'};
   const names = {
     '--model': 'model', '--input': 'input', '--backends': 'backends', '--out': 'out',
-    '--output-name': 'outputName', '--input-name': 'inputName', '--time': 'time',
+    '--output-name': 'outputName', '--input-name': 'inputName', '--bench': 'bench',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -49,10 +54,12 @@ function parseArgs(argv) {
   for (const b of args.backends) {
     if (!known.has(b)) fail(`unknown backend '${b}' (this runner has cpu and wasm)`);
   }
-  if (args.time !== undefined) {
-    const m = /^(\d+),(\d+)$/.exec(args.time);
-    if (!m || Number(m[2]) < 1) fail(`--time wants WARMUP,RUNS (e.g. 3,20), got '${args.time}'`);
-    args.time = {warmup: Number(m[1]), runs: Number(m[2])};
+  if (args.bench !== undefined) {
+    const m = /^(\d+),(\d+),(\d+(?:\.\d+)?),(\d+)$/.exec(args.bench);
+    if (!m || Number(m[2]) < 1 || Number(m[4]) < 1) {
+      fail(`--bench wants WARMUP,MIN_RUNS,MIN_MS,BATCH (e.g. 10,50,200,32), got '${args.bench}'`);
+    }
+    args.bench = {warmup: Number(m[1]), minRuns: Number(m[2]), minMs: Number(m[3]), batch: Number(m[4])};
   }
   return args;
 }
@@ -195,16 +202,16 @@ async function runBackend(tf, name, args, x, artifacts) {
   // flow or dynamic shapes throw and need executeAsync(), which in turn warns on every call
   // for static graphs. So: try execute() once, fall back for good if the graph needs it.
   let useAsync = false;
-  const run = async () => {
+  const run = async (inputs = feed) => {
     if (!useAsync) {
       try {
-        return model.execute(feed, args.outputName);
+        return model.execute(inputs, args.outputName);
       } catch (e) {
         if (!/executeAsync/.test(e.message)) throw e;
         useAsync = true;
       }
     }
-    return model.executeAsync(feed, args.outputName);
+    return model.executeAsync(inputs, args.outputName);
   };
   t0 = performance.now();
   const output = await run();
@@ -222,18 +229,36 @@ async function runBackend(tf, name, args, x, artifacts) {
   }
   output.dispose();
 
-  if (args.time) {
-    // Per-call latency at this batch size, each call including reading the result back.
-    const timed = async () => {
-      const start = performance.now();
-      const y = await run();
-      await y.data();
-      y.dispose();
-      return round(performance.now() - start);
+  if (args.bench) {
+    const {warmup, minRuns, minMs, batch} = args.bench;
+    const sampleSize = x.shape.slice(1).reduce((a, b) => a * b, 1);
+    // Batch 1 is the first sample; a larger batch repeats the samples as needed.
+    const batchOf = (n) => {
+      const data = new Float32Array(n * sampleSize);
+      for (let i = 0; i < n; i++) data.set(x.data.subarray((i % x.shape[0]) * sampleSize, ((i % x.shape[0]) + 1) * sampleSize), i * sampleSize);
+      return tf.tensor(data, [n, ...x.shape.slice(1)], 'float32');
     };
-    for (let i = 0; i < args.time.warmup; i++) await timed();
-    entry.latency_ms = [];
-    for (let i = 0; i < args.time.runs; i++) entry.latency_ms.push(await timed());
+    // Each timed call includes reading the result back, as an application must.
+    const timeAt = async (n) => {
+      const tensor = batchOf(n);
+      const call = async () => {
+        const y = await run({[args.inputName]: tensor});
+        await y.data();
+        y.dispose();
+      };
+      for (let i = 0; i < warmup; i++) await call();
+      const times = [];
+      const started = performance.now();
+      while (times.length < minRuns || performance.now() - started < minMs) {
+        const before = performance.now();
+        await call();
+        times.push(round(performance.now() - before));
+      }
+      tensor.dispose();
+      return times;
+    };
+    entry.latency_ms = await timeAt(1);
+    entry.batch_ms = await timeAt(batch);
   }
   input.dispose();
   model.dispose();

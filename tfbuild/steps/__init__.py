@@ -7,6 +7,7 @@ is cheap enough for a fully cached build.
 from __future__ import annotations
 
 from .base import StepKind
+from .benchmark import BenchmarkStep
 from .data import DataStep
 from .optimize import OptimizeStep
 from .reference import ReferenceStep
@@ -27,5 +28,6 @@ REGISTRY: dict[str, StepKind] = {
         TfjsStep(),
         ReferenceStep(),
         VerifyStep(),
+        BenchmarkStep(),
     )
 }

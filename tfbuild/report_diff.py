@@ -1,0 +1,117 @@
+"""`tfbuild-report diff RUN_A RUN_B`: what got bigger, slower or less accurate from A to B.
+
+Rows are matched by (artifact, runtime) from each run folder's report.json. Exit codes:
+0 no regression, 1 B regresses on something (so CI can gate on it), 2 bad input.
+Latency moves by a few percent between identical runs, so "slower" needs more than
+--slower (default 10%) on p50 or p95; "bigger" is any growth; "less accurate" is any drop
+larger than --accuracy (default 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+Key = tuple[str, str | None]
+
+
+def load_rows(path: Path) -> dict[Key, dict[str, Any]]:
+    report = path / "report.json" if path.is_dir() else path
+    if not report.is_file():
+        raise ValueError(f"{path}: no report.json (pass a run folder or its report.json)")
+    try:
+        rows = json.loads(report.read_text())["rows"]
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{report}: not a tfbuild report ({exc})") from None
+    return {(r["artifact"], r["runtime"]): r for r in rows}
+
+
+def compare(a: Mapping[Key, dict[str, Any]], b: Mapping[Key, dict[str, Any]], *, slower: float, accuracy: float) -> list[dict[str, Any]]:
+    """One entry per artifact and runtime in either report, with its changes and regressions."""
+    changes = []
+    for key in [*a, *(k for k in b if k not in a)]:
+        old, new = a.get(key), b.get(key)
+        entry: dict[str, Any] = {"artifact": key[0], "runtime": key[1], "regressions": []}
+        if old is None or new is None:
+            entry["note"] = "added" if old is None else "removed"
+            changes.append(entry)
+            continue
+        entry["bytes"] = _delta(old["bytes"], new["bytes"])
+        entry["p50_ms"] = _delta(old["p50_ms"], new["p50_ms"])
+        entry["p95_ms"] = _delta(old["p95_ms"], new["p95_ms"])
+        entry["accuracy"] = _delta(old["accuracy"], new["accuracy"])
+        if entry["bytes"] and entry["bytes"]["change"] > 0:
+            entry["regressions"].append("bigger")
+        if any(entry[k] and entry[k]["ratio"] is not None and entry[k]["ratio"] > 1 + slower for k in ("p50_ms", "p95_ms")):
+            entry["regressions"].append("slower")
+        if entry["accuracy"] and entry["accuracy"]["change"] < -accuracy:
+            entry["regressions"].append("less accurate")
+        changes.append(entry)
+    return changes
+
+
+def _delta(old: float | None, new: float | None) -> dict[str, Any] | None:
+    if old is None or new is None:
+        return None
+    return {"old": old, "new": new, "change": new - old, "ratio": new / old if old else None}
+
+
+def _cell(delta: dict[str, Any] | None, kind: str) -> str:
+    if delta is None:
+        return "-"
+    if kind == "accuracy":
+        return f"{delta['old']:.2%} -> {delta['new']:.2%} ({delta['change'] * 100:+.2f} pts)"
+    ratio = f" ({(delta['ratio'] - 1) * 100:+.1f}%)" if delta["ratio"] is not None else ""
+    fmt = "{:,.0f}" if kind == "bytes" else "{:.4f}"
+    return f"{fmt.format(delta['old'])} -> {fmt.format(delta['new'])}{ratio}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tfbuild-report", description="Compare tfbuild reports.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    diff = sub.add_parser("diff", help="what got bigger, slower or less accurate from RUN_A to RUN_B")
+    diff.add_argument("run_a", type=Path, help="the baseline run folder (or its report.json)")
+    diff.add_argument("run_b", type=Path, help="the run folder to check against it")
+    diff.add_argument("--slower", type=float, default=0.10, help="p50/p95 growth that counts as slower (0.10 = 10%%)")
+    diff.add_argument("--accuracy", type=float, default=0.0, help="accuracy drop allowed before it counts (0.01 = 1 point)")
+    diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = parser.parse_args(argv)
+    try:
+        changes = compare(load_rows(args.run_a), load_rows(args.run_b), slower=args.slower, accuracy=args.accuracy)
+    except ValueError as exc:
+        print(f"tfbuild-report: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if args.json:
+        print(json.dumps(changes, indent=2))
+    else:
+        _print_table(changes, args.run_a, args.run_b)
+    regressed = [c for c in changes if c["regressions"]]
+    for c in regressed:
+        print(f"regression: {c['artifact']} ({c['runtime']}): {', '.join(c['regressions'])}", file=sys.stderr)
+    sys.exit(1 if regressed else 0)
+
+
+def _print_table(changes: list[dict[str, Any]], run_a: Path, run_b: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{run_a} -> {run_b}", title_justify="left")
+    for header in ("artifact", "runtime", "bytes", "p50 ms", "p95 ms", "accuracy", "regression"):
+        table.add_column(header)
+    for c in changes:
+        if "note" in c:
+            table.add_row(c["artifact"], c["runtime"] or "-", c["note"], "", "", "", "")
+            continue
+        table.add_row(
+            c["artifact"], c["runtime"] or "-", _cell(c["bytes"], "bytes"), _cell(c["p50_ms"], "ms"),
+            _cell(c["p95_ms"], "ms"), _cell(c["accuracy"], "accuracy"),
+            f"[bold red]{', '.join(c['regressions'])}[/]" if c["regressions"] else "[green]none[/]",
+        )  # fmt: skip
+    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+
+
+if __name__ == "__main__":
+    main()
