@@ -1,14 +1,19 @@
 """The default recipe's TensorFlow work as a plain script, with no build system: the baseline
-that `build_speed.py` holds tfbuild's cold build against.
+that `build_speed.py` and `sweep_speed.py` hold tfbuild against.
 
-Same data file, split, model, training, SavedModel signature, TFLite conversions and
-verification (each .tflite run on LiteRT against the reloaded SavedModel) as
-`tfbuild recipe=digits`; no caching, no hashing, no records.
+Same data file, split, model, training, SavedModel signature, TFLite conversions,
+verification (each .tflite run on LiteRT against the reloaded SavedModel) and benchmarks
+(the same timing protocol: 50 warm-up calls, then at least 50 calls and 0.2 s, at batch 1
+and at batch 32, for the SavedModel and each .tflite) as `tfbuild recipe=digits`; no
+caching, no hashing, no records.
+
+    python benchmarks/plain_digits.py OUT_DIR [float,dynamic,fp16,int8]
 """
 
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -21,6 +26,7 @@ import tf_keras as keras  # noqa: E402
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
+VARIANTS = sys.argv[2].split(",") if len(sys.argv) > 2 else ["float", "dynamic", "fp16", "int8"]
 
 sklearn_dir = Path(importlib.util.find_spec("sklearn").submodule_search_locations[0])
 table = np.loadtxt(sklearn_dir / "datasets" / "data" / "digits.csv.gz", delimiter=",")
@@ -58,7 +64,7 @@ def representative():
         yield [sample[None]]
 
 
-for variant in ("float", "dynamic", "fp16", "int8"):
+for variant in VARIANTS:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"))
     if variant != "float":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -76,7 +82,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
 reference = serving(inputs=tf.constant(x[test]))["probabilities"].numpy()
-for variant in ("float", "dynamic", "fp16", "int8"):
+for variant in VARIANTS:
     interpreter = Interpreter(model_path=str(out / f"model_{variant}.tflite"))
     interpreter.resize_tensor_input(0, list(x[test].shape))
     interpreter.allocate_tensors()
@@ -93,3 +99,44 @@ for variant in ("float", "dynamic", "fp16", "int8"):
         result = (result - zero) * scale
     agreement = np.mean(result.argmax(1) == reference.argmax(1))
     print(f"{variant}: top-1 agreement {agreement:.3f}, max abs diff {np.abs(result - reference).max():.2e}")
+
+
+# Benchmarks: latency at batch 1 and throughput at batch 32, SavedModel and each .tflite.
+def timed(call):
+    for _ in range(50):
+        call()
+    times, started = [], time.perf_counter()
+    while len(times) < 50 or time.perf_counter() - started < 0.2:
+        before = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - before)
+    return np.percentile(times, 50) * 1000
+
+
+graph = tf.Graph()
+with graph.as_default():
+    session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1))
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(out / "saved_model"))
+signature = meta.signature_def["serving_default"]
+serve = session.make_callable(signature.outputs["probabilities"].name, feed_list=[signature.inputs["inputs"].name])
+accuracy = np.mean(serve(x[test]).argmax(1) == y[test])
+p50 = timed(lambda: serve(x[test][:1]))
+timed(lambda: serve(np.resize(x[test], (32, 8, 8, 1))))
+print(f"saved_model: p50 {p50:.4f} ms, accuracy {accuracy:.4f}")
+for variant in VARIANTS:
+    interpreter = Interpreter(model_path=str(out / f"model_{variant}.tflite"), num_threads=1)
+    for batch in (x[test][:1], np.resize(x[test], (32, 8, 8, 1))):
+        interpreter.resize_tensor_input(0, list(batch.shape))
+        interpreter.allocate_tensors()
+        inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        if inp["quantization"][0]:
+            scale, zero = inp["quantization"]
+            batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(np.int8)
+
+        def invoke():
+            interpreter.set_tensor(inp["index"], batch)
+            interpreter.invoke()
+            interpreter.get_tensor(outp["index"])
+
+        p50 = timed(invoke)
+    print(f"{variant}: p50 at batch 32 {p50:.4f} ms")

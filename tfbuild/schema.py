@@ -204,7 +204,7 @@ class BenchmarkConfig:
     # Time every artifact on its own runtime: latency, throughput, size, test accuracy.
     enabled: bool = True
     # Untimed calls first: first calls pay for allocation and kernel selection.
-    warmup: int = 10
+    warmup: int = 50
     # Timed calls go on until both of these are reached.
     min_runs: int = 50
     min_seconds: float = 0.2

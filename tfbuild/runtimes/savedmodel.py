@@ -45,11 +45,13 @@ class SavedModelSession:
             self._session = tf.compat.v1.Session(graph=self._graph, config=config)
             meta = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(path))
         signature = meta.signature_def[SIGNATURE]
-        self._input = signature.inputs[INPUT_NAME].name
-        self._output = signature.outputs[OUTPUT_NAME].name
+        # A callable skips run()'s per-call feed/fetch parsing: less overhead, less jitter.
+        self._call = self._session.make_callable(
+            signature.outputs[OUTPUT_NAME].name, feed_list=[signature.inputs[INPUT_NAME].name]
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(self._output, {self._input: x})
+        return self._call(x)
 
     def close(self) -> None:
         self._session.close()
