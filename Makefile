@@ -44,6 +44,8 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/build_speed.py
+	$(BIN)/python benchmarks/sweep_speed.py
+	$(BIN)/python benchmarks/bench_repeatability.py
 
 clean:
 	rm -rf outputs/runs outputs/sweeps outputs/cache
