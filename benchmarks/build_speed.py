@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 TFBUILD = Path(sys.executable).parent / "tfbuild"
@@ -54,16 +55,21 @@ def one_round(work: Path) -> dict[str, float]:
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="fresh rounds; medians are printed")
+def median_rounds(one_round: Callable[[Path], dict[str, float]], doc: str, default_repeat: int) -> dict[str, float]:
+    """Run `one_round` in fresh folders --repeat times, print each round, return the medians."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=default_repeat, help="fresh rounds; medians are printed")
     args = parser.parse_args()
     rounds = []
     with tempfile.TemporaryDirectory(prefix="tfbuild-bench-") as tmp:
         for i in range(args.repeat):
-            rounds.append(one_round(Path(tmp) / "work"))
+            rounds.append(one_round(Path(tmp) / f"round{i}"))
             print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v:.2f} s" for k, v in rounds[-1].items()), flush=True)
-    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def main() -> None:
+    median = median_rounds(one_round, __doc__, 3)
     plain = median["plain script"]
     print(f"\n{'measure':<16}{'seconds':>9}{'vs plain':>10}  target")
     targets = {"cold build": f"<= {1.15 * plain:.2f} s (1.15x plain)", "no-op rebuild": "<= 0.60 s, no TensorFlow import"}

@@ -13,13 +13,10 @@ report location, so the Pareto plot can be looked at.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
-from build_speed import HERE, TFBUILD, timed
+from build_speed import HERE, TFBUILD, median_rounds, timed
 
 VARIANTS = ("float", "dynamic", "fp16", "int8")
 
@@ -36,15 +33,7 @@ def one_round(work: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=1, help="fresh rounds; medians are printed")
-    args = parser.parse_args()
-    rounds = []
-    with tempfile.TemporaryDirectory(prefix="tfbuild-sweep-") as tmp:
-        for i in range(args.repeat):
-            rounds.append(one_round(Path(tmp) / f"round{i}"))
-            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v:.2f} s" for k, v in rounds[-1].items()), flush=True)
-    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    median = median_rounds(one_round, __doc__, 1)
     ratio = median["tfbuild sweep"] / median["4 plain runs"]
     print(f"\n4 plain runs   {median['4 plain runs']:7.2f} s")
     print(f"tfbuild sweep  {median['tfbuild sweep']:7.2f} s   {ratio:.2f}x of the plain runs (target <= 0.35x)")
