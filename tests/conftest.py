@@ -40,9 +40,11 @@ def compose_cfg():
     return _compose
 
 
-def run_tfbuild(*args: str, cwd: Path, check: bool = False, python_code: str | None = None) -> subprocess.CompletedProcess:
-    """The installed `tfbuild` in a subprocess, as a user runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}
+def run_tfbuild(
+    *args: str, cwd: Path, check: bool = False, python_code: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The installed `tfbuild` in a subprocess, as a user runs it (`env` adds variables)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HYDRA_")}, **(env or {})}
     if python_code is not None:
         command = [sys.executable, "-c", python_code, *args]
     else:

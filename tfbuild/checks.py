@@ -8,6 +8,7 @@ allowed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -15,11 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
+from .hardware import gpu_count, tpu_address
 from .schema import (
     ExportFormat,
     OptimizeMethod,
-    PrecisionPolicy,
-    TargetName,
     TfjsBackend,
     TfjsQuantization,
     TfliteQuantization,
@@ -44,7 +44,7 @@ def check_config(cfg: DictConfig) -> Choices:
     _check_no_missing(cfg)
     _check_train(cfg)
     _check_data(cfg)
-    _check_supported(cfg)
+    _check_target(cfg)
     choices = Choices(
         formats=one_or_many(cfg.export.formats, ExportFormat, "export.formats"),
         tflite=one_or_many(cfg.export.tflite.quantization, TfliteQuantization, "export.tflite.quantization"),
@@ -113,18 +113,49 @@ def _check_data(cfg: DictConfig) -> None:
         )
 
 
-def _check_supported(cfg: DictConfig) -> None:
-    # The keys exist so recipes can be written against the full surface; the build engine
-    # honours these values so far. Refusing the rest beats silently training something else.
-    if cfg.target.name != TargetName.cpu:
-        raise ConfigError(
-            f"target={cfg.target.name.value}: only target=cpu is built by this version of tfbuild"
-        )
-    if cfg.precision.policy != PrecisionPolicy.float32:
-        raise ConfigError(
-            f"precision={cfg.precision.policy.value}: only precision=float32 is built by this "
-            "version of tfbuild"
-        )
+def effective_precision(cfg: DictConfig) -> str:
+    """precision=... when the recipe chose one, else the target profile's."""
+    policy = cfg.precision.policy if cfg.precision.policy is not None else cfg.target.precision
+    return policy.value
+
+
+def _check_target(cfg: DictConfig) -> None:
+    """The target's strategy against its settings and this machine; no TensorFlow needed."""
+    target = cfg.target
+    strategy = target.strategy.value
+    asked = f"target={target.name.value} (strategy {strategy})"
+    if target.cpu_devices is not None:
+        _at_least(cfg, "target.cpu_devices", 1)
+        if strategy != "mirrored":
+            raise ConfigError(f"target.cpu_devices applies to strategy mirrored, not {strategy} ({asked})")
+    if strategy == "multi_worker" and "TF_CONFIG" not in os.environ:
+        if target.workers is None or target.workers < 2:
+            raise ConfigError(
+                f"{asked} needs target.workers=N (2 or more) to start N workers on this machine, "
+                "or TF_CONFIG describing the cluster this process belongs to"
+            )
+    elif target.workers is not None:
+        raise ConfigError(f"target.workers applies to strategy multi_worker, not {strategy} ({asked})")
+    needs_gpus = strategy in ("one_device", "mirrored") and target.cpu_devices is None
+    if needs_gpus:
+        _at_least(cfg, "target.gpus", 1)
+        found, how = gpu_count()
+        if found < target.gpus:
+            simulate = (
+                "target=multi_gpu target.cpu_devices=2 to run MirroredStrategy over logical CPU devices"
+                if strategy == "mirrored" else "target=cpu"
+            )
+            raise ConfigError(
+                f"{asked} needs {target.gpus} GPU{'s' if target.gpus > 1 else ''}, found {found} ({how}): "
+                f"run it on a machine with them, or use {simulate}"
+            )
+    if strategy == "tpu":
+        address, how = tpu_address(target.tpu)
+        if address is None:
+            raise ConfigError(
+                f"{asked} needs a reachable TPU, found none ({how}): set target.tpu=NAME_OR_GRPC_ADDRESS "
+                "or TPU_NAME, or use target=cpu (or target=multi_gpu target.cpu_devices=2)"
+            )
 
 
 def _check_calibration(cfg: DictConfig, choices: Choices) -> None:
@@ -150,6 +181,11 @@ def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
     if optimize.method == OptimizeMethod.cluster:
         _at_least(cfg, "optimize.clusters", 2)
     if optimize.method == OptimizeMethod.qat:
+        if effective_precision(cfg) != "float32" or cfg.target.jit_compile:
+            raise ConfigError(
+                "optimize=qat fine-tunes in float32 without XLA: use precision=float32 "
+                "target.jit_compile=false, or optimize=none|prune|cluster"
+            )
         if "tfjs" in choices.formats:
             raise ConfigError(
                 "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
@@ -164,15 +200,16 @@ def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
 
 def _check_verify(cfg: DictConfig) -> None:
     _at_least(cfg, "verify.samples", 1)
-    for fmt, variants in cfg.verify.tolerances.items():
-        for variant, tolerance in variants.items():
-            key = f"verify.tolerances.{fmt}.{variant}"
-            for bound in ("max_abs_diff", "mean_abs_diff"):
-                if tolerance[bound] is not None and tolerance[bound] < 0:
-                    raise ConfigError(f"{key}.{bound} must be 0 or more (or null), got {tolerance[bound]}")
-            top1 = tolerance.min_top1_agreement
-            if top1 is not None and not 0 <= top1 <= 1:
-                raise ConfigError(f"{key}.min_top1_agreement must be between 0 and 1 (or null), got {top1}")
+    tolerances = cfg.verify.tolerances
+    nodes = [("verify.tolerances.saved_model", tolerances.saved_model)]
+    nodes += [(f"verify.tolerances.{f}.{v}", t) for f in ("tflite", "tfjs") for v, t in tolerances[f].items()]
+    for key, tolerance in nodes:
+        for bound in ("max_abs_diff", "mean_abs_diff"):
+            if tolerance[bound] is not None and tolerance[bound] < 0:
+                raise ConfigError(f"{key}.{bound} must be 0 or more (or null), got {tolerance[bound]}")
+        top1 = tolerance.min_top1_agreement
+        if top1 is not None and not 0 <= top1 <= 1:
+            raise ConfigError(f"{key}.min_top1_agreement must be between 0 and 1 (or null), got {top1}")
 
 
 def _check_benchmark(cfg: DictConfig) -> None:

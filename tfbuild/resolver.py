@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .checks import CALIBRATED_TFLITE, Choices, check_config
+from .checks import CALIBRATED_TFLITE, Choices, check_config, effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .plan import OutputSpec, Plan, StepSpec, make_plan
@@ -25,6 +25,7 @@ DATA = "data/split"
 KERAS_MODEL = "model/keras"
 OPTIMIZED_MODEL = "model/optimized"
 SAVED_MODEL = "saved_model"
+PORTABLE = "saved_model/portable"
 REFERENCE = "reference/outputs"
 
 
@@ -41,18 +42,27 @@ def resolve(cfg: DictConfig) -> Resolved:
     if cfg.optimize.method.value != "none":
         steps.append(optimize_step(cfg))
         model = OPTIMIZED_MODEL
-    steps.append(saved_model_step(cfg, choices, model))
+    saved_model = saved_model_step(cfg, choices, model)
+    steps.append(saved_model)
+    # Mixed precision and XLA serve well from TF but do not convert: exports (and the
+    # reference they are held to) then come from a float32, XLA-free twin.
+    source = SAVED_MODEL
+    if needs_portable(cfg):
+        steps.append(portable_step(cfg, model))
+        source = PORTABLE
     exports: list[StepSpec] = []
     if "tflite" in choices.formats:
-        exports += [tflite_step(cfg, q) for q in choices.tflite]
+        exports += [tflite_step(cfg, q, source) for q in choices.tflite]
     if "tfjs" in choices.formats:
-        exports += [tfjs_step(q) for q in choices.tfjs]
+        exports += [tfjs_step(q, source) for q in choices.tfjs]
     steps += exports
     if "tfjs" in choices.formats and (cfg.verify.enabled or cfg.benchmark.enabled):
         _check_node(cfg.verify.node)
-    if cfg.verify.enabled and exports:
-        steps.append(reference_step(cfg))
-        steps += [verify_step(cfg, choices, export) for export in exports]
+    # With a portable twin, the served SavedModel is itself checked against it.
+    verified = [*exports, *([saved_model] if source == PORTABLE else [])]
+    if cfg.verify.enabled and verified:
+        steps.append(reference_step(cfg, source))
+        steps += [verify_step(cfg, choices, step) for step in verified]
     if cfg.benchmark.enabled:
         steps += [benchmark_step(cfg, choices, artifact) for artifact in _artifacts(steps)]
     return Resolved(make_plan(steps), choices)
@@ -94,14 +104,34 @@ def train_step(cfg: DictConfig) -> StepSpec:
             "batch_size": train.batch_size,
             "learning_rate": train.learning_rate,
             "seed": train.seed,
-            "target": cfg.target.name.value,
-            "precision": cfg.precision.policy.value,
+            **_training_target(cfg),
         },
         inputs={"data": DATA},
         # The builder's source is an input: editing the network re-trains it.
         files={"builder": builder_file},
         outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
     )
+
+
+def _training_target(cfg: DictConfig) -> dict[str, Any]:
+    """What of the target changes training. Targets that train alike (cpu, edge, browser:
+    the default strategy in float32) share one trained model."""
+    target = cfg.target
+    params: dict[str, Any] = {
+        "strategy": target.strategy.value,
+        "precision": effective_precision(cfg),
+        "jit_compile": target.jit_compile,
+    }
+    strategy = target.strategy.value
+    if strategy == "mirrored" and target.cpu_devices:
+        params["cpu_devices"] = target.cpu_devices
+    elif strategy in ("mirrored", "one_device"):
+        params["gpus"] = target.gpus
+    elif strategy == "multi_worker":
+        params["workers"] = target.workers
+    elif strategy == "tpu":
+        params["tpu"] = target.tpu
+    return params
 
 
 def optimize_step(cfg: DictConfig) -> StepSpec:
@@ -130,8 +160,9 @@ def optimize_step(cfg: DictConfig) -> StepSpec:
 def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
     # Always planned (TFLite and TF.js convert from it); shown in the run folder when asked for.
     published = "saved_model" in choices.formats
-    # A quantization-aware model's layers load only inside tfmot's quantize scope.
-    params = {"quantize_scope": True} if cfg.optimize.method.value == "qat" else {}
+    params = _model_loading(cfg)
+    if cfg.target.jit_compile:
+        params["jit_compile"] = True
     return StepSpec(
         name="saved_model",
         kind="saved_model",
@@ -149,9 +180,29 @@ def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
     )
 
 
-def tflite_step(cfg: DictConfig, quantization: str) -> StepSpec:
+def needs_portable(cfg: DictConfig) -> bool:
+    return effective_precision(cfg) != "float32" or bool(cfg.target.jit_compile)
+
+
+def portable_step(cfg: DictConfig, model: str) -> StepSpec:
+    """The trained weights as a float32, XLA-free SavedModel: what TFLite and TF.js convert."""
+    return StepSpec(
+        name="saved_model[portable]",
+        kind="saved_model",
+        params={**_model_loading(cfg), "portable": True},
+        inputs={"model": model},
+        outputs=(OutputSpec(role="saved_model", artifact=PORTABLE, path="saved_model"),),
+    )
+
+
+def _model_loading(cfg: DictConfig) -> dict[str, Any]:
+    # A quantization-aware model's layers load only inside tfmot's quantize scope.
+    return {"quantize_scope": True} if cfg.optimize.method.value == "qat" else {}
+
+
+def tflite_step(cfg: DictConfig, quantization: str, source: str = SAVED_MODEL) -> StepSpec:
     params: dict[str, Any] = {"quantization": quantization}
-    inputs = {"saved_model": SAVED_MODEL}
+    inputs = {"saved_model": source}
     if quantization in CALIBRATED_TFLITE:
         params["calibration_samples"] = cfg.data.calibration_samples
         inputs["data"] = DATA
@@ -174,12 +225,12 @@ def tflite_step(cfg: DictConfig, quantization: str) -> StepSpec:
     )
 
 
-def tfjs_step(quantization: str) -> StepSpec:
+def tfjs_step(quantization: str, source: str = SAVED_MODEL) -> StepSpec:
     return StepSpec(
         name=f"tfjs[{quantization}]",
         kind="tfjs",
         params={"quantization": quantization},
-        inputs={"saved_model": SAVED_MODEL},
+        inputs={"saved_model": source},
         outputs=(
             OutputSpec(
                 role="model",
@@ -193,25 +244,26 @@ def tfjs_step(quantization: str) -> StepSpec:
     )
 
 
-def reference_step(cfg: DictConfig) -> StepSpec:
+def reference_step(cfg: DictConfig, source: str = SAVED_MODEL) -> StepSpec:
     """The SavedModel reloaded from disk and run on the test inputs: what every export must match."""
     return StepSpec(
         name="reference",
         kind="reference",
         params={"samples": cfg.verify.samples},
-        inputs={"saved_model": SAVED_MODEL, "data": DATA},
+        inputs={"saved_model": source, "data": DATA},
         outputs=(OutputSpec(role="outputs", artifact=REFERENCE, path="reference.npy"),),
     )
 
 
 def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec:
     (artifact,) = export.outputs
-    assert artifact.format is not None and artifact.variant is not None
+    assert artifact.format is not None
+    tolerances = cfg.verify.tolerances[artifact.format]
     params: dict[str, Any] = {
         "format": artifact.format,
         "variant": artifact.variant,
         "samples": cfg.verify.samples,
-        "tolerance": _plain(cfg.verify.tolerances[artifact.format][artifact.variant]),
+        "tolerance": _plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
     }
     files: dict[str, str] = {}
     if artifact.format == "tfjs":
@@ -238,6 +290,8 @@ def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> S
         "min_seconds": bench.min_seconds,
         "batch_size": bench.batch_size,
     }
+    if artifact.format == "saved_model" and cfg.target.jit_compile:
+        params["xla"] = True  # timed with and without XLA
     files: dict[str, str] = {}
     if artifact.format == "tfjs":
         params["backends"] = list(choices.bench_backends)

@@ -24,6 +24,14 @@ class TargetName(str, Enum):
     browser = "browser"
 
 
+class Strategy(str, Enum):
+    default = "default"  # TensorFlow's default strategy: one process, the device TF picks
+    one_device = "one_device"  # OneDeviceStrategy on the first GPU
+    mirrored = "mirrored"  # MirroredStrategy over target.gpus GPUs, or target.cpu_devices logical CPUs
+    multi_worker = "multi_worker"  # MultiWorkerMirroredStrategy over target.workers processes (TF_CONFIG)
+    tpu = "tpu"  # TPUStrategy through a TPUClusterResolver
+
+
 class PrecisionPolicy(str, Enum):
     float32 = "float32"
     mixed_float16 = "mixed_float16"
@@ -120,12 +128,32 @@ class OptimizeConfig:
 
 @dataclass
 class TargetConfig:
+    """Where the model trains and runs. Each conf/target/ profile sets these (and the export
+    formats and benchmark runtime that suit it); a recipe can override any of them."""
+
     name: TargetName = TargetName.cpu
+    # How training is distributed.
+    strategy: Strategy = Strategy.default
+    # GPUs the target needs on this machine; checked before any work starts.
+    gpus: int = 0
+    # With strategy=mirrored: split the CPU into N logical devices instead of using GPUs
+    # (multi-device training without the hardware, for tests and CI).
+    cpu_devices: Optional[int] = None
+    # With strategy=multi_worker: worker processes tfbuild starts on this machine (127.0.0.1).
+    # Ignored when TF_CONFIG is set: then this process is one worker of that cluster.
+    workers: Optional[int] = None
+    # With strategy=tpu: the TPU's name or grpc:// address (null: TPU_NAME, or a local TPU VM).
+    tpu: Optional[str] = None
+    # XLA: compile training steps and the SavedModel's serving function.
+    jit_compile: bool = False
+    # The precision policy used when the recipe chooses none with precision=...
+    precision: PrecisionPolicy = PrecisionPolicy.float32
 
 
 @dataclass
 class PrecisionConfig:
-    policy: PrecisionPolicy = PrecisionPolicy.float32
+    # null: the target's precision (target.precision).
+    policy: Optional[PrecisionPolicy] = None
 
 
 @dataclass
@@ -181,6 +209,8 @@ class TfjsTolerances:
 
 @dataclass
 class TolerancesConfig:
+    # The served SavedModel against its float32 twin, when mixed precision or XLA needs one.
+    saved_model: Tolerance = field(default_factory=Tolerance)
     tflite: TfliteTolerances = field(default_factory=TfliteTolerances)
     tfjs: TfjsTolerances = field(default_factory=TfjsTolerances)
 

@@ -17,6 +17,10 @@ def import_tensorflow():
     tf.get_logger().setLevel("ERROR")
     # Same inputs, same weights, same bytes: byte-identical artifacts across runs on CPU.
     tf.config.experimental.enable_op_determinism()
+    # Determinism refuses unseeded random ops, and building a model to load weights into
+    # runs its initializers: a step that did not train in this process still needs a seed.
+    # Steps that train seed again with their own (train.seed).
+    tf.random.set_seed(0)
     return tf
 
 

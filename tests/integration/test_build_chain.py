@@ -131,7 +131,7 @@ def test_npz_source_and_mlp(compose_cfg, tmp_path):
     y = (x[:, 0] > 0.5).astype(np.int64)
     np.savez(tmp_path / "toy.npz", x=x, y=y)
     cfg = compose_cfg("model=mlp", "data=npz", f"data.path={tmp_path / 'toy.npz'}", "train.epochs=1",
-                      "export.tflite.quantization=float")
+                      "export.formats=tflite", "export.tflite.quantization=float")
     result = run_plan(resolve(cfg).plan, Cache(tmp_path / "cache"), REGISTRY, run_dir=tmp_path / "run")
     assert result.failed is None, result.failed and result.failed.error
     assert info(result, "data")["samples"] == {"test": 24, "validation": 12, "train": 84}
@@ -157,7 +157,7 @@ def test_a_users_own_builder(compose_cfg, tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = compose_cfg("model=custom", "model._target_=my_models.tiny", "+model.params.width=3", *TINY,
-                      "export.tflite.quantization=float")
+                      "export.formats=tflite", "export.tflite.quantization=float")
     plan = resolve(cfg).plan
     assert plan.step("train").files["builder"] == str(tmp_path / "my_models.py")
     result = run_plan(plan, Cache(tmp_path / "cache"), REGISTRY)

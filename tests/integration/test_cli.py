@@ -65,7 +65,8 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
 
 def test_help_lists_recipes_and_keys(tmp_path):
     result = run_tfbuild("--help", cwd=tmp_path, check=True)
-    assert "recipe: digits, digits_all, digits_mlp, digits_pruned, digits_qat" in result.stdout
+    assert ("recipe: digits, digits_all, digits_browser, digits_edge, digits_mlp, digits_multi_gpu, digits_pruned, "
+            "digits_qat") in result.stdout
     assert "optimize: cluster, none, prune, qat" in result.stdout
     assert "export.tflite.quantization" in result.stdout
 
@@ -128,7 +129,7 @@ def test_failed_step_exits_1_naming_the_step(tmp_path):
     import numpy as np
 
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((40, 4), np.float32))
-    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'nolabels.npz'}", "export.tflite.quantization=float",
+    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'nolabels.npz'}", "export.formats=tflite",
                          cwd=tmp_path)
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]

@@ -20,8 +20,9 @@ def test_defaults_without_a_recipe(compose_cfg):
     cfg = compose_cfg()
     assert cfg.model.name == "cnn"
     assert cfg.target.name == TargetName.cpu
-    assert cfg.precision.policy == PrecisionPolicy.float32
-    assert list(cfg.export.formats) == ["saved_model", "tflite"]
+    assert cfg.precision.policy is None, "no precision chosen: the target's applies"
+    assert cfg.target.precision == PrecisionPolicy.float32
+    assert list(cfg.export.formats) == ["saved_model"], "the cpu profile's formats"
     assert cfg.cache.dir == "outputs/cache"
     assert cfg.dry_run is False
 

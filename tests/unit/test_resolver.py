@@ -30,9 +30,9 @@ def test_default_recipe_plan(compose_cfg):
 
 
 def test_one_quantization_or_a_list(compose_cfg):
-    assert names(plan_of(compose_cfg, "export.tflite.quantization=fp16"))[3] == "tflite[fp16]"
-    plan = plan_of(compose_cfg, "export.tflite.quantization=[int16x8,float,int16x8]", "verify.enabled=false",
-                   "benchmark.enabled=false")
+    assert names(plan_of(compose_cfg, "recipe=digits", "export.tflite.quantization=fp16"))[3] == "tflite[fp16]"
+    plan = plan_of(compose_cfg, "recipe=digits", "export.tflite.quantization=[int16x8,float,int16x8]",
+                   "verify.enabled=false", "benchmark.enabled=false")
     assert names(plan)[3:] == ["tflite[int16x8]", "tflite[float]"]
 
 
@@ -59,7 +59,7 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["data.calibration_samples=0"], "export.tflite.quantization=int8 needs calibration data"),
+        (["recipe=digits", "data.calibration_samples=0"], "export.tflite.quantization=int8 needs calibration data"),
         (["train.epochs=0"], "train.epochs must be at least 1, got 0"),
         (["train.batch_size=-4"], "train.batch_size must be at least 1"),
         (["train.learning_rate=0"], "train.learning_rate must be greater than 0"),
@@ -78,8 +78,10 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["model=custom"], "model=custom needs model._target_=package.module.function"),
         (["model._target_=os.path.join"], "model._target_ is set but model=cnn: choose model=custom"),
         (["model=custom", "model._target_=build"], "model._target_: 'build' is not of the form package.module.function"),
-        (["target=gpu"], "target=gpu: only target=cpu is built by this version"),
-        (["precision=mixed_float16"], "precision=mixed_float16: only precision=float32"),
+        (["target=multi_gpu", "target.cpu_devices=0"], "target.cpu_devices must be at least 1"),
+        (["target.cpu_devices=2"], "target.cpu_devices applies to strategy mirrored, not default (target=cpu (strategy default))"),
+        (["target=multi_gpu", "target.strategy=multi_worker"], "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
+        (["target.workers=2"], "target.workers applies to strategy multi_worker, not default"),
         (["force=3"], "force must be true, false or a list"),
         (["export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
         (["verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
@@ -92,7 +94,7 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["optimize=qat", "optimize.epochs=0"], "optimize.epochs must be at least 1"),
         (["optimize=prune", "optimize.learning_rate=-1"], "optimize.learning_rate must be greater than 0"),
         (["optimize=qat", "export.formats=[tflite,tfjs]"], "optimize=qat cannot be exported to TF.js"),
-        (["optimize=qat", "export.tflite.quantization=[int8,int16x8]"], "optimize=qat trains for int8 and cannot be converted to int16x8"),
+        (["optimize=qat", "export.formats=tflite", "export.tflite.quantization=[int8,int16x8]"], "optimize=qat trains for int8 and cannot be converted to int16x8"),
         (["benchmark.min_runs=0"], "benchmark.min_runs must be at least 1"),
         (["benchmark.threads=0"], "benchmark.threads must be at least 1"),
         (["benchmark.tfjs_backends=[gpu]"], "benchmark.tfjs_backends: 'gpu' is not one of cpu, wasm"),
@@ -161,6 +163,76 @@ def test_each_optimize_method_brings_its_own_fine_tuning_defaults(compose_cfg):
     assert compose_cfg("optimize=prune").optimize.learning_rate == 0.001
     assert compose_cfg("optimize=qat").optimize.learning_rate == 0.0001
     assert compose_cfg("recipe=digits_pruned").optimize.sparsity == 0.75
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("gpu", "target=gpu (strategy one_device) needs 1 GPU, found 0 (nvidia-smi not found): run it on a machine "
+                "with them, or use target=cpu"),
+        ("multi_gpu", "target=multi_gpu (strategy mirrored) needs 2 GPUs, found 0 (nvidia-smi not found): run it on a "
+                      "machine with them, or use target=multi_gpu target.cpu_devices=2 to run MirroredStrategy over "
+                      "logical CPU devices"),
+        ("tpu", "target=tpu (strategy tpu) needs a reachable TPU, found none (no target.tpu, no TPU_NAME, no /dev/accel* "
+                "devices): set target.tpu=NAME_OR_GRPC_ADDRESS or TPU_NAME, or use target=cpu"),
+    ],
+)
+def test_missing_hardware_is_refused_before_any_work(compose_cfg, monkeypatch, target, message):
+    monkeypatch.setattr("tfbuild.checks.gpu_count", lambda: (0, "nvidia-smi not found"))
+    monkeypatch.setattr("tfbuild.checks.tpu_address", lambda configured: (None, "no target.tpu, no TPU_NAME, no /dev/accel* devices"))
+    with pytest.raises(ConfigError) as info:
+        resolve(compose_cfg(f"target={target}"))
+    assert str(info.value).startswith(message)
+
+
+def test_a_machine_with_the_gpus_passes_the_check(compose_cfg, monkeypatch):
+    monkeypatch.setattr("tfbuild.checks.gpu_count", lambda: (2, "nvidia-smi -L"))
+    train = resolve(compose_cfg("target=multi_gpu")).plan.step("train")
+    assert train.params["strategy"] == "mirrored" and train.params["gpus"] == 2
+
+
+@pytest.mark.parametrize(
+    "target, strategy, precision, jit, formats, runtime",
+    [
+        ("cpu", "default", "float32", False, ["saved_model"], {}),
+        ("gpu", "one_device", "mixed_float16", True, ["saved_model"], {}),
+        ("multi_gpu", "mirrored", "mixed_float16", False, ["saved_model"], {}),
+        ("tpu", "tpu", "mixed_bfloat16", True, ["saved_model"], {}),
+        ("edge", "default", "float32", False, ["tflite"], {"threads": 4}),
+        ("browser", "default", "float32", False, ["tfjs"], {"tfjs_backends": ["wasm", "cpu"]}),
+    ],
+)
+def test_each_profile_chooses_strategy_precision_xla_formats_and_runtime(
+    compose_cfg, monkeypatch, target, strategy, precision, jit, formats, runtime
+):
+    monkeypatch.setattr("tfbuild.checks.gpu_count", lambda: (8, "nvidia-smi -L"))
+    monkeypatch.setattr("tfbuild.checks.tpu_address", lambda configured: ("local", "test"))
+    cfg = compose_cfg(f"target={target}")
+    plan = resolve(cfg).plan
+    train = plan.step("train")
+    assert (train.params["strategy"], train.params["precision"], train.params["jit_compile"]) == (strategy, precision, jit)
+    assert sorted({s.outputs[0].format for s in plan.steps if s.kind in ("tflite", "tfjs")} | {"saved_model"} & set(formats)) == sorted(formats)
+    for key, value in runtime.items():
+        assert cfg.benchmark[key] == value
+    if target == "edge":
+        assert [s.name for s in plan.steps if s.kind == "tflite"] == ["tflite[int8]", "tflite[fp16]"]
+    if target == "browser":
+        assert [s.name for s in plan.steps if s.kind == "tfjs"] == ["tfjs[uint8]", "tfjs[float16]"]
+
+
+def test_recipes_override_what_a_profile_sets_and_precision_wins_over_the_target(compose_cfg, monkeypatch):
+    monkeypatch.setattr("tfbuild.checks.gpu_count", lambda: (1, "nvidia-smi -L"))
+    train = resolve(compose_cfg("target=gpu", "precision=float32", "target.jit_compile=false")).plan.step("train")
+    assert (train.params["precision"], train.params["jit_compile"]) == ("float32", False)
+    edge = compose_cfg("target=edge", "benchmark.threads=2", "export.tflite.quantization=int8")
+    assert edge.benchmark.threads == 2 and edge.export.tflite.quantization == "int8"
+
+
+def test_targets_that_train_alike_share_the_trained_model(compose_cfg):
+    keys = {t: dict(resolve(compose_cfg(f"target={t}")).plan.step("train").params) for t in ("cpu", "edge", "browser")}
+    assert keys["cpu"] == keys["edge"] == keys["browser"]
+    mixed = resolve(compose_cfg("precision=mixed_bfloat16")).plan.step("train").params
+    assert mixed["precision"] == "mixed_bfloat16", "the policy is part of the training key"
 
 
 def test_npz_file_is_an_external_input(compose_cfg, tmp_path):

@@ -35,7 +35,7 @@ class SavedModelSession:
     whatever ran before.
     """
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, signature: str = SIGNATURE):
         from ..tfenv import import_tensorflow
 
         tf = import_tensorflow()
@@ -44,10 +44,10 @@ class SavedModelSession:
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
             self._session = tf.compat.v1.Session(graph=self._graph, config=config)
             meta = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(path))
-        signature = meta.signature_def[SIGNATURE]
+        signature_def = meta.signature_def[signature]
         # A callable skips run()'s per-call feed/fetch parsing: less overhead, less jitter.
         self._call = self._session.make_callable(
-            signature.outputs[OUTPUT_NAME].name, feed_list=[signature.inputs[INPUT_NAME].name]
+            signature_def.outputs[OUTPUT_NAME].name, feed_list=[signature_def.inputs[INPUT_NAME].name]
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -67,20 +67,26 @@ def _tiled(x: Any, n: int) -> Any:
 
 def _saved_model(path: Path, x: Any, y: Any, p: dict[str, Any], protocol: Any) -> dict[str, Any]:
     from ..runtimes.savedmodel import SavedModelSession
+    from ..steps.saved_model import NO_XLA_SIGNATURE, SIGNATURE
     from ..runtimes.timing import time_calls
     from ..tfenv import import_tensorflow
 
     tf = import_tensorflow()
-    session = SavedModelSession(path, p["threads"])
-    try:
-        outputs = session.predict(x)
-        one, batch = x[:1], _tiled(x, p["batch_size"])
-        latency = time_calls(lambda: session.predict(one), protocol)
-        batches = time_calls(lambda: session.predict(batch), protocol)
-    finally:
-        session.close()
-    runtime = f"TensorFlow {tf.__version__}"
-    return {runtime: _figures(runtime, p["threads"], latency, batches, p["batch_size"], outputs, y)}
+    # With XLA, the served signature is compiled; its uncompiled twin shows what XLA buys.
+    signatures = {"XLA": SIGNATURE, "no XLA": NO_XLA_SIGNATURE} if p.get("xla") else {"": SIGNATURE}
+    figures = {}
+    for label, signature in signatures.items():
+        session = SavedModelSession(path, p["threads"], signature)
+        try:
+            outputs = session.predict(x)
+            one, batch = x[:1], _tiled(x, p["batch_size"])
+            latency = time_calls(lambda: session.predict(one), protocol)
+            batches = time_calls(lambda: session.predict(batch), protocol)
+        finally:
+            session.close()
+        runtime = f"TensorFlow {tf.__version__}" + (f" ({label})" if label else "")
+        figures[runtime] = _figures(runtime, p["threads"], latency, batches, p["batch_size"], outputs, y)
+    return figures
 
 
 def _tflite(path: Path, x: Any, y: Any, p: dict[str, Any], protocol: Any) -> dict[str, Any]:

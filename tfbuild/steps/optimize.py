@@ -76,7 +76,7 @@ class OptimizeStep:
         total_steps = math.ceil(len(x_train) / p["batch_size"]) * p["epochs"]
         wrap, strip, callbacks = _METHODS[p["method"]](tfmot, p, total_steps)
         model = wrap(trained)
-        fine_tune_final = fit(ctx, model, ctx.inputs["data"], epochs=p["epochs"], batch_size=p["batch_size"],
+        fine_tune_final = fit(ctx.progress, model, ctx.inputs["data"], epochs=p["epochs"], batch_size=p["batch_size"],
                               learning_rate=p["learning_rate"], callbacks=callbacks)
         final = strip(model)
         accuracy_after = _test_accuracy(final, x_test, y_test)

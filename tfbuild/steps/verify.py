@@ -1,6 +1,7 @@
 """`verify[artifact]`: run an exported artifact on its own runtime and hold it to the reference.
 
-.tflite runs on LiteRT; TF.js runs in Node on each configured backend. The outputs on the
+.tflite runs on LiteRT; TF.js runs in Node on each configured backend; a mixed-precision or
+XLA SavedModel runs on TensorFlow against its float32 twin. The outputs on the
 held-out test inputs are compared with the reference (the SavedModel reloaded from disk);
 a figure outside the variant's tolerance fails the step, and with it the build, naming the
 artifact, the figure and the bound. Figures are recorded either way.
@@ -45,13 +46,17 @@ class VerifyStep:
         info.update(worst)
         info["summary"] = _summary(worst)
         if problems:
-            artifact = f"{p['format']}/{p['variant']}"
+            artifact = p["format"] if p["variant"] is None else f"{p['format']}/{p['variant']}"
             raise VerificationFailed(f"{artifact} does not match the SavedModel: {'; '.join(problems)}")
         return info
 
 
 def _run_artifact(p: dict[str, Any], path: Path, x: Any) -> dict[str, Any]:
     """runtime label -> outputs on `x`."""
+    if p["format"] == "saved_model":
+        from ..runtimes.savedmodel import run_saved_model
+
+        return {"TensorFlow SavedModel": run_saved_model(path, x)}
     if p["format"] == "tflite":
         from ..runtimes.litert import litert_version, run_tflite
 
