@@ -47,6 +47,14 @@ class Entry:
         return self.root / "out" / self.manifest["outputs"][role]["path"]
 
 
+def _touch(path: Path) -> None:
+    """The manifest's mtime is the entry's "last used" (cache housekeeping reads it)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache still serves; it just cannot say when
+
+
 class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -62,6 +70,7 @@ class Cache:
             return None, None
         problem = self._check(folder)
         if problem is None:
+            _touch(folder / MANIFEST)
             return Entry(key, folder, json.loads((folder / MANIFEST).read_text())), None
         self._discard(folder)
         return None, problem

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from .cache import Cache
 from .errors import BuildFailed, ConfigError, TfbuildError
 from .hydra_errors import one_line_error
 from .plan import Plan
-from .recipes import CONF_DIR, discover, recipe_dirs, register_recipes
+from .pins import check_new_pin, check_pinned, compare_with_lock, write_pin
+from .recipes import CONF_DIR, RecipeIndex, discover, recipe_dirs, register_recipes
 from .resolver import resolve
 from .schema import register_configs
 
@@ -33,6 +35,8 @@ BUILD_LOG = "build.log"
 
 # The worst exit code of the jobs run by this process (a sweep runs several).
 _exit_code = 0
+# The recipes found at startup (a pinned build checks its own file).
+_index = RecipeIndex()
 
 
 def job(cfg: DictConfig) -> None:
@@ -44,6 +48,13 @@ def job(cfg: DictConfig) -> None:
     except TfbuildError as exc:
         _report(str(exc))
         _exit_code = max(_exit_code, exc.exit_code)
+    except Exception as exc:  # a bug in tfbuild: still one line here, the traceback in the log
+        log = Path(HydraConfig.get().runtime.output_dir) / BUILD_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as file:
+            file.write(f"tfbuild internal error:\n{traceback.format_exc()}")
+        _report(f"internal error, please report it: {type(exc).__name__}: {exc} (traceback: {log})")
+        _exit_code = max(_exit_code, 3)
 
 
 def build(cfg: DictConfig) -> None:
@@ -55,6 +66,10 @@ def build(cfg: DictConfig) -> None:
     try:
         resolved = resolve(cfg)
         cache_dir = _writable_cache_dir(cfg.cache.dir)
+        # Pins are checked before any work: a pin that may not be written, or a pinned build
+        # that would not reproduce its lock (edited, overridden, other tools), stops here.
+        new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
+        drift = check_pinned(cfg, _index.files.get(recipe or "")) if cfg.lock is not None else []
     except ConfigError:
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
         raise
@@ -114,13 +129,29 @@ def build(cfg: DictConfig) -> None:
         )
         write_json(run_dir / "build.json", record)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
+        pin_problems = _check_lock(console, cfg, record, recipe, drift) if cfg.lock is not None else []
     # One line per problem; the last is raised, and a failed step's points to the log.
-    problems = [f"gate failed: {v}" for v in violations]
+    problems = [f"gate failed: {v}" for v in violations] + pin_problems
     problems += [f"step '{f.spec.name}' failed: {f.error}" for f in result.failures]
+    if new_pin is not None and not problems:
+        write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, recipe or "")
+        print(f"pinned: {new_pin} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.stem})")
     for problem in problems[:-1]:
         _report(problem)
     if problems:
         raise BuildFailed(f"{problems[-1]} (details: {log_path})" if result.failures else problems[-1])
+
+
+def _check_lock(console: Any, cfg: DictConfig, record: dict[str, Any], recipe: str | None, drift: list[str]) -> list[str]:
+    """A pinned build against its lock: problems to fail on, or (with allowed drift) warnings."""
+    same, differences = compare_with_lock(OmegaConf.to_container(cfg.lock), record)  # type: ignore[arg-type]
+    if not differences:
+        console.print(f"[green]reproduced {recipe}: {len(same)} artifacts byte-identical to the lock[/]")
+        return []
+    if drift:  # asked to build anyway: report, do not fail
+        console.print(f"[yellow]with tool drift ({', '.join(drift)}), differences from the lock: {'; '.join(differences)}[/]")
+        return []
+    return [f"pin: {difference}" for difference in differences]
 
 
 def _say_unverified(console: Any, plan: Plan) -> None:
@@ -154,7 +185,8 @@ def main() -> None:
     # Builders named by `model._target_` are looked up from where tfbuild runs, as with `python -m`.
     sys.path.insert(0, os.getcwd())
     os.environ["HYDRA_FULL_ERROR"] = "1"  # raise to us; we print one line, not Hydra's report
-    index = discover(recipe_dirs())
+    global _index
+    index = _index = discover(recipe_dirs())
     OmegaConf.register_new_resolver("tfbuild_run_name", lambda recipe: recipe or "no_recipe", replace=True)
     register_configs()
     register_recipes(index)

@@ -13,6 +13,7 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol
 
@@ -171,7 +172,8 @@ class _Runner:
                 info = kind.run(ctx) or {}
             seconds = time.perf_counter() - started
             manifest = {"key": key, "name": spec.name, "material": material, "info": info,
-                        "seconds": round(seconds, 3), "outputs": _output_records(spec, tmp)}
+                        "seconds": round(seconds, 3), "outputs": _output_records(spec, tmp),
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             entry = self.cache.commit(tmp, key, manifest)
         except Exception as exc:  # a step's failure is reported as the step's, never as a crash
             self.cache.abort(tmp)

@@ -312,6 +312,16 @@ class TfbuildConfig:
     dry_run: bool = False
     # Rebuild steps even when cached: false, true (all), or a list of step names or kinds.
     force: Any = False
+    # After a successful build, write recipes/pinned/RECIPE-VERSION.yaml: the resolved config
+    # and a lock (tool versions, data and artifact digests). Refuses to overwrite a pin unless
+    # pin_overwrite=true.
+    pin: Optional[str] = None
+    pin_overwrite: bool = False
+    # Rebuild a pinned recipe although the installed tools differ from its lock; the
+    # differences (tools, then artifacts) are reported instead of failing the build.
+    allow_tool_drift: bool = False
+    # Written by `pin=` into pinned recipes; never set by hand.
+    lock: Any = None
 
 
 def register_configs(cs: Optional[ConfigStore] = None) -> None:
