@@ -4,6 +4,7 @@ Layout under the cache folder:
   entries/ab/abcd.../manifest.json   what the step was (its key material), info, output digests
   entries/ab/abcd.../out/...         the step's output files
   tmp/                               entries being written; renamed into entries/ when complete
+  locks/ab/abcd....lock              one build of a key at a time, across processes and machines
   index/<scope>/<step>.json          the key material a step was last built or reused with,
                                      so a rebuild can say *why* it runs ("params changed: ...")
   state.db                           remembered file digests (see digests.StatCache)
@@ -15,6 +16,7 @@ is a miss (and is discarded), never a hit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +24,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .digests import StatCache
 
@@ -92,8 +94,32 @@ class Cache:
                     return f"cache entry corrupt ({name} missing)"
         return None
 
+    @contextlib.contextmanager
+    def locked(self, key: str, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Hold `key`'s build lock: one process builds a key at a time, the others wait and then
+        find its result. The lock is the OS's (flock/fcntl, through filelock): a killed
+        process's lock goes with it, so no lock outlives its holder, whichever machine it ran
+        on, and no PID bookkeeping is needed."""
+        from filelock import FileLock, Timeout
+
+        path = self.root / "locks" / key[:2] / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            on_wait()
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def begin(self, key: str) -> Path:
-        """A fresh private folder to build `key` in; its `out/` is where outputs go."""
+        """A fresh private folder to build `key` in (the caller holds `key`'s lock); its `out/`
+        is where outputs go. Folders an earlier, killed build of `key` left are removed."""
+        for stale in (self.root / "tmp").glob(f"{key}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex[:12]}"
         (tmp / "out").mkdir(parents=True)
         return tmp

@@ -65,11 +65,11 @@ def build(cfg: DictConfig) -> None:
     recipe = hydra_cfg.runtime.choices.get("recipe")
     try:
         resolved = resolve(cfg)
-        cache_dir = _writable_cache_dir(cfg.cache.dir)
         # Pins are checked before any work: a pin that may not be written, or a pinned build
         # that would not reproduce its lock (edited, overridden, other tools), stops here.
         new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
         drift = check_pinned(cfg, _index.files.get(recipe or "")) if cfg.lock is not None else []
+        cache_dir = _writable_cache_dir(cfg.cache.dir)  # last: it creates the folder
     except ConfigError:
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
         raise
@@ -199,7 +199,9 @@ def main() -> None:
     except KeyboardInterrupt:
         _report("interrupted; steps that finished are cached, the one running was discarded")
         sys.exit(130)
-    sys.exit(_exit_code)
+    from .sweep_report import failed_jobs  # jobs other launchers ran in other processes
+
+    sys.exit(max(_exit_code, 1 if failed_jobs else 0))
 
 
 def _report(message: str) -> None:

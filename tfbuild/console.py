@@ -90,6 +90,9 @@ class ConsoleReporter:
         self._progress = StepProgress(self.console, escape(spec.name))
         return self._progress
 
+    def step_waiting(self, spec: StepSpec) -> None:
+        self.console.print(f"[bold]…[/] {escape(spec.name)} [dim](another tfbuild is building it; waiting for its result)[/]")
+
     def step_finished(self, result: StepResult) -> None:
         if self._progress is not None:
             self._progress.stop()

@@ -25,10 +25,13 @@ def one_line_error(exc: BaseException, recipes: RecipeIndex) -> str:
         return _missing_option(exc, recipes)
     if isinstance(exc, OverrideParseException):
         return f"cannot parse '{exc.override}': {_squash(exc.message)}"
-    cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
+    cause = exc if isinstance(exc, OmegaConfBaseException) else (exc.__cause__ or exc.__context__)
+    # "In 'recipe/NAME': ... raised while composing config": the fault is in that recipe file.
+    where = re.match(rf"In '{RECIPE_GROUP}/([^']+)'", str(exc))
+    prefix = f"{recipes.files.get(where.group(1), where.group(1))}: " if where else ""
     if isinstance(cause, OmegaConfBaseException):
-        return _omegaconf_error(cause)
-    return _squash(str(exc))
+        return prefix + _omegaconf_error(cause)
+    return prefix + _squash(str(exc))
 
 
 def _missing_option(exc: MissingConfigException, recipes: RecipeIndex) -> str:

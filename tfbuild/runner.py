@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 import traceback
@@ -59,12 +60,17 @@ class BuildResult:
 class Reporter(Protocol):
     def step_started(self, spec: StepSpec, reason: str) -> Progress: ...
 
+    def step_waiting(self, spec: StepSpec) -> None: ...
+
     def step_finished(self, result: StepResult) -> None: ...
 
 
 class SilentReporter:
     def step_started(self, spec: StepSpec, reason: str) -> Progress:
         return NoProgress()
+
+    def step_waiting(self, spec: StepSpec) -> None:
+        pass
 
     def step_finished(self, result: StepResult) -> None:
         pass
@@ -148,7 +154,14 @@ class _Runner:
         if self.dry_run:
             return StepResult(spec, TO_BUILD, reason, key)
         inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
-        result = self._build(spec, kind, material, key, reason, inputs)
+        with self.cache.locked(key, on_wait=lambda: self.reporter.step_waiting(spec)):
+            # Whoever held the lock may just have built this very key: take theirs.
+            entry, _ = (None, None) if forced else self.cache.lookup(key)
+            if entry is not None:
+                self.cache.remember_material(self.scope, spec.name, material)
+                return StepResult(spec, CACHED, "built meanwhile by another tfbuild", key,
+                                  time.perf_counter() - started, entry.manifest["info"], entry)
+            result = self._build(spec, kind, material, key, reason, inputs)
         if result.status == BUILT:
             self.cache.remember_material(self.scope, spec.name, material)
         return result
@@ -157,8 +170,8 @@ class _Runner:
         self, spec: StepSpec, kind: StepKind, material: dict[str, Any], key: str, reason: str, inputs: dict[str, Path]
     ) -> StepResult:
         started = time.perf_counter()
-        progress = self.reporter.step_started(spec, reason)
         tmp = self.cache.begin(key)
+        progress = self.reporter.step_started(spec, reason)
         try:
             ctx = StepContext(
                 spec=spec,
@@ -222,8 +235,16 @@ def publish(result: StepResult, run_dir: Path) -> None:
                 shutil.copy2(file, destination)
 
 
+# MLIR's source locations, nested up to three levels: loc(callsite(fused[...] at ...)).
+_MLIR_LOCATION = re.compile(r"loc\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\):?\s*")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """TensorFlow's own message, on one line. Converter errors bury the cause ("'tf.X' op is
+    neither a custom op nor a flex op") under MLIR locations and notes: those are dropped."""
+    lines = [line for line in str(exc).splitlines() if not line.startswith("<unknown>:0: note:")]
+    tidy = _MLIR_LOCATION.sub("", "\n".join(lines)).replace("<unknown>:0: ", "")
+    text = " ".join(tidy.split()) or type(exc).__name__
     limit = 400
     text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"

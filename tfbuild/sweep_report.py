@@ -3,7 +3,8 @@ multirun ends, so it works with any launcher: sweep_report.json, .md and .html i
 sweep folder, one row per job and artifact with the overrides that made it, and the
 size/accuracy and latency/accuracy Pareto fronts.
 
-sweep_report.json: {"tfbuild", "sweep_dir", "jobs": [{"job", "overrides", "status"}],
+sweep_report.json: {"tfbuild", "sweep_dir", "jobs": [{"job", "overrides", "status": build.json's
+"succeeded" | "failed", or "not built" (a config error)}],
 "rows": [report.json row + "job", "overrides", "pareto_size", "pareto_latency"]}.
 
 This module is imported whenever Hydra starts (callbacks are instantiated for single runs
@@ -22,9 +23,15 @@ from omegaconf import DictConfig
 FILES = ("sweep_report.json", "sweep_report.md", "sweep_report.html")
 
 
+# Jobs that did not succeed in the last sweep this process ran. Launchers that run jobs in
+# other processes (joblib, submitit, ray) hide their exit codes; the CLI reads this instead.
+failed_jobs: list[int] = []
+
+
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_sweep_report(Path(config.hydra.sweep.dir))
+        jobs = write_sweep_report(Path(config.hydra.sweep.dir))
+        failed_jobs[:] = [j["job"] for j in jobs if j["status"] != "succeeded"]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> set[int]:
@@ -47,13 +54,14 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        report_file = job_dir / "report.json"
-        if not report_file.is_file():  # the job stopped before building (a config error)
-            jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": "no report"})
+        report_file, build_file = job_dir / "report.json", job_dir / "build.json"
+        if not build_file.is_file():  # the job stopped before building (a config error)
+            jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": "not built"})
             continue
-        report = json.loads(report_file.read_text())
-        jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": report["status"]})
-        rows += [{"job": int(job_dir.name), "overrides": overrides, **row} for row in report["rows"]]
+        status = json.loads(build_file.read_text())["status"]
+        jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": status})
+        if report_file.is_file():
+            rows += [{"job": int(job_dir.name), "overrides": overrides, **row} for row in json.loads(report_file.read_text())["rows"]]
     return jobs, rows
 
 
@@ -67,7 +75,8 @@ def varying(jobs: list[dict[str, Any]]) -> set[str]:
     return {key for key, seen in values.items() if len(seen) > 1 or len(jobs) == 1}
 
 
-def write_sweep_report(sweep_dir: Path) -> list[Path]:
+def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Write the three files; return the jobs with their status."""
     from . import __version__
     from .plots import scatter_plot
     from .report import HEADERS, html_page, table_cells
@@ -89,9 +98,9 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
         pareto = ", ".join(k for k, flag in (("size", row.get("pareto_size")), ("latency", row.get("pareto_latency"))) if flag)
         cells = (str(row["job"]), row["made_by"], *table_cells(row), pareto or "-")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    failed = [j for j in jobs if j["status"] != "passed"]
+    failed = [j for j in jobs if j["status"] != "succeeded"]
     lines += ["", f"{len(jobs)} jobs, {len(rows)} rows; " + (
-        f"jobs not passed: {', '.join(str(j['job']) + ' (' + j['status'] + ')' for j in failed)}" if failed else "every job passed"
+        f"jobs that did not succeed: {', '.join(str(j['job']) + ' (' + j['status'] + ')' for j in failed)}" if failed else "every job succeeded"
     ), ""]  # fmt: skip
 
     def label(i: int) -> str:
@@ -114,4 +123,4 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
         "<table>", "<p>" + "<br>".join(f"job {j['job']}: {' '.join(j['overrides']) or '(no overrides)'} — {j['status']}" for j in jobs) + "</p><table>", 1
     )
     paths[2].write_text(page)
-    return paths
+    return jobs

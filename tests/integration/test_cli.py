@@ -50,9 +50,33 @@ def run_dirs(cwd: Path) -> list[Path]:
         (["recipe=digits", "optimize=quantum"], "optimize=quantum: not one of cluster, none, prune, qat"),
         (["recipe=digits", "optimize=prune", "optimize.sparsity=1.2"], "optimize.sparsity must be between 0 and 1"),
         (["recipe=digits", "verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
+        (["recipe=broken"], "recipe=broken: cannot parse {cwd}/recipes/broken.yaml: while parsing a flow sequence in "
+                            "\"{cwd}/recipes/broken.yaml\", line 4, column 15"),
+        (["recipe=typo"], "{cwd}/recipes/typo.yaml: train.epochz: no such key in train (keys: epochs, batch_size, "
+                          "learning_rate, seed) (did you mean 'epochs'?)"),
+        (["recipe=badenum"], "{cwd}/recipes/badenum.yaml: target.name: Invalid value 'phone', expected one of [cpu, gpu"),
+        (["recipe=digits", "train.batch_size=many"], "train.batch_size: Value 'many' of type 'str' could not be converted"),
+        (["recipe=digits", "train.batch_size=0"], "train.batch_size must be at least 1, got 0"),
+        (["recipe=digits", "data.calibration_samples=-5"], "data.calibration_samples must be at least 0, got -5"),
+        (["recipe=digits", "export.formats=[onnx]"], "export.formats: 'onnx' is not one of saved_model, tflite, tfjs"),
+        (["recipe=digits", "model=custom", "model._target_=nope.build"], "model._target_: cannot import module 'nope'"),
+        (["recipe=digits", "cache.dir=/proc/tfbuild/cache"], "cache.dir: cannot create '/proc/tfbuild/cache'"),
+        (["recipe=digits", "data.validation_fraction=0.95"], "data.validation_fraction + data.test_fraction must leave"),
+        (["recipe=digits", "verify.samples=0"], "verify.samples must be at least 1, got 0"),
+        (["recipe=digits", "benchmark.batch_size=0"], "benchmark.batch_size must be at least 1, got 0"),
+        (["recipe=digits", "gates.min_accuracy=2"], "gates.min_accuracy must be between 0 and 1"),
+        (["recipe=digits", "target=multi_gpu", "target.strategy=multi_worker", "target.workers=1"],
+         "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
+        (["recipe=digits", "pin=1.0", "dry_run=true"], "pin: a pin records what a build made; drop dry_run=true"),
     ],
 )
 def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
+    # Recipes of the user's own with a YAML syntax error, an unknown key and a bad enum value.
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "broken.yaml").write_text("# @package _global_\ntrain:\n  epochs: 3\n  batch_size: [1\n")
+    (tmp_path / "recipes" / "typo.yaml").write_text("# @package _global_\ntrain:\n  epochz: 3\n")
+    (tmp_path / "recipes" / "badenum.yaml").write_text("# @package _global_\ntarget:\n  name: phone\n")
+    expected = expected.format(cwd=tmp_path)
     result = run_tfbuild(*args, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -159,7 +183,7 @@ def test_sweep_trains_once_and_reports_every_job(tmp_path):
                         "benchmark[saved_model]": "cached", "benchmark[tflite/int8]": "built"}
 
     report = json.loads((sweep / "sweep_report.json").read_text())
-    assert [j["status"] for j in report["jobs"]] == ["passed"] * 3
+    assert [j["status"] for j in report["jobs"]] == ["succeeded"] * 3
     made = {(r["job"], r["artifact"]): r["made_by"] for r in report["rows"]}
     assert made == {
         (0, "saved_model"): "export.tflite.quantization=float", (0, "tflite/float"): "export.tflite.quantization=float",
