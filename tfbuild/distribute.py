@@ -8,7 +8,6 @@ replaced by the CPU.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Any, Iterator, Mapping
 
@@ -113,18 +112,3 @@ def op_determinism(enabled: bool) -> Iterator[None]:
         yield
     finally:
         (tf_config.enable_op_determinism if was else tf_config.disable_op_determinism)()
-
-
-def worker_role() -> tuple[str, int]:
-    """(task type, index) of this process in TF_CONFIG's cluster; ("chief", 0) without one."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "chief"), int(task.get("index", 0))
-
-
-def is_chief() -> bool:
-    kind, index = worker_role()
-    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in _cluster())
-
-
-def _cluster() -> dict[str, Any]:
-    return json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})

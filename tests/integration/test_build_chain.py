@@ -6,7 +6,6 @@ change something build into their own cache copies so they never disturb the sha
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
