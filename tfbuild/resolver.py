@@ -265,12 +265,7 @@ def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec
         "samples": cfg.verify.samples,
         "tolerance": _plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
     }
-    files: dict[str, str] = {}
-    if artifact.format == "tfjs":
-        params["backends"] = list(choices.tfjs_backends)
-        params["node"] = cfg.verify.node
-        # The npm lockfile pins the TF.js that runs the model: a new TF.js re-verifies.
-        files["npm_lock"] = str(NPM_LOCKFILE)
+    files = _tfjs_runtime(cfg, params, choices.tfjs_backends) if artifact.format == "tfjs" else {}
     return StepSpec(
         name=f"verify[{artifact.artifact}]",
         kind="verify",
@@ -294,9 +289,7 @@ def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> S
         params["xla"] = True  # timed with and without XLA
     files: dict[str, str] = {}
     if artifact.format == "tfjs":
-        params["backends"] = list(choices.bench_backends)
-        params["node"] = cfg.verify.node
-        files["npm_lock"] = str(NPM_LOCKFILE)
+        files = _tfjs_runtime(cfg, params, choices.bench_backends)
     else:  # TF.js in Node has one thread, whatever is asked
         params["threads"] = bench.threads
     return StepSpec(
@@ -306,6 +299,14 @@ def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> S
         inputs={"artifact": artifact.artifact, "data": DATA},
         files=files,
     )
+
+
+def _tfjs_runtime(cfg: DictConfig, params: dict[str, Any], backends: tuple[str, ...]) -> dict[str, str]:
+    """What running an artifact in TF.js under Node reads: the backends, the Node.js binary,
+    and (as a file input) the npm lockfile that pins TF.js, so a new TF.js re-runs the step."""
+    params["backends"] = list(backends)
+    params["node"] = cfg.verify.node
+    return {"npm_lock": str(NPM_LOCKFILE)}
 
 
 def _artifacts(steps: list[StepSpec]) -> list[OutputSpec]:

@@ -17,6 +17,7 @@ from ..digests import tree_files
 from .base import StepContext
 from .compressed import gzip_bytes
 from .data import load_split
+from .saved_model import NO_XLA_SIGNATURE, SIGNATURE
 
 
 class BenchmarkStep:
@@ -67,7 +68,6 @@ def _tiled(x: Any, n: int) -> Any:
 
 def _saved_model(path: Path, x: Any, y: Any, p: dict[str, Any], protocol: Any) -> dict[str, Any]:
     from ..runtimes.savedmodel import SavedModelSession
-    from ..steps.saved_model import NO_XLA_SIGNATURE, SIGNATURE
     from ..runtimes.timing import time_calls
     from ..tfenv import import_tensorflow
 
