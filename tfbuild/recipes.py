@@ -77,6 +77,7 @@ def recipe_dirs(cwd: Path | None = None) -> list[Path]:
 
 
 def discover(dirs: list[Path]) -> RecipeIndex:
+    """Every `*.yaml` under `dirs`, named by its path inside its folder; no file is opened."""
     files: dict[str, Path] = {}
     for folder in dirs:
         for path in sorted(folder.rglob("*.yaml")):
@@ -129,7 +130,8 @@ def load_recipe_file(path: Path) -> DictConfig:
 
 def _read_limited(path: Path) -> str:
     try:
-        with open(path, "rb") as file:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses it.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
                 raise RecipeFileError(f"{path}: not a regular file")

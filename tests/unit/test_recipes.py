@@ -114,14 +114,16 @@ def test_bytes_that_are_not_utf8_or_files_that_are_not_regular_are_refused(tmp_p
     assert refusal(path) == f"{path}: not UTF-8 text (byte 9)"
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
-    # Opening a FIFO for reading blocks until a writer comes; give it one so that a failure
-    # of the check shows as a wrong answer rather than a hung test.
-    writer = threading.Timer(2, lambda: open(fifo, "wb").close())
+    # Opening a FIFO for reading waits for a writer. The check must not wait; should it ever,
+    # a writer comes after 5 s so that the failure shows as a slow answer, not a hung test.
+    writer = threading.Timer(5, lambda: open(fifo, "wb").close())
     writer.start()
+    started = time.perf_counter()
     try:
         assert refusal(fifo) == f"{fifo}: not a regular file"
     finally:
         writer.cancel()
+    assert time.perf_counter() - started < 1
     assert refusal(tmp_path / "gone.yaml") == f"{tmp_path / 'gone.yaml'}: cannot read (No such file or directory)"
 
 
