@@ -33,32 +33,27 @@ from .schema import register_configs
 
 BUILD_LOG = "build.log"
 
-# The worst exit code of the jobs run by this process (a sweep runs several).
-_exit_code = 0
-# The recipes found at startup (a pinned build checks its own file).
-_index = RecipeIndex()
 
-
-def job(cfg: DictConfig) -> None:
-    """The Hydra task function: one build per job. Errors are reported here, as one line, so
+def job(cfg: DictConfig, recipes: RecipeIndex) -> int:
+    """One build per job, returning its exit code. Errors are reported here, as one line, so
     that one failed job in a sweep neither aborts the others nor prints Hydra's report."""
-    global _exit_code
     try:
-        build(cfg)
+        build(cfg, recipes)
     except TfbuildError as exc:
         _report(str(exc))
-        _exit_code = max(_exit_code, exc.exit_code)
+        return exc.exit_code
     except Exception as exc:  # a bug in tfbuild: still one line here, the traceback in the log
         log = Path(HydraConfig.get().runtime.output_dir) / BUILD_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as file:
             file.write(f"tfbuild internal error:\n{traceback.format_exc()}")
         _report(f"internal error, please report it: {type(exc).__name__}: {exc} (traceback: {log})")
-        _exit_code = max(_exit_code, 3)
+        return 3
+    return 0
 
 
-def build(cfg: DictConfig) -> None:
-    """One build of the composed config, in Hydra's run folder."""
+def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
+    """One build of the composed config, in Hydra's run folder (`recipes`: to find a pin's file)."""
     started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -68,7 +63,7 @@ def build(cfg: DictConfig) -> None:
         # Pins are checked before any work: a pin that may not be written, or a pinned build
         # that would not reproduce its lock (edited, overridden, other tools), stops here.
         new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
-        drift = check_pinned(cfg, _index.files.get(recipe or "")) if cfg.lock is not None else []
+        drift = check_pinned(cfg, recipes.files.get(recipe or "")) if cfg.lock is not None else []
         cache_dir = _writable_cache_dir(cfg.cache.dir)  # last: it creates the folder
     except ConfigError:
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
@@ -185,14 +180,24 @@ def main() -> None:
     # Builders named by `model._target_` are looked up from where tfbuild runs, as with `python -m`.
     sys.path.insert(0, os.getcwd())
     os.environ["HYDRA_FULL_ERROR"] = "1"  # raise to us; we print one line, not Hydra's report
-    global _index
-    index = _index = discover(recipe_dirs())
+    # Names only: a recipe file is read when Hydra composes it, so one bad file under recipes/
+    # touches only the commands that select it.
+    index = discover(recipe_dirs())
     OmegaConf.register_new_resolver("tfbuild_run_name", lambda recipe: recipe or "no_recipe", replace=True)
     register_configs()
     register_recipes(index)
-    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)
+    worst_exit = 0  # the worst exit code of the jobs run by this process (a sweep runs several)
+
+    def task(cfg: DictConfig) -> None:
+        nonlocal worst_exit
+        worst_exit = max(worst_exit, job(cfg, index))
+
+    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     try:
         app()
+    except ConfigError as exc:  # a recipe file refused while Hydra composed it
+        _report(str(exc))
+        sys.exit(exc.exit_code)
     except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line
         _report(one_line_error(exc, index))
         sys.exit(ConfigError.exit_code)
@@ -201,7 +206,7 @@ def main() -> None:
         sys.exit(130)
     from .sweep_report import failed_jobs  # jobs other launchers ran in other processes
 
-    sys.exit(max(_exit_code, 1 if failed_jobs else 0))
+    sys.exit(max(worst_exit, 1 if failed_jobs else 0))
 
 
 def _report(message: str) -> None:

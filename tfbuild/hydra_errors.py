@@ -39,8 +39,6 @@ def _missing_option(exc: MissingConfigException, recipes: RecipeIndex) -> str:
     group, _, option = wanted.rpartition("/")
     if wanted.startswith(f"{RECIPE_GROUP}/"):
         name = wanted[len(RECIPE_GROUP) + 1 :]
-        if name in recipes.broken:
-            return f"recipe={name}: cannot parse {recipes.broken[name]}"
         if ".." in name.split("/") or name.startswith("/"):
             return f"recipe={name}: recipe names are paths inside recipes/ and may not contain '..'"
         names = recipes.names()

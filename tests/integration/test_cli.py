@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tests.conftest import TINY, run_tfbuild
 # Runs tfbuild's entry point, then reports whether TensorFlow was ever imported.
 WITH_IMPORT_PROBE = """
 import sys
+import time
 from tfbuild.cli import main
 sys.argv = ["tfbuild", *sys.argv[1:]]
 code = 0
@@ -242,3 +244,80 @@ def test_verification_off_is_said_and_recorded(tmp_path):
     record = json.loads((run_dirs(tmp_path)[0] / "build.json").read_text())
     assert record["verification"] == "off"
     assert not [s for s in record["steps"] if s["kind"] in ("verify", "reference")]
+
+
+def write_hostile_recipes(folder: Path) -> None:
+    """Recipe files that once stopped every command: each is parsed only when selected now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    line = "# @package _global_\n" + "".join(f"key{i}: {'v' * 90}\n" for i in range(1000))
+    (folder / "huge.yaml").write_text(line * 110)  # about 10 MB
+    levels = [f"l0: &l0 [{', '.join(['lol'] * 10)}]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 12)]
+    (folder / "bomb.yaml").write_text("\n".join(levels) + "\n")  # 10**12 nodes once expanded
+    (folder / "syntax.yaml").write_text("# @package _global_\ntrain:\n  epochs: [3\n")
+    (folder / "pytag.yaml").write_text(f"ran: !!python/object/apply:os.system ['touch {folder}/ran']\n")
+    (folder / "selfref.yaml").write_text("train: &t\n  epochs: 3\n  again: *t\n")
+    (folder / "latin1.yaml").write_bytes("# @package _global_\nname: caf\xe9\n".encode("latin-1"))
+
+
+@pytest.mark.parametrize(
+    "recipe, expected",
+    [
+        ("huge", "recipe=huge: {cwd}/recipes/huge.yaml: 10,"),
+        ("bomb", "recipe=bomb: {cwd}/recipes/bomb.yaml: more than 20,000 YAML nodes once aliases are expanded "
+                 "(the limit for a recipe)"),
+        ("syntax", "recipe=syntax: cannot parse {cwd}/recipes/syntax.yaml: while parsing a flow sequence"),
+        ("pytag", "recipe=pytag: {cwd}/recipes/pytag.yaml: line 1: tag '!!python/object/apply:os.system' builds a "
+                  "Python object; recipes hold plain values only"),
+        ("selfref", "recipe=selfref: {cwd}/recipes/selfref.yaml: line 3: an alias inside its own anchor"),
+        ("latin1", "recipe=latin1: {cwd}/recipes/latin1.yaml: not UTF-8 text (byte 29)"),
+    ],
+)
+def test_refused_recipe_files_are_one_line_with_no_traceback_and_write_nothing(tmp_path, recipe, expected):
+    write_hostile_recipes(tmp_path / "recipes")
+    result = run_tfbuild(f"recipe={recipe}", cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"tfbuild: error: {expected.format(cwd=tmp_path)}"), result.stderr
+    assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "outputs" / "cache").exists()
+    assert run_dirs(tmp_path) == []
+    assert not (tmp_path / "recipes" / "ran").exists()
+
+
+def test_recipes_that_are_not_selected_are_never_read(tmp_path):
+    write_hostile_recipes(tmp_path / "recipes")
+    # Each job of a sweep composes its own recipe's content: these two fail their checks, each
+    # with its own value, so neither was composed from the other or from a stand-in.
+    (tmp_path / "recipes" / "zero.yaml").write_text("# @package _global_\ntrain:\n  epochs: 0\n")
+    (tmp_path / "recipes" / "negative.yaml").write_text("# @package _global_\ntrain:\n  epochs: -7\n")
+    commands = {
+        "plan": ["recipe=digits", "dry_run=true"],
+        "help": ["--help"],
+        "sweep": ["-m", "recipe=zero,negative"],
+        "glob sweep": ["-m", "recipe=glob(digits*,exclude=[digits_multi_gpu,digits_all])", "dry_run=true"],
+        "misspelled": ["recipe=digts"],
+    }
+    seconds = {}
+    for label, args in commands.items():
+        started = time.perf_counter()
+        results = run_tfbuild(*args, cwd=tmp_path)
+        seconds[label] = time.perf_counter() - started
+        commands[label] = results
+    print("\nwith a 10 MB recipe, an alias bomb and broken YAML beside them: "
+          + ", ".join(f"{label} {s:.2f} s" for label, s in seconds.items()))
+    assert commands["plan"].returncode == 0, commands["plan"].stderr
+    assert "tfbuild plan: digits" in commands["plan"].stdout
+    assert commands["help"].returncode == 0, commands["help"].stderr
+    assert "recipe: bomb, digits, digits_all" in commands["help"].stdout
+    sweep = commands["sweep"]
+    assert sweep.returncode == 2
+    assert "train.epochs must be at least 1, got 0" in sweep.stderr
+    assert "train.epochs must be at least 1, got -7" in sweep.stderr
+    glob = commands["glob sweep"]
+    assert glob.returncode == 0, glob.stderr
+    assert [line.split()[-1] for line in glob.stdout.splitlines() if line.strip().startswith("tfbuild plan:")] == [
+        "digits", "digits_browser", "digits_edge", "digits_mlp", "digits_pruned", "digits_qat"
+    ]
+    assert commands["misspelled"].returncode == 2
+    assert commands["misspelled"].stderr.strip().endswith("(did you mean 'digits'?)")

@@ -82,19 +82,6 @@ def test_compose_errors_are_one_line_naming_the_key(compose_cfg, overrides, expe
     assert "\n" not in line
 
 
-def test_broken_recipe_names_the_file_and_line(tmp_path):
-    from tfbuild.hydra_errors import one_line_error
-    from tfbuild.recipes import discover
-    from hydra.errors import MissingConfigException
-
-    (tmp_path / "bad.yaml").write_text("train:\n  epochs: [1\n")
-    index = discover([tmp_path])
-    assert "bad" in index.broken and "bad" not in index.files
-    line = one_line_error(MissingConfigException("x", missing_cfg_file="recipe/bad"), index)
-    assert line.startswith(f"recipe=bad: cannot parse {tmp_path / 'bad.yaml'}")
-    assert "line 3" in line
-
-
 def test_recipes_in_subfolders_are_named_by_path(tmp_path):
     from tfbuild.recipes import discover
 
