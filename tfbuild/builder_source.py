@@ -160,9 +160,9 @@ def builder_params(module: Module, attr: str, path: Sequence[str], hops: int = 3
         for name in _bound_names(statement):
             defined.setdefault(name, statement)
     if attr not in defined:
-        functions = sorted(defined)
-        raise ConfigError(f"{KEY}: module '{module.name}' ({module.file}) defines no '{attr}'"
-                          f"{did_you_mean(attr, functions)}")  # fmt: skip
+        functions = [name for name, s in defined.items() if isinstance(s, ast.FunctionDef) and name[0] != "_"]
+        hint = did_you_mean(attr, defined) or f" (its functions: {', '.join(functions) or 'none'})"
+        raise ConfigError(f"{KEY}: module '{module.name}' ({module.file}) defines no '{attr}'{hint}")
     statement = defined[attr]
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return _signature(statement.args)
