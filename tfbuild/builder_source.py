@@ -59,13 +59,8 @@ def user_builder(target: str, params: Sequence[str], search_path: Sequence[str] 
     module_name, _, attr = target.rpartition(".")
     if not module_name or not attr or not all(part.isidentifier() for part in target.split(".")):
         raise ConfigError(f"{KEY}: '{target}' is not of the form package.module.function")
+    _refuse_foreign(module_name, f"'{module_name}'")
     top = module_name.split(".")[0]
-    if top in sys.stdlib_module_names:
-        raise ConfigError(f"{KEY}: '{module_name}' is a standard-library module, not a model builder "
-                          "(name your own function, e.g. my_models.build)")  # fmt: skip
-    if top == __package__:
-        raise ConfigError(f"{KEY}: '{module_name}' is tfbuild itself, not a model builder "
-                          "(the bundled models are model=cnn and model=mlp)")  # fmt: skip
     path = list(sys.path if search_path is None else search_path)
     module = find_module(module_name, path)
     if module is None:
@@ -84,6 +79,17 @@ def user_builder(target: str, params: Sequence[str], search_path: Sequence[str] 
             return BuilderSource(target, {"builder": str(module.file)}, distribution)
         return BuilderSource(target, key_files(module, path, installed_package=top))
     return BuilderSource(target, key_files(module, path))
+
+
+def _refuse_foreign(module_name: str, what: str) -> None:
+    """The standard library and tfbuild hold no model builders (`shutil.rmtree` is not one)."""
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names:
+        raise ConfigError(f"{KEY}: {what} is a standard-library module, not a model builder "
+                          "(name your own function, e.g. my_models.build)")  # fmt: skip
+    if top == __package__:
+        raise ConfigError(f"{KEY}: {what} is tfbuild itself, not a model builder "
+                          "(the bundled models are model=cnn and model=mlp)")  # fmt: skip
 
 
 def find_module(name: str, path: Sequence[str]) -> Module | None:
@@ -166,12 +172,14 @@ def builder_params(module: Module, attr: str, path: Sequence[str], hops: int = 3
     statement = defined[attr]
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return _signature(statement.args)
-    if isinstance(statement, ast.ImportFrom) and hops:
+    if isinstance(statement, ast.ImportFrom):
         source = _imported_module(module, statement)
         original = next(a.name for a in statement.names if (a.asname or a.name) == attr)
-        found = find_module(source, path) if source else None
-        if found is not None and where(found.file) != "stdlib":
-            return builder_params(found, original, path, hops - 1)
+        if source:  # a re-export: `from shutil import rmtree as build` is still shutil's
+            _refuse_foreign(source, f"'{module.name}.{attr}' comes from '{source}', which")
+            found = find_module(source, path)
+            if found is not None and hops:
+                return builder_params(found, original, path, hops - 1)
     return None
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .builder_source import user_builder
 from .checks import CALIBRATED_TFLITE, Choices, check_config, effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
@@ -368,6 +367,8 @@ def _model_builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, An
 
 
 def _user_builder(target: str, params: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    from .builder_source import user_builder  # only custom builders pay for reading sources
+
     source = user_builder(target, params)
     # An installed package's builder is keyed by its distribution's version too.
     extra = {"builder_distribution": source.distribution} if source.distribution else {}

@@ -29,6 +29,7 @@ def project(tmp_path: Path) -> Path:
             "def flexible(shape, classes, **options):\n"
             "    pass\n\n"
             "from zoo.nets import head as reexported\n"
+            "from shutil import rmtree as clean\n"
             "PARTIAL = build\n"
         ),
         "helpers/__init__.py": "open('MARKER', 'w').write('helpers ran')\n",
@@ -91,6 +92,7 @@ def test_a_builder_in_a_package_keys_the_package_init(project):
                                        "depth) (did you mean 'width'?)"),
         ("my_models.needs_depth", [], "model._target_: my_models.needs_depth needs model.params.depth (it has no default)"),
         ("my_models.reexported", ["typo"], "model.params.typo: not a parameter of my_models.reexported (allowed: temperature)"),
+        ("my_models.clean", [], "model._target_: 'my_models.clean' comes from 'shutil', which is a standard-library module"),
         ("nope.build", [], "model._target_: cannot import module 'nope' (not found on PYTHONPATH"),
         ("zoo.missing.build", [], "model._target_: cannot import module 'zoo.missing'"),
         ("my_models", [], "model._target_: 'my_models' is not of the form package.module.function"),
