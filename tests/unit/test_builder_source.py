@@ -124,3 +124,17 @@ def test_a_namespace_package_is_not_a_module(tmp_path):
     assert find_module("space", [str(tmp_path)]) is None
     found = find_module("space.inner.mod", [str(tmp_path)])
     assert found is not None and found.file == tmp_path / "space" / "inner" / "mod.py" and found.package_files == ()
+
+
+def test_training_refuses_a_module_other_than_the_planned_one(tmp_path, monkeypatch):
+    from tfbuild.steps.train import resolve_builder
+
+    for folder in ("planned", "imported"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "twin_models.py").write_text("def build(input_shape, num_classes):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "imported"))
+    monkeypatch.delitem(sys.modules, "twin_models", raising=False)
+    assert resolve_builder("twin_models.build", tmp_path / "imported" / "twin_models.py")
+    with pytest.raises(RuntimeError, match="but the build was planned with .*planned/twin_models.py"):
+        resolve_builder("twin_models.build", tmp_path / "planned" / "twin_models.py")
+    monkeypatch.delitem(sys.modules, "twin_models")
