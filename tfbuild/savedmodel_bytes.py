@@ -134,11 +134,15 @@ def _rename_everywhere(message: Any, renamed: dict[str, str]) -> None:
 def _rename_in_map(mapping: Any, entry: Any, renamed: dict[str, str]) -> None:
     from google.protobuf.descriptor import FieldDescriptor
 
-    text_keys = entry.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING
+    text = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
+    text_keys = entry.fields_by_name["key"].type in text
     message_values = entry.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE
+    text_values = entry.fields_by_name["value"].type in text
     for key in list(mapping):
         if message_values:
             _rename_everywhere(mapping[key], renamed)
+        elif text_values:
+            mapping[key] = _renamed(mapping[key], renamed)
         new_key = _renamed(key, renamed) if text_keys else key
         if new_key == key:
             continue
