@@ -7,7 +7,6 @@ depend on it: a new TFLite quantization adds one step and leaves training cached
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 from dataclasses import dataclass
@@ -92,13 +91,14 @@ def data_step(cfg: DictConfig) -> StepSpec:
 
 
 def train_step(cfg: DictConfig) -> StepSpec:
-    builder, builder_file = _model_builder(cfg.model)
+    builder, builder_files, builder_params = _model_builder(cfg.model)
     train = cfg.train
     return StepSpec(
         name="train",
         kind="train",
         params={
             "builder": builder,
+            **builder_params,
             "model_params": _plain(cfg.model.params),
             "epochs": train.epochs,
             "batch_size": train.batch_size,
@@ -107,8 +107,9 @@ def train_step(cfg: DictConfig) -> StepSpec:
             **_training_target(cfg),
         },
         inputs={"data": DATA},
-        # The builder's source is an input: editing the network re-trains it.
-        files={"builder": builder_file},
+        # The builder's source, and the user's modules it imports, are inputs: editing the
+        # network re-trains it.
+        files=builder_files,
         outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
     )
 
@@ -343,8 +344,9 @@ def _existing_file(path: str | None, key: str) -> str:
     return os.path.abspath(path)
 
 
-def _model_builder(model: DictConfig) -> tuple[str, str]:
-    """The builder's identity for the cache key and its source file; checks the params."""
+def _model_builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The builder's identity for the cache key, the source files it reads (key role -> path),
+    and extra key params; checks the params. Reads files only: nothing of the user's runs."""
     if model.name == CUSTOM_MODEL or model._target_:
         if model.name != CUSTOM_MODEL:
             raise ConfigError(
@@ -353,7 +355,7 @@ def _model_builder(model: DictConfig) -> tuple[str, str]:
             )
         if not model._target_:
             raise ConfigError("model=custom needs model._target_=package.module.function")
-        return _user_builder(model._target_)
+        return _user_builder(model._target_, list(_plain(model.params)))
     if model.name not in BUILDERS:
         names = [*sorted(BUILDERS), CUSTOM_MODEL]
         raise ConfigError(
@@ -361,23 +363,16 @@ def _model_builder(model: DictConfig) -> tuple[str, str]:
         )
     builder = BUILDERS[model.name]
     _check_params(builder, _plain(model.params), f"model '{model.name}'")
-    return model.name, inspect.getfile(builder)
+    return model.name, {"builder": inspect.getfile(builder)}, {}
 
 
-def _user_builder(target: str) -> tuple[str, str]:
-    module_name, _, attr = target.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(f"model._target_: '{target}' is not of the form package.module.function")
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not spec.has_location:
-        raise ConfigError(
-            f"model._target_: cannot import module '{module_name}' (is it on PYTHONPATH, "
-            "or in the folder you run tfbuild from?)"
-        )
-    return target, spec.origin
+def _user_builder(target: str, params: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    from .builder_source import user_builder  # only custom builders pay for reading sources
+
+    source = user_builder(target, params)
+    # An installed package's builder is keyed by its distribution's version too.
+    extra = {"builder_distribution": source.distribution} if source.distribution else {}
+    return source.target, source.files, extra
 
 
 def _check_params(builder: Any, params: dict[str, Any], what: str) -> None:

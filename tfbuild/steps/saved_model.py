@@ -15,10 +15,9 @@ the reference, and the published SavedModel is verified against it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from pathlib import Path
 from typing import Any
 
+from ..savedmodel_bytes import make_reproducible
 from .base import StepContext
 
 SIGNATURE = "serving_default"
@@ -29,7 +28,7 @@ OUTPUT_NAME = "probabilities"
 
 class SavedModelStep:
     kind = "saved_model"
-    version = 2
+    version = 3  # 3: function and capture numbers renumbered (savedmodel_bytes)
     tools = ("tensorflow", "tf-keras")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
@@ -62,7 +61,8 @@ class SavedModelStep:
         if jit:
             signatures[NO_XLA_SIGNATURE] = serving_function(False)
         tf.saved_model.save(model, str(ctx.outputs["saved_model"]), signatures=signatures)
-        canonical_fingerprint(ctx.outputs["saved_model"])
+        # Same model, same bytes, whatever this process traced before.
+        make_reproducible(ctx.outputs["saved_model"])
         output_shape = serve.get_concrete_function().structured_outputs[OUTPUT_NAME].shape
         return {
             "signatures": sorted(signatures),
@@ -88,20 +88,3 @@ def float32_copy(keras: Any, model: Any) -> Any:
 
 def _compute_dtypes(model: Any) -> list[str]:
     return sorted({layer.compute_dtype for layer in model.layers if layer.weights})
-
-
-def canonical_fingerprint(folder: Path) -> None:
-    """fingerprint.pb carries a random uuid, so equal SavedModels differ in bytes; the uuid is
-    replaced by one derived from the fingerprint's own content hashes (still unique per model,
-    now the same for the same model)."""
-    from tensorflow.core.protobuf import fingerprint_pb2
-
-    path = folder / "fingerprint.pb"
-    if not path.exists():
-        return
-    fingerprint = fingerprint_pb2.FingerprintDef()
-    fingerprint.ParseFromString(path.read_bytes())
-    fingerprint.uuid = ""
-    content = fingerprint.SerializeToString(deterministic=True)
-    fingerprint.uuid = str(int(hashlib.sha256(content).hexdigest()[:16], 16))
-    path.write_bytes(fingerprint.SerializeToString(deterministic=True))

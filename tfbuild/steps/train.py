@@ -13,11 +13,20 @@ from .base import Progress, StepContext
 from .data import load_split
 
 
-def resolve_builder(name: str) -> Callable[..., Any]:
+def resolve_builder(name: str, planned_file: Path | None = None) -> Callable[..., Any]:
+    """The builder function. A user's module is imported here, at training time, and only
+    here: this runs its code (planning read it only)."""
     if name in BUILDERS:
         return BUILDERS[name]
     module_name, _, attr = name.rpartition(".")
     module = importlib.import_module(module_name)
+    imported = Path(getattr(module, "__file__", None) or "")
+    if planned_file is not None and imported.resolve() != planned_file.resolve():
+        # The key was computed over another file: training this one would cache it wrongly.
+        raise RuntimeError(
+            f"model._target_: Python imported '{module_name}' from {imported}, but the build was "
+            f"planned with {planned_file} (was a module of that name imported before?)"
+        )
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -35,10 +44,12 @@ class TrainStep:
             from ..workers import train_on_local_workers
 
             return train_on_local_workers(dict(p), ctx.inputs["data"], ctx.outputs["model"], ctx.progress)
-        return train(p, ctx.inputs["data"], ctx.outputs["model"], ctx.progress)
+        return train(p, ctx.inputs["data"], ctx.outputs["model"], ctx.progress, ctx.files.get("builder"))
 
 
-def train(p: Mapping[str, Any], data: Path, out: Path, progress: Progress) -> dict[str, Any]:
+def train(
+    p: Mapping[str, Any], data: Path, out: Path, progress: Progress, builder_file: Path | None = None
+) -> dict[str, Any]:
     """Build the model under the target's strategy and precision policy, fit it, save it."""
     from ..distribute import STRATEGY_NAMES, make_strategy, op_determinism, precision_policy
     from ..tfenv import import_tensorflow, seed_everything
@@ -58,7 +69,7 @@ def train(p: Mapping[str, Any], data: Path, out: Path, progress: Progress) -> di
     seed_everything(p["seed"])
     deterministic = not p["jit_compile"]
     with op_determinism(deterministic), precision_policy(p["precision"]), strategy.scope():
-        model = resolve_builder(p["builder"])(tuple(x_train.shape[1:]), num_classes, **p["model_params"])
+        model = resolve_builder(p["builder"], builder_file)(tuple(x_train.shape[1:]), num_classes, **p["model_params"])
         final = fit(progress, model, data, epochs=p["epochs"], batch_size=global_batch,
                     learning_rate=p["learning_rate"], jit_compile=p["jit_compile"])
         test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
