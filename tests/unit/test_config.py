@@ -22,7 +22,9 @@ def test_defaults_without_a_recipe(compose_cfg):
     assert cfg.target.name == TargetName.cpu
     assert cfg.precision.policy is None, "no precision chosen: the target's applies"
     assert cfg.target.precision == PrecisionPolicy.float32
-    assert list(cfg.export.formats) == ["saved_model"], "the cpu profile's formats"
+    assert list(cfg.target.formats) == ["saved_model"], "the cpu profile's formats"
+    assert list(cfg.export.formats) == [], "the recipe's and command line's formats, added to the target's"
+    assert cfg.export.tflite.quantization is None, "null: the target's variants"
     assert cfg.cache.dir == "outputs/cache"
     assert cfg.dry_run is False
 

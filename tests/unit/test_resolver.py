@@ -47,8 +47,9 @@ def test_each_step_sees_only_the_params_it_reads(compose_cfg):
 
 
 def test_saved_model_is_built_but_not_published_when_only_tflite_is_asked(compose_cfg):
-    plan = plan_of(compose_cfg, "export.formats=tflite")
+    plan = plan_of(compose_cfg, "target.formats=[]", "export.formats=tflite")
     assert plan.step("saved_model").outputs[0].publish is None
+    assert plan_of(compose_cfg, "target=edge").step("saved_model").outputs[0].publish is None
 
 
 def test_builder_source_is_an_input_of_training(compose_cfg):
@@ -67,8 +68,8 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["data.test_fraction=1.5"], "data.test_fraction must be between 0 and 1"),
         (["data.validation_fraction=0.5", "data.test_fraction=0.45"], "data.validation_fraction + data.test_fraction must leave at least 10%"),
         (["export.formats=[tflite,onnx]"], "export.formats: 'onnx' is not one of saved_model, tflite, tfjs"),
-        (["export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of float, dynamic, fp16, int8, int16x8 (did you mean 'int8'?)"),
-        (["export.tflite.quantization=[]"], "export.tflite.quantization is empty"),
+        (["recipe=digits", "export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of float, dynamic, fp16, int8, int16x8 (did you mean 'int8'?)"),
+        (["recipe=digits", "export.tflite.quantization=[]"], "export.tflite.quantization is empty"),
         (["data=npz"], "data.path must be set"),
         (["data=npz", "data.path=/no/such.npz"], "data.path: no such file '/no/such.npz'"),
         (["data.name=mnist"], "data.name: 'mnist' is not one of digits, iris, wine, breast_cancer"),
@@ -83,7 +84,7 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["target=multi_gpu", "target.strategy=multi_worker"], "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
         (["target.workers=2"], "target.workers applies to strategy multi_worker, not default"),
         (["force=3"], "force must be true, false or a list"),
-        (["export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
+        (["export.formats=tfjs", "export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
         (["verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
         (["verify.samples=0"], "verify.samples must be at least 1"),
         (["verify.tolerances.tflite.int8.min_top1_agreement=1.5"], "verify.tolerances.tflite.int8.min_top1_agreement must be between 0 and 1"),
@@ -99,9 +100,9 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["benchmark.threads=0"], "benchmark.threads must be at least 1"),
         (["benchmark.tfjs_backends=[gpu]"], "benchmark.tfjs_backends: 'gpu' is not one of cpu, wasm"),
         (["gates.min_accuracy=1.5"], "gates.min_accuracy must be between 0 and 1"),
-        (["gates.tflite.int8.max_bytes=0"], "gates.tflite.int8.max_bytes must be greater than 0"),
+        (["gates.tflite.int8.max_bytes=0"], "gates.tflite.int8.max_bytes must be at least 1, got 0"),
         (["gates.tfjs.max_p95_ms=2", "benchmark.enabled=false"], "gates.tfjs.max_p95_ms needs the benchmark's figures"),
-        (["export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
+        (["target=browser", "export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
     ],
 )
 def test_bad_values_are_config_errors_naming_the_key(compose_cfg, overrides, message):
@@ -238,7 +239,7 @@ def test_targets_that_train_alike_share_the_trained_model(compose_cfg):
 def test_npz_file_is_an_external_input(compose_cfg, tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.zeros((20, 3), np.float32), y=np.arange(20) % 2)
-    plan = plan_of(compose_cfg, "data=npz", f"data.path={path}", "export.tflite.quantization=float")
+    plan = plan_of(compose_cfg, "data=npz", f"data.path={path}")
     assert plan.step("data").files == {"source": str(path)}
     assert "name" not in plan.step("data").params
 
