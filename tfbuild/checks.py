@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -57,8 +58,8 @@ class Choices:
 def check_config(cfg: DictConfig, origin: Origin = Origin()) -> Choices:
     """Every check that needs only the config; `origin` (the command line and the recipe file,
     from the CLI) lets errors name where a value was written."""
-    _check_no_missing(cfg)
     values = resolved_values(cfg, origin)  # first: every later check reads resolved values
+    _check_no_missing(cfg)
     check_known_keys(values)
     check_literal_types(origin)
     check_numbers(values)
@@ -307,6 +308,20 @@ def _gate_nodes(gates: DictConfig) -> list[tuple[str, DictConfig]]:
     return nodes
 
 
+def check_force_names(force: bool | tuple[str, ...], names: list[str], kinds: list[str]) -> None:
+    """Each name in force=[...] must be a step or a kind of step of this plan: a typo would
+    otherwise force nothing, silently."""
+    if isinstance(force, bool):
+        return
+    kinds = list(dict.fromkeys(kinds))
+    for name in force:
+        if name not in names and name not in kinds:
+            raise ConfigError(
+                f"force: '{name}' is not a step or kind of this plan (steps: {', '.join(names)}; "
+                f"kinds: {', '.join(kinds)}){did_you_mean(name, [*kinds, *names])}"
+            )
+
+
 def _force(value: Any) -> bool | tuple[str, ...]:
     if isinstance(value, bool):
         return value
@@ -315,3 +330,45 @@ def _force(value: Any) -> bool | tuple[str, ...]:
     if isinstance(value, (list, ListConfig)) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"force must be true, false or a list of step names or kinds, got {value!r}")
+
+
+# SQLite's unix VFS refuses database paths over 512 bytes (MAX_PATHNAME), and the cache keeps
+# state.db (and its -journal) at its root: 400 leaves room for those names and for the entry
+# layout below the root (entries/ab/<64 hex>/out/..., about 110 more) within Linux's 4,096.
+CACHE_DIR_MAX_BYTES = 400
+# The longest name one folder may have on Linux file systems (ext4, xfs, btrfs, tmpfs).
+NAME_MAX_BYTES = 255
+
+
+def check_cache_location(path: str, run_dir: Path, protected: Sequence[Path]) -> Path:
+    """cache.dir as an absolute folder, refused where a cache must not be: the current folder
+    (an empty value), a path the OS or SQLite cannot open, a run folder (it would be deleted or
+    published with the run), or the project's recipes/ and conf/ (a recipe or config file would
+    sit among cache entries). Reads no file; creates nothing."""
+    if not path.strip():
+        raise ConfigError("cache.dir is empty: that would make the current folder the cache; give a folder (default: outputs/cache)")
+    folder = Path(os.path.normpath(Path(path).expanduser().absolute()))
+    if len(str(folder).encode()) > CACHE_DIR_MAX_BYTES:
+        raise ConfigError(
+            f"cache.dir: the path is {len(str(folder).encode())} bytes long (absolute); the cache's "
+            f"database cannot open paths that long: use one of at most {CACHE_DIR_MAX_BYTES} bytes"
+        )
+    for part in folder.parts:
+        if len(part.encode()) > NAME_MAX_BYTES:
+            raise ConfigError(
+                f"cache.dir: the folder name '{part[:40]}...' is {len(part.encode())} bytes long; "
+                f"file systems allow {NAME_MAX_BYTES}"
+            )
+    run_dir = Path(os.path.normpath(run_dir.absolute()))
+    inside_run = folder == run_dir or run_dir in folder.parents
+    run_folder = next((p for p in [folder, *folder.parents] if (p / ".hydra").is_dir()), None)
+    if inside_run or run_folder is not None:
+        raise ConfigError(
+            f"cache.dir: '{path}' is inside the run folder {run_folder or run_dir}; the cache must outlive "
+            "runs: use a folder of its own (default: outputs/cache)"
+        )
+    for place in protected:
+        place = Path(os.path.normpath(place.absolute()))
+        if folder == place or place in folder.parents:
+            raise ConfigError(f"cache.dir: '{path}' is inside {place}, the project's own files; use a folder of its own (default: outputs/cache)")
+    return folder
