@@ -258,3 +258,65 @@ def test_planning_never_imports_tensorflow():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- which formats and variants are built: command line > recipe > target > defaults ---
+
+def exports(compose_cfg, *overrides):
+    return [s.name for s in plan_of(compose_cfg, *overrides).steps if s.kind in ("tflite", "tfjs")]
+
+
+def test_a_recipes_formats_and_the_targets_combine(compose_cfg):
+    assert exports(compose_cfg, "recipe=digits", "target=browser") == [
+        "tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]", "tfjs[uint8]", "tfjs[float16]",
+    ], "the recipe's TFLite and the browser's TF.js"
+    plan = plan_of(compose_cfg, "recipe=digits", "target=browser")
+    assert plan.step("saved_model").outputs[0].publish == "saved_model", "the recipe asks for it"
+
+
+def test_targets_choose_their_formats_and_variants(compose_cfg):
+    assert exports(compose_cfg) == [], "target=cpu: a SavedModel"
+    assert exports(compose_cfg, "target=edge") == ["tflite[int8]", "tflite[fp16]"]
+    assert exports(compose_cfg, "target=browser") == ["tfjs[uint8]", "tfjs[float16]"]
+    assert exports(compose_cfg, "recipe=digits_edge") == ["tflite[int8]", "tflite[fp16]"]
+    assert exports(compose_cfg, "recipe=digits_browser") == ["tfjs[uint8]", "tfjs[float16]"]
+    assert exports(compose_cfg, "export.formats=tflite") == ["tflite[float]", "tflite[int8]"], "the default variants"
+
+
+def test_a_variant_setting_replaces_the_targets_so_a_sweep_builds_one_each(compose_cfg):
+    assert exports(compose_cfg, "recipe=digits_edge", "export.tflite.quantization=float") == ["tflite[float]"]
+    assert exports(compose_cfg, "recipe=digits_browser", "export.tfjs.quantization=none") == ["tfjs[none]"]
+    assert exports(compose_cfg, "target=edge", "target.tflite_quantization=dynamic") == ["tflite[dynamic]"]
+
+
+def test_settings_of_a_format_that_is_not_built_are_refused(compose_cfg):
+    from tfbuild.schema_checks import Origin
+
+    cases = [
+        ((), "export.tflite.quantization=int8", "export.tflite.quantization=int8 is set, but tflite is not built "
+         "(formats: saved_model, from target=cpu and export.formats): add export.formats=[saved_model,tflite]"),
+        (("target=edge",), "export.tfjs.quantization=[uint8,none]",
+         "export.tfjs.quantization=[uint8,none] is set, but tfjs is not built (formats: tflite,"),
+        (("recipe=digits_browser",), "gates.tflite.int8.max_bytes=50000", "gates.tflite.int8.max_bytes=50000 is set, but tflite"),
+        (("recipe=digits",), "verify.tolerances.tfjs.uint8.min_top1_agreement=0.9", "verify.tolerances.tfjs.uint8"),
+        (("recipe=digits",), "benchmark.tfjs_backends=[cpu]", "benchmark.tfjs_backends=[cpu] is set, but tfjs"),
+        (("recipe=digits",), "target.tfjs_quantization=uint8", "target.tfjs_quantization=uint8 is set, but tfjs"),
+    ]
+    for others, setting, expected in cases:
+        with pytest.raises(ConfigError) as info:
+            resolve(compose_cfg(*others, setting), Origin(command_line=(*others, setting)))
+        assert str(info.value).startswith(expected), setting
+    # conf/config.yaml sets every variant's tolerance: only what was typed is checked.
+    resolve(compose_cfg("recipe=digits"), Origin(command_line=("recipe=digits",)))
+
+
+def test_nothing_to_build_is_refused(compose_cfg):
+    with pytest.raises(ConfigError, match="nothing to build: export.formats and target.formats"):
+        resolve(compose_cfg("target.formats=[]"))
+
+
+def test_force_names_steps_or_kinds_of_this_plan(compose_cfg):
+    assert resolve(compose_cfg("recipe=digits", "force=[train,'tflite[int8]',verify]")).choices.force == (
+        "train", "tflite[int8]", "verify")
+    with pytest.raises(ConfigError, match=r"force: 'tfjs' is not a step or kind of this plan"):
+        resolve(compose_cfg("recipe=digits", "force=tfjs"))
