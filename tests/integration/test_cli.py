@@ -99,11 +99,11 @@ def run_dirs(cwd: Path) -> list[Path]:
          "verify.tolerances.tfjs.uint8.min_top1_agreement=0.9 is set, but tfjs is not built"),
         (["recipe=digits_edge", "export.tfjs.quantization=uint8"], "export.tfjs.quantization=uint8 is set, but tfjs is not built"),
         # Interpolations, resolved once before any work.
-        (["recipe=digits", "train.epochs=${{nonexistent.key}}"],
+        (["recipe=digits", "train.epochs=${nonexistent.key}"],
          "train.epochs: cannot resolve '${{nonexistent.key}}' (Interpolation key 'nonexistent.key' not found)"),
-        (["recipe=digits", "train.epochs=${{oc.env:TFBUILD_UNSET_VARIABLE}}"],
+        (["recipe=digits", "train.epochs=${oc.env:TFBUILD_UNSET_VARIABLE}"],
          "train.epochs: cannot resolve '${{oc.env:TFBUILD_UNSET_VARIABLE}}'"),
-        (["recipe=digits", "train.epochs=${{no_such_resolver:1}}"], "train.epochs: cannot resolve '${{no_such_resolver:1}}' "
+        (["recipe=digits", "train.epochs=${no_such_resolver:1}"], "train.epochs: cannot resolve '${{no_such_resolver:1}}' "
                                                                    "(Unsupported interpolation type no_such_resolver)"),
         (["recipe=cycle"], "{cwd}/recipes/cycle.yaml: train.epochs: cannot resolve '${{train.seed}}' (Recursive interpolation"),
         # Where a cache may not be.
