@@ -31,7 +31,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
 from .hardware import gpu_count, tpu_address
-from .schema_checks import Origin, check_known_keys, check_literal_types, check_numbers, keys_named, resolved_values
+from .schema_checks import (
+    Origin,
+    check_known_keys,
+    check_literal_types,
+    check_numbers,
+    keys_named,
+    recipe_value,
+    resolved_values,
+)
 from .schema import (
     ExportFormat,
     OptimizeMethod,
@@ -75,7 +83,7 @@ def check_config(cfg: DictConfig, origin: Origin = Origin()) -> Choices:
         bench_backends=one_or_many(cfg.benchmark.tfjs_backends, TfjsBackend, "benchmark.tfjs_backends"),
         force=_force(cfg.force),
     )
-    _check_unbuilt_format_settings(cfg, choices, origin.command_line)
+    _check_unbuilt_format_settings(cfg, choices, origin)
     _check_calibration(cfg, choices)
     _check_optimize(cfg, choices)
     _check_verify(cfg)
@@ -118,8 +126,6 @@ def _variants(cfg: DictConfig, fmt: str, allowed: type[Enum], formats: tuple[str
     """export.FORMAT.quantization when the recipe or command line sets it, else the target's."""
     key = f"export.{fmt}.quantization"
     asked = cfg.export[fmt].quantization
-    if asked is not None and fmt not in formats:
-        raise ConfigError(_not_built(cfg, f"{key}={_listed(asked)}", fmt, formats))
     if asked is not None:
         return one_or_many(asked, allowed, key)
     return one_or_many(cfg.target[f"{fmt}_quantization"], allowed, f"target.{fmt}_quantization")
@@ -133,14 +139,25 @@ FORMAT_SETTINGS = {
 }
 
 
-def _check_unbuilt_format_settings(cfg: DictConfig, choices: Choices, command_line: tuple[str, ...]) -> None:
-    """A format's settings typed on the command line while the format is not built would be
-    ignored: refuse them, saying how to build the format. (Recipe files and conf/ set
-    tolerances for every variant by design, so only what the user typed is checked.)"""
-    for key, typed in keys_named(command_line):
-        for fmt, prefixes in FORMAT_SETTINGS.items():
-            if fmt not in choices.formats and any(key == p or key.startswith(f"{p}.") for p in prefixes):
+def _check_unbuilt_format_settings(cfg: DictConfig, choices: Choices, origin: Origin) -> None:
+    """A format's settings that would be ignored because the format is not built are refused,
+    saying how to build it: any typed on the command line, and a recipe file's own
+    export.FORMAT.quantization (unless the command line chose the formats or the target,
+    dropping the format on purpose). conf/ and pinned recipes set every variant's tolerances
+    by design, so those are not checked in files."""
+    unbuilt = [fmt for fmt in FORMAT_SETTINGS if fmt not in choices.formats]
+    for key, typed in keys_named(origin.command_line):
+        for fmt in unbuilt:
+            if any(key == p or key.startswith(f"{p}.") for p in FORMAT_SETTINGS[fmt]):
                 raise ConfigError(_not_built(cfg, typed, fmt, choices.formats))
+    typed_keys = {key for key, _ in keys_named(origin.command_line)}
+    if origin.recipe is None or typed_keys & {"export.formats", "target.formats", "target"}:
+        return
+    for fmt in unbuilt:
+        written = recipe_value(origin.recipe, f"export.{fmt}.quantization")
+        if written is not None:
+            setting = f"{origin.recipe_file}: export.{fmt}.quantization={_listed(written)}"
+            raise ConfigError(_not_built(cfg, setting, fmt, choices.formats))
 
 
 def _not_built(cfg: DictConfig, setting: str, fmt: str, formats: tuple[str, ...]) -> str:

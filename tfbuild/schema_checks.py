@@ -97,19 +97,24 @@ def _raw_value(key: str, origin: Origin) -> str | None:
         name, _, value = override.partition("=")
         if name.lstrip("+~") == key:
             return value
-    if origin.recipe is not None:
-        node = OmegaConf.to_container(origin.recipe, resolve=False)
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            return str(node)
-    return None
+    written = recipe_value(origin.recipe, key)
+    return None if written is None else str(written)
+
+
+def recipe_value(recipe: DictConfig | None, key: str) -> Any:
+    """What the recipe file itself wrote at a dotted key (unresolved), or None."""
+    if recipe is None:
+        return None
+    node: Any = OmegaConf.to_container(recipe, resolve=False)
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _where(key: str, origin: Origin) -> str:
     """'FILE: ' when the recipe file wrote the key (and the command line did not)."""
     on_command_line = any(o.partition("=")[0].lstrip("+~") == key for o in origin.command_line)
-    if origin.recipe_file is not None and not on_command_line and _raw_value(key, Origin(recipe=origin.recipe)) is not None:
+    if origin.recipe_file is not None and not on_command_line and recipe_value(origin.recipe, key) is not None:
         return f"{origin.recipe_file}: "
     return ""
 

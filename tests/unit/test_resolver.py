@@ -320,3 +320,21 @@ def test_force_names_steps_or_kinds_of_this_plan(compose_cfg):
         "train", "tflite[int8]", "verify")
     with pytest.raises(ConfigError, match=r"force: 'tfjs' is not a step or kind of this plan"):
         resolve(compose_cfg("recipe=digits", "force=tfjs"))
+
+
+def test_a_recipes_variants_for_a_format_it_does_not_build_are_refused(compose_cfg):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tfbuild.schema_checks import Origin
+
+    recipe = OmegaConf.create({"export": {"tflite": {"quantization": ["int8"]}}})
+    origin = Origin(command_line=("target=browser",), recipe_file=Path("r.yaml"), recipe=recipe)
+    cfg = compose_cfg("target=browser", "export.tflite.quantization=[int8]")
+    resolve(cfg, origin)  # the command line chose the target: dropping TFLite is on purpose
+    with pytest.raises(ConfigError, match=r"^r.yaml: export.tflite.quantization=\[int8\] is set, but tflite is not built"):
+        resolve(cfg, Origin(recipe_file=Path("r.yaml"), recipe=recipe))
+    # A recipe that chooses the formats itself, narrowed on the command line: not an error.
+    narrowed = ("recipe=digits", "target=multi_gpu", "target.cpu_devices=2", "export.formats=saved_model")
+    resolve(compose_cfg(*narrowed), Origin(command_line=narrowed))
