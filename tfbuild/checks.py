@@ -15,8 +15,8 @@ Which formats and variants are built (precedence: command line > recipe > target
   so that a sweep `-m export.tflite.quantization=float,int8` builds one variant per job on
   every target;
 - a format's settings (export.FORMAT.*, verify.tolerances.FORMAT.*, gates.FORMAT.*, TF.js
-  backends) given on the command line, or export.FORMAT.quantization set anywhere, while that
-  format is not built are refused, saying how to add the format: never silently ignored.
+  backends) given on the command line, or export.FORMAT.quantization written in the recipe
+  file, while that format is not built are refused, saying how to add the format.
 """
 
 from __future__ import annotations

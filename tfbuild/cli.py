@@ -84,7 +84,7 @@ def build(cfg: DictConfig) -> None:
     from .quiet import native_output_to
     from .record import build_record, write_json
     from .report import gate_violations, report_rows, write_report
-    from .runner import run_plan
+    from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
 
     log_path = run_dir / BUILD_LOG
@@ -111,7 +111,10 @@ def build(cfg: DictConfig) -> None:
         finally:
             cache.close()
         bad_input = next((f for f in result.failures if f.bad_input), None)
-        if bad_input is not None:  # the data cannot be built from: nothing was made
+        others = [r for r in result.steps if r is not bad_input]
+        if bad_input is not None and all(r.status == SKIPPED for r in others):
+            # The input cannot be built from (the data step refused it) and nothing was made:
+            # like a config error, exit 2 and leave no run folder.
             _remove_unused_run_dir(run_dir)
             raise DataError(f"step '{bad_input.spec.name}': {bad_input.error}")
 
