@@ -35,6 +35,7 @@ from .schema_checks import (
     Origin,
     check_known_keys,
     check_literal_types,
+    check_no_missing,
     check_numbers,
     keys_named,
     recipe_value,
@@ -67,7 +68,7 @@ def check_config(cfg: DictConfig, origin: Origin = Origin()) -> Choices:
     """Every check that needs only the config; `origin` (the command line and the recipe file,
     from the CLI) lets errors name where a value was written."""
     values = resolved_values(cfg, origin)  # first: every later check reads resolved values
-    _check_no_missing(cfg)
+    check_no_missing(values)
     check_known_keys(values)
     check_literal_types(origin)
     check_numbers(values)
@@ -171,12 +172,6 @@ def _listed(value: Any) -> str:
     if isinstance(value, (list, ListConfig)):
         return "[" + ",".join(str(v.value if isinstance(v, Enum) else v) for v in value) + "]"
     return str(value)
-
-
-def _check_no_missing(cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} must be set")
 
 
 def _at_least(cfg: DictConfig, key: str, minimum: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import typing
 from dataclasses import dataclass
@@ -134,6 +135,13 @@ def unknown_key(path: str) -> str:
     return f"{path}: no such key in {where or 'the config'} (keys: {', '.join(allowed)}){did_you_mean(bad, allowed)}"
 
 
+def check_no_missing(values: dict[str, Any]) -> None:
+    """Keys left '???' (mandatory in the schema, set by nobody)."""
+    missing = [path for path, value in _leaves(values, "") if value == "???"]
+    if missing:
+        raise ConfigError(f"{', '.join(sorted(missing))} must be set")
+
+
 def check_numbers(values: dict[str, Any]) -> None:
     """Every float finite (a NaN bound disables its check: every comparison with NaN is
     false), every integer in the range its consumer takes."""
@@ -158,10 +166,8 @@ def check_literal_types(origin: Origin) -> None:
     """OmegaConf turns `1`, `yes` or `on` into true for a boolean key; a user who wrote
     `dry_run=1` or `verify.enabled: yes` may mean something else, so only true and false are
     taken (on the command line and in the recipe file)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     written: list[tuple[str, Any, str]] = []
-    for override in OverridesParser.create().parse_overrides(list(origin.command_line)):
+    for override in _override_parser().parse_overrides(list(origin.command_line)):
         if not override.is_delete() and not override.is_sweep_override():
             written.append((override.key_or_group, override.value(), f"{override.key_or_group}={override.get_value_element_as_str()}"))
     if origin.recipe is not None:
@@ -174,6 +180,13 @@ def check_literal_types(origin: Origin) -> None:
             raise ConfigError(f"{as_written}: {key} takes true or false, got {value!r}")
 
 
+@functools.lru_cache(maxsize=1)
+def _override_parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()  # builds Hydra's grammar: made once
+
+
 def _is_interpolation(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
@@ -184,7 +197,7 @@ def _bound(table: dict[str, Any], path: str) -> Any:
 
 def _walk(values: dict[str, Any], schema: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
     """(path, schema type or None when undeclared, value) for each key, not entering free-form maps."""
-    hints = typing.get_type_hints(schema)
+    hints = _hints(schema)
     for key, value in values.items():
         path = f"{prefix}{key}"
         declared = _unwrap(hints[key]) if key in hints else None
@@ -202,6 +215,13 @@ def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _leaves(value, f"{path}[{i}]")
     else:
         yield path, node
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(schema: type) -> dict[str, Any]:
+    # typing.get_type_hints evaluates the string annotations each call: too slow for a walk of
+    # every key on every build (the no-op build's budget is tens of milliseconds).
+    return typing.get_type_hints(schema)
 
 
 def _unwrap(hint: Any) -> Any:
@@ -225,7 +245,7 @@ def schema_type_at(path: str) -> Any:
             return FREE_FORM
         if not dataclasses.is_dataclass(node):
             return None
-        hints = typing.get_type_hints(node)
+        hints = _hints(node)
         if part not in hints:
             return None
         node = _unwrap(hints[part])
