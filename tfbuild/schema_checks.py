@@ -174,7 +174,7 @@ def check_literal_types(origin: Origin) -> None:
         raw = OmegaConf.to_container(origin.recipe, resolve=False)
         assert isinstance(raw, dict)
         prefix = f"{origin.recipe_file}: " if origin.recipe_file else ""
-        written += [(path, value, f"{prefix}{path}: {value!r}") for path, value in _leaves(raw, "") if path != "defaults"]
+        written += [(path, value, f"{prefix}{path}={value}") for path, value in _leaves(raw, "") if path != "defaults"]
     for key, value, as_written in written:
         if schema_type_at(key) is bool and not isinstance(value, bool) and not _is_interpolation(value):
             raise ConfigError(f"{as_written}: {key} takes true or false, got {value!r}")

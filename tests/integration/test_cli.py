@@ -86,7 +86,7 @@ def run_dirs(cwd: Path) -> list[Path]:
         (["recipe=digits", "benchmark.min_seconds=1e308"], "benchmark.min_seconds must be at most 3600, got 1e+308"),
         (["recipe=digits", "benchmark.warmup=10000000000"], "benchmark.warmup must be at most 1000000"),
         (["recipe=digits", "dry_run=1"], "dry_run=1: dry_run takes true or false, got 1"),
-        (["recipe=boolint"], "{cwd}/recipes/boolint.yaml: verify.enabled: 1: verify.enabled takes true or false"),
+        (["recipe=boolint"], "{cwd}/recipes/boolint.yaml: verify.enabled=1: verify.enabled takes true or false, got 1"),
         # force names a step or kind of this plan.
         (["recipe=digits", "force=[trian]"], "force: 'trian' is not a step or kind of this plan (steps: data, train, "),
         (["recipe=digits", "force=[tfjs]"], "force: 'tfjs' is not a step or kind of this plan"),

@@ -243,3 +243,15 @@ def test_cache_location_refusals(tmp_path):
         assert str(info.value).startswith(expected), path
     assert check_cache_location(str(tmp_path / "outputs" / "cache"), run_dir, [conf]) == tmp_path / "outputs" / "cache"
     assert check_cache_location(str(tmp_path / "confs"), run_dir, [conf]) == tmp_path / "confs", "a prefix is not a parent"
+
+
+def test_a_recipe_files_boolean_must_be_true_or_false(compose_cfg):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tfbuild.schema_checks import Origin
+
+    origin = Origin(recipe_file=Path("r.yaml"), recipe=OmegaConf.create({"benchmark": {"enabled": "on"}}))
+    line = config_error(compose_cfg, "benchmark.enabled=true", origin=origin)
+    assert line == "r.yaml: benchmark.enabled=on: benchmark.enabled takes true or false, got 'on'"
