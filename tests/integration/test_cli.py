@@ -122,6 +122,7 @@ def run_dirs(cwd: Path) -> list[Path]:
         ([*NPZ, "data.path=huge.npz"], "step 'data': data.path {cwd}/huge.npz: the largest label is 1000000000, which "
                                        "would make a 1000000001-unit output layer for 60 samples"),
         ([*NPZ, "data.path=oneclass.npz"], "step 'data': data.path {cwd}/oneclass.npz: y has a single class (0)"),
+        ([*NPZ, "data.path=nolabels.npz"], "step 'data': data.path {cwd}/nolabels.npz: has no array named y (it has x)"),
     ],
 )
 def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
@@ -165,6 +166,7 @@ def _write_bad_data(folder: Path) -> None:
     np.savez(folder / "nan.npz", x=with_nan, y=y)
     np.savez(folder / "huge.npz", x=x, y=np.where(np.arange(60) == 7, 10**9, y))  # an ID, not a class
     np.savez(folder / "oneclass.npz", x=x, y=np.zeros(60, np.int64))
+    np.savez(folder / "nolabels.npz", x=x)
 
 
 @pytest.mark.slow
@@ -250,13 +252,14 @@ def test_build_then_noop_then_one_change(tmp_path):
 def test_failed_step_exits_1_naming_the_step(tmp_path):
     import numpy as np
 
-    np.savez(tmp_path / "nolabels.npz", x=np.zeros((40, 4), np.float32))
-    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'nolabels.npz'}", "export.formats=tflite",
+    # Flat features for the CNN (which needs images): the data is fine, training fails.
+    np.savez(tmp_path / "flat.npz", x=np.zeros((40, 4), np.float32), y=np.arange(40) % 2)
+    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'flat.npz'}", "export.formats=tflite",
                          cwd=tmp_path)
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("tfbuild: error: step 'data' failed: ValueError: ")
-    assert "has no array named y" in line and "build.log" in line
+    assert line.startswith("tfbuild: error: step 'train' failed: ValueError: ")
+    assert "needs image-shaped samples" in line and "build.log" in line
     assert "Traceback" not in result.stderr
     run = run_dirs(tmp_path)[0]
     assert "Traceback" in (run / "build.log").read_text()

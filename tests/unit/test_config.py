@@ -200,7 +200,6 @@ def test_every_bound_names_integer_keys_of_the_schema():
     """A renamed key must not leave its bound behind (the bound would silently stop applying)."""
     import dataclasses
     import fnmatch
-    import typing
 
     from tfbuild.schema import TfbuildConfig
     from tfbuild.schema_checks import FLOAT_MAX, INT_BOUNDS, schema_type_at
@@ -218,7 +217,6 @@ def test_every_bound_names_integer_keys_of_the_schema():
         for pattern in table:
             matched = [k for k, t in schema_keys if fnmatch.fnmatchcase(k, pattern)]
             assert matched and all(t is kind for k, t in schema_keys if k in matched), pattern
-    assert typing.get_type_hints(TfbuildConfig)
 
 
 def test_cache_location_refusals(tmp_path):

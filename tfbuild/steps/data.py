@@ -46,7 +46,7 @@ def _load_npz(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             missing = {"x", "y"} - set(npz.files)
             if missing:
-                raise DataError(f"{source}: no array named {', '.join(sorted(missing))} (it has {', '.join(npz.files) or 'none'})")
+                raise DataError(f"{source}: has no array named {', '.join(sorted(missing))} (it has {', '.join(npz.files) or 'none'}); save x (samples) and y (labels)")
             return npz["x"], npz["y"]
     except DataError:
         raise
