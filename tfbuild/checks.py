@@ -1,9 +1,22 @@
 """Value checks on the composed config that a schema cannot express.
 
 Hydra and the dataclass schema already reject unknown keys, wrong types and bad enum values
-at compose time. What is left: "one value or a list" keys, numeric ranges, and cross-field
-rules. Each check is a small function that raises ConfigError naming the key and what is
-allowed.
+at compose time; schema_checks.py walks the whole config for what gets past them (keys added
+with `+`, non-finite or out-of-range numbers, broken interpolations). What is left here:
+"one value or a list" keys, which formats and variants are built, and cross-field rules.
+Each check is a small function that raises ConfigError naming the key and what is allowed.
+
+Which formats and variants are built (precedence: command line > recipe > target > defaults):
+- formats: target.formats (what the target needs) plus export.formats (what the recipe or the
+  command line asks for), so `recipe=digits target=browser` builds the recipe's TFLite and the
+  browser's TF.js;
+- variants: export.tflite.quantization when set (recipe or command line), else the target's
+  target.tflite_quantization (the same for TF.js). A setting replaces rather than adds here,
+  so that a sweep `-m export.tflite.quantization=float,int8` builds one variant per job on
+  every target;
+- a format's settings (export.FORMAT.*, verify.tolerances.FORMAT.*, gates.FORMAT.*, TF.js
+  backends) given on the command line, or export.FORMAT.quantization written in the recipe
+  file, while that format is not built are refused, saying how to add the format.
 """
 
 from __future__ import annotations
@@ -11,12 +24,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
 from .hardware import gpu_count, tpu_address
+from .schema_checks import (
+    Origin,
+    check_known_keys,
+    check_literal_types,
+    check_no_missing,
+    check_numbers,
+    keys_named,
+    recipe_value,
+    resolved_values,
+)
 from .schema import (
     ExportFormat,
     OptimizeMethod,
@@ -40,19 +64,27 @@ class Choices:
     force: bool | tuple[str, ...]
 
 
-def check_config(cfg: DictConfig) -> Choices:
-    _check_no_missing(cfg)
+def check_config(cfg: DictConfig, origin: Origin = Origin()) -> Choices:
+    """Every check that needs only the config; `origin` (the command line and the recipe file,
+    from the CLI) lets errors name where a value was written."""
+    values = resolved_values(cfg, origin)  # first: every later check reads resolved values
+    check_no_missing(values)
+    check_known_keys(values)
+    check_literal_types(origin)
+    check_numbers(values)
     _check_train(cfg)
     _check_data(cfg)
     _check_target(cfg)
+    formats = _formats(cfg)
     choices = Choices(
-        formats=one_or_many(cfg.export.formats, ExportFormat, "export.formats"),
-        tflite=one_or_many(cfg.export.tflite.quantization, TfliteQuantization, "export.tflite.quantization"),
-        tfjs=one_or_many(cfg.export.tfjs.quantization, TfjsQuantization, "export.tfjs.quantization"),
+        formats=formats,
+        tflite=_variants(cfg, "tflite", TfliteQuantization, formats),
+        tfjs=_variants(cfg, "tfjs", TfjsQuantization, formats),
         tfjs_backends=one_or_many(cfg.verify.tfjs_backends, TfjsBackend, "verify.tfjs_backends"),
         bench_backends=one_or_many(cfg.benchmark.tfjs_backends, TfjsBackend, "benchmark.tfjs_backends"),
         force=_force(cfg.force),
     )
+    _check_unbuilt_format_settings(cfg, choices, origin)
     _check_calibration(cfg, choices)
     _check_optimize(cfg, choices)
     _check_verify(cfg)
@@ -61,10 +93,10 @@ def check_config(cfg: DictConfig) -> Choices:
     return choices
 
 
-def one_or_many(value: Any, allowed: type[Enum], key: str) -> tuple[str, ...]:
+def one_or_many(value: Any, allowed: type[Enum], key: str, may_be_empty: bool = False) -> tuple[str, ...]:
     values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     names = [m.value for m in allowed]
-    if not values:
+    if not values and not may_be_empty:
         raise ConfigError(f"{key} is empty; choose one or more of: {', '.join(names)}")
     out: list[str] = []
     for item in values:
@@ -78,10 +110,68 @@ def one_or_many(value: Any, allowed: type[Enum], key: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_no_missing(cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} must be set")
+def _formats(cfg: DictConfig) -> tuple[str, ...]:
+    """The target's formats, then the ones export.formats adds."""
+    target = one_or_many(cfg.target.formats, ExportFormat, "target.formats", may_be_empty=True)
+    asked = one_or_many(cfg.export.formats, ExportFormat, "export.formats", may_be_empty=True)
+    formats = tuple(dict.fromkeys([*target, *asked]))
+    if not formats:
+        raise ConfigError(
+            f"nothing to build: export.formats and target.formats (target={cfg.target.name.value}) are both "
+            f"empty; choose one or more of: {', '.join(f.value for f in ExportFormat)}"
+        )
+    return formats
+
+
+def _variants(cfg: DictConfig, fmt: str, allowed: type[Enum], formats: tuple[str, ...]) -> tuple[str, ...]:
+    """export.FORMAT.quantization when the recipe or command line sets it, else the target's."""
+    key = f"export.{fmt}.quantization"
+    asked = cfg.export[fmt].quantization
+    if asked is not None:
+        return one_or_many(asked, allowed, key)
+    return one_or_many(cfg.target[f"{fmt}_quantization"], allowed, f"target.{fmt}_quantization")
+
+
+# Per format: the keys that only mean something when the format is built.
+FORMAT_SETTINGS = {
+    "tflite": ("export.tflite", "target.tflite_quantization", "verify.tolerances.tflite", "gates.tflite"),
+    "tfjs": ("export.tfjs", "target.tfjs_quantization", "verify.tolerances.tfjs", "gates.tfjs",
+             "verify.tfjs_backends", "benchmark.tfjs_backends"),
+}
+
+
+def _check_unbuilt_format_settings(cfg: DictConfig, choices: Choices, origin: Origin) -> None:
+    """A format's settings that would be ignored because the format is not built are refused,
+    saying how to build it: any typed on the command line, and a recipe file's own
+    export.FORMAT.quantization (unless the command line chose the formats or the target,
+    dropping the format on purpose). conf/ and pinned recipes set every variant's tolerances
+    by design, so those are not checked in files."""
+    unbuilt = [fmt for fmt in FORMAT_SETTINGS if fmt not in choices.formats]
+    for key, typed in keys_named(origin.command_line):
+        for fmt in unbuilt:
+            if any(key == p or key.startswith(f"{p}.") for p in FORMAT_SETTINGS[fmt]):
+                raise ConfigError(_not_built(cfg, typed, fmt, choices.formats))
+    typed_keys = {key for key, _ in keys_named(origin.command_line)}
+    if origin.recipe is None or typed_keys & {"export.formats", "target.formats", "target"}:
+        return
+    for fmt in unbuilt:
+        written = recipe_value(origin.recipe, f"export.{fmt}.quantization")
+        if written is not None:
+            setting = f"{origin.recipe_file}: export.{fmt}.quantization={_listed(written)}"
+            raise ConfigError(_not_built(cfg, setting, fmt, choices.formats))
+
+
+def _not_built(cfg: DictConfig, setting: str, fmt: str, formats: tuple[str, ...]) -> str:
+    return (
+        f"{setting} is set, but {fmt} is not built (formats: {', '.join(formats)}, from "
+        f"target={cfg.target.name.value} and export.formats): add export.formats=[{','.join([*formats, fmt])}]"
+    )
+
+
+def _listed(value: Any) -> str:
+    if isinstance(value, (list, ListConfig)):
+        return "[" + ",".join(str(v.value if isinstance(v, Enum) else v) for v in value) + "]"
+    return str(value)
 
 
 def _at_least(cfg: DictConfig, key: str, minimum: float) -> None:
@@ -90,19 +180,14 @@ def _at_least(cfg: DictConfig, key: str, minimum: float) -> None:
         raise ConfigError(f"{key} must be at least {minimum}, got {value}")
 
 
+# Integer ranges (epochs, seeds, sample counts...) are in schema_checks.INT_BOUNDS.
 def _check_train(cfg: DictConfig) -> None:
-    _at_least(cfg, "train.epochs", 1)
-    _at_least(cfg, "train.batch_size", 1)
-    _at_least(cfg, "train.seed", 0)
     if cfg.train.learning_rate <= 0:
         raise ConfigError(f"train.learning_rate must be greater than 0, got {cfg.train.learning_rate}")
 
 
 def _check_data(cfg: DictConfig) -> None:
     data = cfg.data
-    _at_least(cfg, "data.calibration_samples", 0)
-    _at_least(cfg, "data.seed", 0)
-    _at_least(cfg, "data.limit", 10)
     for key in ("validation_fraction", "test_fraction"):
         if not 0 < data[key] < 1:
             raise ConfigError(f"data.{key} must be between 0 and 1 (exclusive), got {data[key]}")
@@ -124,10 +209,8 @@ def _check_target(cfg: DictConfig) -> None:
     target = cfg.target
     strategy = target.strategy.value
     asked = f"target={target.name.value} (strategy {strategy})"
-    if target.cpu_devices is not None:
-        _at_least(cfg, "target.cpu_devices", 1)
-        if strategy != "mirrored":
-            raise ConfigError(f"target.cpu_devices applies to strategy mirrored, not {strategy} ({asked})")
+    if target.cpu_devices is not None and strategy != "mirrored":
+        raise ConfigError(f"target.cpu_devices applies to strategy mirrored, not {strategy} ({asked})")
     if strategy == "multi_worker" and "TF_CONFIG" not in os.environ:
         if target.workers is None or target.workers < 2:
             raise ConfigError(
@@ -173,13 +256,10 @@ def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
     optimize = cfg.optimize
     if optimize.method == OptimizeMethod.none:
         return
-    _at_least(cfg, "optimize.epochs", 1)
     if optimize.learning_rate <= 0:
         raise ConfigError(f"optimize.learning_rate must be greater than 0, got {optimize.learning_rate}")
     if optimize.method == OptimizeMethod.prune and not 0 < optimize.sparsity < 1:
         raise ConfigError(f"optimize.sparsity must be between 0 and 1 (exclusive), got {optimize.sparsity}")
-    if optimize.method == OptimizeMethod.cluster:
-        _at_least(cfg, "optimize.clusters", 2)
     if optimize.method == OptimizeMethod.qat:
         if effective_precision(cfg) != "float32" or cfg.target.jit_compile:
             raise ConfigError(
@@ -199,7 +279,6 @@ def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
 
 
 def _check_verify(cfg: DictConfig) -> None:
-    _at_least(cfg, "verify.samples", 1)
     tolerances = cfg.verify.tolerances
     nodes = [("verify.tolerances.saved_model", tolerances.saved_model)]
     nodes += [(f"verify.tolerances.{f}.{v}", t) for f in ("tflite", "tfjs") for v, t in tolerances[f].items()]
@@ -213,8 +292,7 @@ def _check_verify(cfg: DictConfig) -> None:
 
 
 def _check_benchmark(cfg: DictConfig) -> None:
-    for key, minimum in (("warmup", 0), ("min_runs", 1), ("min_seconds", 0), ("batch_size", 1), ("threads", 1)):
-        _at_least(cfg, f"benchmark.{key}", minimum)
+    _at_least(cfg, "benchmark.min_seconds", 0)
 
 
 # Gate limits that need a benchmark's figures (size is known without one).
@@ -226,9 +304,8 @@ def _check_gates(cfg: DictConfig) -> None:
         for limit in ("min_accuracy", "max_accuracy_drop"):
             if gate[limit] is not None and not 0 <= gate[limit] <= 1:
                 raise ConfigError(f"{path}.{limit} must be between 0 and 1 (or null), got {gate[limit]}")
-        for limit in ("max_bytes", "max_p95_ms"):
-            if gate[limit] is not None and gate[limit] <= 0:
-                raise ConfigError(f"{path}.{limit} must be greater than 0 (or null), got {gate[limit]}")
+        if gate.max_p95_ms is not None and gate.max_p95_ms <= 0:  # max_bytes: schema_checks.INT_BOUNDS
+            raise ConfigError(f"{path}.max_p95_ms must be greater than 0 (or null), got {gate.max_p95_ms}")
         measured = [limit for limit in MEASURED_LIMITS if gate[limit] is not None]
         if measured and not cfg.benchmark.enabled:
             raise ConfigError(f"{path}.{measured[0]} needs the benchmark's figures: set benchmark.enabled=true")
@@ -243,6 +320,20 @@ def _gate_nodes(gates: DictConfig) -> list[tuple[str, DictConfig]]:
     return nodes
 
 
+def check_force_names(force: bool | tuple[str, ...], names: list[str], kinds: list[str]) -> None:
+    """Each name in force=[...] must be a step or a kind of step of this plan: a typo would
+    otherwise force nothing, silently."""
+    if isinstance(force, bool):
+        return
+    kinds = list(dict.fromkeys(kinds))
+    for name in force:
+        if name not in names and name not in kinds:
+            raise ConfigError(
+                f"force: '{name}' is not a step or kind of this plan (steps: {', '.join(names)}; "
+                f"kinds: {', '.join(kinds)}){did_you_mean(name, [*kinds, *names])}"
+            )
+
+
 def _force(value: Any) -> bool | tuple[str, ...]:
     if isinstance(value, bool):
         return value
@@ -251,3 +342,45 @@ def _force(value: Any) -> bool | tuple[str, ...]:
     if isinstance(value, (list, ListConfig)) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"force must be true, false or a list of step names or kinds, got {value!r}")
+
+
+# SQLite's unix VFS refuses database paths over 512 bytes (MAX_PATHNAME), and the cache keeps
+# state.db (and its -journal) at its root: 400 leaves room for those names and for the entry
+# layout below the root (entries/ab/<64 hex>/out/..., about 110 more) within Linux's 4,096.
+CACHE_DIR_MAX_BYTES = 400
+# The longest name one folder may have on Linux file systems (ext4, xfs, btrfs, tmpfs).
+NAME_MAX_BYTES = 255
+
+
+def check_cache_location(path: str, run_dir: Path, protected: Sequence[Path]) -> Path:
+    """cache.dir as an absolute folder, refused where a cache must not be: the current folder
+    (an empty value), a path the OS or SQLite cannot open, a run folder (it would be deleted or
+    published with the run), or the project's recipes/ and conf/ (a recipe or config file would
+    sit among cache entries). Reads no file; creates nothing."""
+    if not path.strip():
+        raise ConfigError("cache.dir is empty: that would make the current folder the cache; give a folder (default: outputs/cache)")
+    folder = Path(os.path.normpath(Path(path).expanduser().absolute()))
+    if len(str(folder).encode()) > CACHE_DIR_MAX_BYTES:
+        raise ConfigError(
+            f"cache.dir: the path is {len(str(folder).encode())} bytes long (absolute); the cache's "
+            f"database cannot open paths that long: use one of at most {CACHE_DIR_MAX_BYTES} bytes"
+        )
+    for part in folder.parts:
+        if len(part.encode()) > NAME_MAX_BYTES:
+            raise ConfigError(
+                f"cache.dir: the folder name '{part[:40]}...' is {len(part.encode())} bytes long; "
+                f"file systems allow {NAME_MAX_BYTES}"
+            )
+    run_dir = Path(os.path.normpath(run_dir.absolute()))
+    inside_run = folder == run_dir or run_dir in folder.parents
+    run_folder = next((p for p in [folder, *folder.parents] if (p / ".hydra").is_dir()), None)
+    if inside_run or run_folder is not None:
+        raise ConfigError(
+            f"cache.dir: '{path}' is inside the run folder {run_folder or run_dir}; the cache must outlive "
+            "runs: use a folder of its own (default: outputs/cache)"
+        )
+    for place in protected:
+        place = Path(os.path.normpath(place.absolute()))
+        if folder == place or place in folder.parents:
+            raise ConfigError(f"cache.dir: '{path}' is inside {place}, the project's own files; use a folder of its own (default: outputs/cache)")
+    return folder

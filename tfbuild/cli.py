@@ -7,6 +7,7 @@ with a non-zero exit (2: bad config, 1: a step failed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -23,12 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .cache import Cache
-from .errors import BuildFailed, ConfigError, TfbuildError
+from .checks import check_cache_location
+from .errors import BuildFailed, ConfigError, DataError, TfbuildError
 from .hydra_errors import one_line_error
 from .plan import Plan
 from .pins import check_new_pin, check_pinned, compare_with_lock, write_pin
-from .recipes import CONF_DIR, RecipeIndex, discover, recipe_dirs, register_recipes
+from .recipes import CONF_DIR, RecipeIndex, discover, load_recipe_file, recipe_dirs, register_recipes
 from .resolver import resolve
+from .schema_checks import Origin
 from .schema import register_configs
 
 BUILD_LOG = "build.log"
@@ -59,12 +62,14 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     recipe = hydra_cfg.runtime.choices.get("recipe")
     try:
-        resolved = resolve(cfg)
+        resolved = resolve(cfg, _origin(hydra_cfg.overrides.task, recipe, recipes))
         # Pins are checked before any work: a pin that may not be written, or a pinned build
         # that would not reproduce its lock (edited, overridden, other tools), stops here.
         new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
         drift = check_pinned(cfg, recipes.files.get(recipe or "")) if cfg.lock is not None else []
-        cache_dir = _writable_cache_dir(cfg.cache.dir)  # last: it creates the folder
+        _check_run_dir_writable(run_dir)
+        project_files = [CONF_DIR, Path.cwd() / "conf", *recipe_dirs()]
+        cache_dir = _writable_cache_dir(cfg.cache.dir, check_cache_location(cfg.cache.dir, run_dir, project_files))
     except ConfigError:
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
         raise
@@ -74,7 +79,7 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     from .quiet import native_output_to
     from .record import build_record, write_json
     from .report import gate_violations, report_rows, write_report
-    from .runner import run_plan
+    from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
 
     log_path = run_dir / BUILD_LOG
@@ -84,7 +89,7 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
             log.write(text)
 
     cache = Cache(cache_dir)
-    with terminal_console() as console:
+    with terminal_console() as console, _run_dir_writes(run_dir):
         try:
             result = run_plan(
                 resolved.plan,
@@ -100,6 +105,13 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
             )
         finally:
             cache.close()
+        bad_input = next((f for f in result.failures if f.bad_input), None)
+        others = [r for r in result.steps if r is not bad_input]
+        if bad_input is not None and all(r.status == SKIPPED for r in others):
+            # The input cannot be built from (the data step refused it) and nothing was made:
+            # like a config error, exit 2 and leave no run folder.
+            _remove_unused_run_dir(run_dir)
+            raise DataError(f"step '{bad_input.spec.name}': {bad_input.error}")
 
         title = f"tfbuild {'plan' if cfg.dry_run else 'build'}: {recipe or '(no recipe)'}"
         console.print(summary_table(result, title))
@@ -156,8 +168,40 @@ def _say_unverified(console: Any, plan: Plan) -> None:
         console.print(f"[yellow]verification is off (verify.enabled=false): {n} artifact{were} not run on {runtime}[/]")
 
 
-def _writable_cache_dir(path: str) -> Path:
-    folder = Path(path).expanduser().absolute()
+def _origin(overrides: Any, recipe: str | None, recipes: RecipeIndex) -> Origin:
+    """The command line and the recipe file, so that errors can say where a value was written."""
+    file = recipes.files.get(recipe or "")
+    # Unresolved: `key=${...}` must stay as typed (its interpolation is checked later).
+    typed = OmegaConf.to_container(overrides, resolve=False) if OmegaConf.is_config(overrides) else overrides
+    # Hydra composed this file already, under the same limits; a small second read.
+    content = load_recipe_file(file) if file else None
+    return Origin(command_line=tuple(str(o) for o in typed), recipe_file=file, recipe=content)
+
+
+def _check_run_dir_writable(run_dir: Path) -> None:
+    """Hydra has made the run folder (and, unless hydra.output_subdir=null, written into it);
+    a folder that cannot take build.log and build.json is refused before any work."""
+    probe = run_dir / ".tfbuild-write-probe"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"run folder: cannot write in '{run_dir}' ({exc.strerror}); set hydra.run.dir=FOLDER to a writable place") from None
+
+
+@contextlib.contextmanager
+def _run_dir_writes(run_dir: Path) -> Iterator[None]:
+    """A write into the run folder failing mid-build (disk full, folder made read-only) fails
+    the build on one line; the cache is unaffected (its entries are committed by rename)."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or run_dir
+        raise BuildFailed(f"cannot write '{where}' ({exc.strerror}); the cache keeps every step that finished") from None
+
+
+def _writable_cache_dir(path: str, folder: Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"cache.dir: '{path}' exists and is not a folder")
     try:
@@ -201,12 +245,39 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line
         _report(one_line_error(exc, index))
         sys.exit(ConfigError.exit_code)
+    except OSError as exc:  # Hydra making the run folder or writing .hydra/ into it (jobs catch their own)
+        _report(_unusable_run_dir(exc))
+        sys.exit(ConfigError.exit_code)
     except KeyboardInterrupt:
         _report("interrupted; steps that finished are cached, the one running was discarded")
         sys.exit(130)
     from .sweep_report import failed_jobs  # jobs other launchers ran in other processes
 
     sys.exit(max(worst_exit, 1 if failed_jobs else 0))
+
+
+def _unusable_run_dir(exc: OSError) -> str:
+    """One line for a run folder Hydra could not make or write, after removing what it left."""
+    run_dir, path = _hydra_write_target(exc)
+    if run_dir is not None:  # a half-written .hydra/ record is no use to anyone
+        _remove_unused_run_dir(run_dir)
+    return f"run folder: cannot write '{path or run_dir or '?'}' ({exc.strerror}); set hydra.run.dir=FOLDER to a writable place"
+
+
+def _hydra_write_target(exc: OSError) -> tuple[Path | None, Path | None]:
+    """(run folder, file) Hydra was writing. A failed open() names its file; a failed write()
+    (a full disk) names none, so the file is read from Hydra's frames (run_job's output_dir,
+    _save_config's output_dir and filename)."""
+    run_dir = path = Path(exc.filename) if exc.filename else None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "run_job" and "output_dir" in frame.f_locals:
+            run_dir = Path(str(frame.f_locals["output_dir"]))
+        if frame.f_code.co_name == "_save_config" and path is None:
+            path = Path(str(frame.f_locals.get("output_dir", ""))) / str(frame.f_locals.get("filename", ""))
+        tb = tb.tb_next
+    return run_dir, path
 
 
 def _report(message: str) -> None:

@@ -16,6 +16,11 @@ class ConfigError(TfbuildError):
     """The recipe or command line asks for something invalid. Raised before any work."""
 
 
+class DataError(TfbuildError):
+    """The data a step read cannot be trained on (found when the data step runs, before any
+    training): bad input like a ConfigError, so exit 2 and nothing is cached."""
+
+
 class PlanError(TfbuildError):
     """The steps do not form a valid graph (a bug in a step definition, or a user plugin)."""
 

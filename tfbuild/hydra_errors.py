@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import typing
-from typing import Any
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .errors import did_you_mean
 from .recipes import RECIPE_GROUP, RecipeIndex
-from .schema import TfbuildConfig
+from .schema_checks import field_names, schema_type_at, unknown_key
 
 
 def one_line_error(exc: BaseException, recipes: RecipeIndex) -> str:
@@ -56,31 +54,18 @@ def _omegaconf_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or getattr(err, "key", None) or ""
     message = str(getattr(err, "msg", None) or err).splitlines()[0]
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key:
-        where, _, bad = key.rpartition(".")
-        allowed = schema_keys(where)
-        if allowed is None:  # a free-form mapping such as model.params
+        where = key.rpartition(".")[0]
+        if schema_keys(where) is None:  # a free-form mapping such as model.params
             return f"{key}: no such key in {where} (to add one, write +{key}=VALUE)"
-        return (
-            f"{key}: no such key in {where or 'the config'} (keys: {', '.join(allowed)})"
-            f"{did_you_mean(bad, allowed)}"
-        )
+        return unknown_key(key)
     message = re.sub(r"\s*full_key:.*$", "", message)
     return f"{key}: {message}" if key else message
 
 
 def schema_keys(path: str) -> list[str] | None:
     """The keys the schema allows at a dotted path, or None where it allows any."""
-    node: Any = TfbuildConfig
-    for part in [p for p in path.split(".") if p]:
-        if not dataclasses.is_dataclass(node):
-            return None
-        types = typing.get_type_hints(node)
-        if part not in types:
-            return None
-        node = types[part]
-    if not dataclasses.is_dataclass(node):
-        return None
-    return [f.name for f in dataclasses.fields(node)]
+    node = schema_type_at(path)
+    return field_names(node) if dataclasses.is_dataclass(node) else None
 
 
 def _squash(text: str) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 from . import __version__
 from .gates import limits_for, violations
 from .plots import bar_chart, scatter_plot
+from .record import write_text_atomic
 from .runner import BUILT, CACHED, FAILED, SKIPPED, BuildResult, StepResult
 
 COLUMNS = {
@@ -207,7 +208,7 @@ def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | Non
         "gate_violations": violations_,
     }
     paths = [run_dir / name for name in FILES]
-    paths[0].write_text(json.dumps(record, indent=2) + "\n")
-    paths[1].write_text(markdown(rows, title))
-    paths[2].write_text(html_page(rows, title, build_plots(rows)))
+    write_text_atomic(paths[0], json.dumps(record, indent=2) + "\n")
+    write_text_atomic(paths[1], markdown(rows, title))
+    write_text_atomic(paths[2], html_page(rows, title, build_plots(rows)))
     return paths

@@ -14,11 +14,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .checks import CALIBRATED_TFLITE, Choices, check_config, effective_precision
+from .checks import CALIBRATED_TFLITE, Choices, check_config, check_force_names, effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .plan import OutputSpec, Plan, StepSpec, make_plan
 from .runtimes.tfjs_node import NPM_LOCKFILE, node_problem
+from .schema_checks import Origin
 
 DATA = "data/split"
 KERAS_MODEL = "model/keras"
@@ -34,8 +35,9 @@ class Resolved:
     choices: Choices  # the normalized "one value or a list" keys (formats, variants, force)
 
 
-def resolve(cfg: DictConfig) -> Resolved:
-    choices = check_config(cfg)
+def resolve(cfg: DictConfig, origin: Origin = Origin()) -> Resolved:
+    """`origin` (the command line and the recipe file) lets errors name where a value came from."""
+    choices = check_config(cfg, origin)
     steps = [data_step(cfg), train_step(cfg)]
     model = KERAS_MODEL
     if cfg.optimize.method.value != "none":
@@ -64,7 +66,9 @@ def resolve(cfg: DictConfig) -> Resolved:
         steps += [verify_step(cfg, choices, step) for step in verified]
     if cfg.benchmark.enabled:
         steps += [benchmark_step(cfg, choices, artifact) for artifact in _artifacts(steps)]
-    return Resolved(make_plan(steps), choices)
+    plan = make_plan(steps)
+    check_force_names(choices.force, [s.name for s in plan.steps], [s.kind for s in plan.steps])
+    return Resolved(plan, choices)
 
 
 def data_step(cfg: DictConfig) -> StepSpec:

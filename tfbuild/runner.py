@@ -20,6 +20,7 @@ from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from .cache import Cache, Entry, cache_key
 from .digests import tree_digest, tree_files
+from .errors import TfbuildError
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
 from .steps.base import NoProgress, Progress, StepContext, StepKind
@@ -37,6 +38,7 @@ class StepResult:
     info: dict[str, Any] = field(default_factory=dict)
     entry: Entry | None = None
     error: str | None = None
+    bad_input: bool = False  # it failed on what the user gave it (a TfbuildError), not a bug
 
     def output_digest(self, role: str) -> str:
         assert self.entry is not None
@@ -191,7 +193,9 @@ class _Runner:
         except Exception as exc:  # a step's failure is reported as the step's, never as a crash
             self.cache.abort(tmp)
             self.log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
-            return StepResult(spec, FAILED, reason, key, time.perf_counter() - started, error=_one_line(exc))
+            bad_input = isinstance(exc, TfbuildError)
+            error = str(exc) if bad_input else _one_line(exc)
+            return StepResult(spec, FAILED, reason, key, time.perf_counter() - started, error=error, bad_input=bad_input)
         except BaseException:  # Ctrl-C: leave no temp folder behind, then stop
             self.cache.abort(tmp)
             raise

@@ -128,8 +128,8 @@ class OptimizeConfig:
 
 @dataclass
 class TargetConfig:
-    """Where the model trains and runs. Each conf/target/ profile sets these (and the export
-    formats and benchmark runtime that suit it); a recipe can override any of them."""
+    """Where the model trains and runs. Each conf/target/ profile sets these (and the benchmark
+    settings that suit it); a recipe can override any of them."""
 
     name: TargetName = TargetName.cpu
     # How training is distributed.
@@ -148,6 +148,13 @@ class TargetConfig:
     jit_compile: bool = False
     # The precision policy used when the recipe chooses none with precision=...
     precision: PrecisionPolicy = PrecisionPolicy.float32
+    # What the target needs built, whatever the recipe asks: the built formats are these
+    # plus export.formats (one value or a list of saved_model, tflite, tfjs).
+    formats: Any = field(default_factory=lambda: ["saved_model"])
+    # The TFLite and TF.js variants the target ships, used unless the recipe or command line
+    # sets export.tflite.quantization / export.tfjs.quantization.
+    tflite_quantization: Any = field(default_factory=lambda: ["float", "int8"])
+    tfjs_quantization: Any = field(default_factory=lambda: ["none"])
 
 
 @dataclass
@@ -156,22 +163,27 @@ class PrecisionConfig:
     policy: Optional[PrecisionPolicy] = None
 
 
+# Settings here are the recipe's or the command line's; they take precedence over the target's
+# (target.*), which take precedence over the schema's defaults.
 @dataclass
 class TfliteExportConfig:
     # One value or a list of float, dynamic, fp16, int8, int16x8: one build step per value.
-    quantization: Any = field(default_factory=lambda: ["float", "int8"])
+    # null: the target's (target.tflite_quantization). Set while tflite is not built: an error.
+    quantization: Any = None
 
 
 @dataclass
 class TfjsExportConfig:
     # One value or a list of none, float16, uint8, uint16: one build step per value.
-    quantization: Any = field(default_factory=lambda: ["none"])
+    # null: the target's (target.tfjs_quantization). Set while tfjs is not built: an error.
+    quantization: Any = None
 
 
 @dataclass
 class ExportConfig:
-    # One value or a list of saved_model, tflite, tfjs.
-    formats: Any = field(default_factory=lambda: ["saved_model", "tflite"])
+    # One value or a list of saved_model, tflite, tfjs, built in addition to the target's
+    # (target.formats): a recipe asking for TFLite still gets the browser target's TF.js.
+    formats: Any = field(default_factory=list)
     tflite: TfliteExportConfig = field(default_factory=TfliteExportConfig)
     tfjs: TfjsExportConfig = field(default_factory=TfjsExportConfig)
 

@@ -28,6 +28,8 @@ sys.exit(code)
 """
 
 QUICK = [*TINY, "export.tflite.quantization=[float,int8]"]
+# A build that fails at its data step (small flat features; the step needs no TensorFlow).
+NPZ = ["data=npz", "model=mlp", "verify.enabled=false", "benchmark.enabled=false"]
 
 
 def run_dirs(cwd: Path) -> list[Path]:
@@ -70,6 +72,59 @@ def run_dirs(cwd: Path) -> list[Path]:
         (["recipe=digits", "target=multi_gpu", "target.strategy=multi_worker", "target.workers=1"],
          "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
         (["recipe=digits", "pin=1.0", "dry_run=true"], "pin: a pin records what a build made; drop dry_run=true"),
+        # Keys the schema does not declare, added with + or ++ (only model.params is free-form).
+        (["recipe=digits", "+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, "
+                                              "learning_rate, seed) (did you mean 'epochs'?)"),
+        (["recipe=digits", "++nonsense=1"], "nonsense: no such key in the config (keys: model, data, target,"),
+        (["recipe=digits", "++train.epochs_typo=2"], "train.epochs_typo: no such key in train"),
+        # Numbers: finite, and in the range their consumer takes; booleans only true or false.
+        (["recipe=digits", "train.learning_rate=nan"], "train.learning_rate must be a finite number, got nan"),
+        (["recipe=digits", "verify.tolerances.tflite.float.max_abs_diff=nan"],
+         "verify.tolerances.tflite.float.max_abs_diff must be a finite number, got nan"),
+        (["recipe=digits", "gates.max_p95_ms=inf"], "gates.max_p95_ms must be a finite number, got inf"),
+        (["recipe=digits", "train.epochs=99999999999999999999"], "train.epochs must be at most 100000, got 99999999999999999999"),
+        (["recipe=digits", "data.seed=-1"], "data.seed must be at least 0, got -1"),
+        (["recipe=digits", "train.seed=4294967296"], "train.seed must be at most 4294967295"),
+        (["recipe=digits", "benchmark.min_seconds=1e308"], "benchmark.min_seconds must be at most 3600, got 1e+308"),
+        (["recipe=digits", "benchmark.warmup=10000000000"], "benchmark.warmup must be at most 1000000"),
+        (["recipe=digits", "dry_run=1"], "dry_run=1: dry_run takes true or false, got 1"),
+        (["recipe=boolint"], "{cwd}/recipes/boolint.yaml: verify.enabled=1: verify.enabled takes true or false, got 1"),
+        # force names a step or kind of this plan.
+        (["recipe=digits", "force=[trian]"], "force: 'trian' is not a step or kind of this plan (steps: data, train, "),
+        (["recipe=digits", "force=[tfjs]"], "force: 'tfjs' is not a step or kind of this plan"),
+        # A format's settings while the format is not built.
+        (["export.tflite.quantization=int8"], "export.tflite.quantization=int8 is set, but tflite is not built "
+                                              "(formats: saved_model, from target=cpu and export.formats): add "
+                                              "export.formats=[saved_model,tflite]"),
+        (["recipe=digits_browser", "gates.tflite.max_bytes=1000"], "gates.tflite.max_bytes=1000 is set, but tflite is not built"),
+        (["recipe=digits", "verify.tolerances.tfjs.uint8.min_top1_agreement=0.9"],
+         "verify.tolerances.tfjs.uint8.min_top1_agreement=0.9 is set, but tfjs is not built"),
+        (["recipe=digits_edge", "export.tfjs.quantization=uint8"], "export.tfjs.quantization=uint8 is set, but tfjs is not built"),
+        # Interpolations, resolved once before any work.
+        (["recipe=digits", "train.epochs=${nonexistent.key}"],
+         "train.epochs: cannot resolve '${{nonexistent.key}}' (Interpolation key 'nonexistent.key' not found)"),
+        (["recipe=digits", "train.epochs=${oc.env:TFBUILD_UNSET_VARIABLE}"],
+         "train.epochs: cannot resolve '${{oc.env:TFBUILD_UNSET_VARIABLE}}'"),
+        (["recipe=digits", "train.epochs=${no_such_resolver:1}"], "train.epochs: cannot resolve '${{no_such_resolver:1}}' "
+                                                                   "(Unsupported interpolation type no_such_resolver)"),
+        (["recipe=cycle"], "{cwd}/recipes/cycle.yaml: train.epochs: cannot resolve '${{train.seed}}' (Recursive interpolation"),
+        # Where a cache may not be.
+        (["recipe=digits", "cache.dir="], "cache.dir is empty: that would make the current folder the cache"),
+        (["recipe=digits", "cache.dir=" + "c" * 5000], "cache.dir: the path is"),
+        (["recipe=digits", "cache.dir=outputs/" + "c" * 300], "cache.dir: the folder name 'cccc"),
+        (["recipe=digits", "cache.dir=oldrun/cache"], "cache.dir: 'oldrun/cache' is inside the run folder {cwd}/oldrun"),
+        (["recipe=digits", "cache.dir=recipes/cache"], "cache.dir: 'recipes/cache' is inside {cwd}/recipes, the project's own"),
+        (["recipe=digits", "cache.dir=conf"], "cache.dir: 'conf' is inside {cwd}/conf, the project's own"),
+        # Run folders Hydra cannot make or write (a file in the way; a full disk under .hydra/).
+        (["recipe=digits", "hydra.run.dir=afile/run"], "run folder: cannot write 'afile/run' (Not a directory)"),
+        (["recipe=digits", "hydra.run.dir=full"], "run folder: cannot write '{cwd}/full/.hydra/config.yaml' (No space left"),
+        # Data the data step cannot train on (it runs; nothing is cached, no run folder stays).
+        ([*NPZ, "data.path=nan.npz"], "step 'data': data.path {cwd}/nan.npz: x holds NaN or infinity in 1 of 60 samples "
+                                      "(the first at index 5)"),
+        ([*NPZ, "data.path=huge.npz"], "step 'data': data.path {cwd}/huge.npz: the largest label is 1000000000, which "
+                                       "would make a 1000000001-unit output layer for 60 samples"),
+        ([*NPZ, "data.path=oneclass.npz"], "step 'data': data.path {cwd}/oneclass.npz: y has a single class (0)"),
+        ([*NPZ, "data.path=nolabels.npz"], "step 'data': data.path {cwd}/nolabels.npz: has no array named y (it has x)"),
     ],
 )
 def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
@@ -78,6 +133,13 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
     (tmp_path / "recipes" / "broken.yaml").write_text("# @package _global_\ntrain:\n  epochs: 3\n  batch_size: [1\n")
     (tmp_path / "recipes" / "typo.yaml").write_text("# @package _global_\ntrain:\n  epochz: 3\n")
     (tmp_path / "recipes" / "badenum.yaml").write_text("# @package _global_\ntarget:\n  name: phone\n")
+    (tmp_path / "recipes" / "boolint.yaml").write_text("# @package _global_\nverify:\n  enabled: 1\n")
+    (tmp_path / "recipes" / "cycle.yaml").write_text("# @package _global_\ntrain:\n  epochs: ${train.seed}\n  seed: ${train.epochs}\n")
+    (tmp_path / "oldrun" / ".hydra").mkdir(parents=True)  # an earlier run folder
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "full" / ".hydra").mkdir(parents=True)
+    (tmp_path / "full" / ".hydra" / "config.yaml").symlink_to("/dev/full")  # every write: no space left
+    _write_bad_data(tmp_path)
     expected = expected.format(cwd=tmp_path)
     result = run_tfbuild(*args, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
     assert result.returncode == 2
@@ -85,8 +147,46 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
     assert lines[0].startswith(f"tfbuild: error: {expected}"), result.stderr
     assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
     assert "Traceback" not in result.stdout + result.stderr
-    assert not (tmp_path / "outputs" / "cache").exists()
+    cache = tmp_path / "outputs" / "cache"
+    if "data=npz" in args and "data.path=missing.npz" not in args:  # the data step ran: nothing kept
+        assert list((cache / "entries").glob("*/*")) == [] and list((cache / "tmp").iterdir()) == []
+    else:
+        assert not cache.exists()
     assert run_dirs(tmp_path) == []
+    if "hydra.run.dir=full" in args:
+        assert not (tmp_path / "full").exists(), "Hydra's half-written run folder is removed"
+
+
+
+def _write_bad_data(folder: Path) -> None:
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(60, 4).astype(np.float32), np.arange(60) % 3
+    with_nan = x.copy()
+    with_nan[5, 2] = np.nan
+    np.savez(folder / "nan.npz", x=with_nan, y=y)
+    np.savez(folder / "huge.npz", x=x, y=np.where(np.arange(60) == 7, 10**9, y))  # an ID, not a class
+    np.savez(folder / "oneclass.npz", x=x, y=np.zeros(60, np.int64))
+    np.savez(folder / "nolabels.npz", x=x)
+
+
+@pytest.mark.slow
+def test_a_run_folder_write_failing_mid_build_is_one_line_and_leaves_no_partial_file(tmp_path):
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    np.savez(tmp_path / "d.npz", x=rng.rand(60, 4).astype(np.float32), y=np.arange(60) % 3)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".build.json.tmp").symlink_to("/dev/full")  # where build.json is written first: a full disk
+    result = run_tfbuild(*NPZ, "data.path=d.npz", "train.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"tfbuild: error: cannot write '{run / 'build.json'}' (No space left on device); the cache keeps every step that finished"
+    ]
+    assert not (run / "build.json").exists() and not (run / ".build.json.tmp").exists()
+    assert (run / "report.json").is_file(), "files written before it are whole"
 
 
 def test_help_lists_recipes_and_keys(tmp_path):
@@ -154,13 +254,14 @@ def test_build_then_noop_then_one_change(tmp_path):
 def test_failed_step_exits_1_naming_the_step(tmp_path):
     import numpy as np
 
-    np.savez(tmp_path / "nolabels.npz", x=np.zeros((40, 4), np.float32))
-    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'nolabels.npz'}", "export.formats=tflite",
+    # Flat features for the CNN (which needs images): the data is fine, training fails.
+    np.savez(tmp_path / "flat.npz", x=np.zeros((40, 4), np.float32), y=np.arange(40) % 2)
+    result = run_tfbuild("data=npz", f"data.path={tmp_path / 'flat.npz'}", "export.formats=tflite",
                          cwd=tmp_path)
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("tfbuild: error: step 'data' failed: ValueError: ")
-    assert "has no array named y" in line and "build.log" in line
+    assert line.startswith("tfbuild: error: step 'train' failed: ValueError: ")
+    assert "needs image-shaped samples" in line and "build.log" in line
     assert "Traceback" not in result.stderr
     run = run_dirs(tmp_path)[0]
     assert "Traceback" in (run / "build.log").read_text()

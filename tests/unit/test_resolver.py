@@ -47,8 +47,9 @@ def test_each_step_sees_only_the_params_it_reads(compose_cfg):
 
 
 def test_saved_model_is_built_but_not_published_when_only_tflite_is_asked(compose_cfg):
-    plan = plan_of(compose_cfg, "export.formats=tflite")
+    plan = plan_of(compose_cfg, "target.formats=[]", "export.formats=tflite")
     assert plan.step("saved_model").outputs[0].publish is None
+    assert plan_of(compose_cfg, "target=edge").step("saved_model").outputs[0].publish is None
 
 
 def test_builder_source_is_an_input_of_training(compose_cfg):
@@ -67,8 +68,8 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["data.test_fraction=1.5"], "data.test_fraction must be between 0 and 1"),
         (["data.validation_fraction=0.5", "data.test_fraction=0.45"], "data.validation_fraction + data.test_fraction must leave at least 10%"),
         (["export.formats=[tflite,onnx]"], "export.formats: 'onnx' is not one of saved_model, tflite, tfjs"),
-        (["export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of float, dynamic, fp16, int8, int16x8 (did you mean 'int8'?)"),
-        (["export.tflite.quantization=[]"], "export.tflite.quantization is empty"),
+        (["recipe=digits", "export.tflite.quantization=int4"], "export.tflite.quantization: 'int4' is not one of float, dynamic, fp16, int8, int16x8 (did you mean 'int8'?)"),
+        (["recipe=digits", "export.tflite.quantization=[]"], "export.tflite.quantization is empty"),
         (["data=npz"], "data.path must be set"),
         (["data=npz", "data.path=/no/such.npz"], "data.path: no such file '/no/such.npz'"),
         (["data.name=mnist"], "data.name: 'mnist' is not one of digits, iris, wine, breast_cancer"),
@@ -83,7 +84,7 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["target=multi_gpu", "target.strategy=multi_worker"], "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
         (["target.workers=2"], "target.workers applies to strategy multi_worker, not default"),
         (["force=3"], "force must be true, false or a list"),
-        (["export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
+        (["export.formats=tfjs", "export.tfjs.quantization=[]"], "export.tfjs.quantization is empty"),
         (["verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
         (["verify.samples=0"], "verify.samples must be at least 1"),
         (["verify.tolerances.tflite.int8.min_top1_agreement=1.5"], "verify.tolerances.tflite.int8.min_top1_agreement must be between 0 and 1"),
@@ -99,9 +100,9 @@ def test_builder_source_is_an_input_of_training(compose_cfg):
         (["benchmark.threads=0"], "benchmark.threads must be at least 1"),
         (["benchmark.tfjs_backends=[gpu]"], "benchmark.tfjs_backends: 'gpu' is not one of cpu, wasm"),
         (["gates.min_accuracy=1.5"], "gates.min_accuracy must be between 0 and 1"),
-        (["gates.tflite.int8.max_bytes=0"], "gates.tflite.int8.max_bytes must be greater than 0"),
+        (["gates.tflite.int8.max_bytes=0"], "gates.tflite.int8.max_bytes must be at least 1, got 0"),
         (["gates.tfjs.max_p95_ms=2", "benchmark.enabled=false"], "gates.tfjs.max_p95_ms needs the benchmark's figures"),
-        (["export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
+        (["target=browser", "export.tfjs.quantization=int4"], "export.tfjs.quantization: 'int4' is not one of none, float16, uint8, uint16"),
     ],
 )
 def test_bad_values_are_config_errors_naming_the_key(compose_cfg, overrides, message):
@@ -238,7 +239,7 @@ def test_targets_that_train_alike_share_the_trained_model(compose_cfg):
 def test_npz_file_is_an_external_input(compose_cfg, tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.zeros((20, 3), np.float32), y=np.arange(20) % 2)
-    plan = plan_of(compose_cfg, "data=npz", f"data.path={path}", "export.tflite.quantization=float")
+    plan = plan_of(compose_cfg, "data=npz", f"data.path={path}")
     assert plan.step("data").files == {"source": str(path)}
     assert "name" not in plan.step("data").params
 
@@ -257,3 +258,83 @@ def test_planning_never_imports_tensorflow():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- which formats and variants are built: command line > recipe > target > defaults ---
+
+def exports(compose_cfg, *overrides):
+    return [s.name for s in plan_of(compose_cfg, *overrides).steps if s.kind in ("tflite", "tfjs")]
+
+
+def test_a_recipes_formats_and_the_targets_combine(compose_cfg):
+    assert exports(compose_cfg, "recipe=digits", "target=browser") == [
+        "tflite[float]", "tflite[dynamic]", "tflite[fp16]", "tflite[int8]", "tfjs[uint8]", "tfjs[float16]",
+    ], "the recipe's TFLite and the browser's TF.js"
+    plan = plan_of(compose_cfg, "recipe=digits", "target=browser")
+    assert plan.step("saved_model").outputs[0].publish == "saved_model", "the recipe asks for it"
+
+
+def test_targets_choose_their_formats_and_variants(compose_cfg):
+    assert exports(compose_cfg) == [], "target=cpu: a SavedModel"
+    assert exports(compose_cfg, "target=edge") == ["tflite[int8]", "tflite[fp16]"]
+    assert exports(compose_cfg, "target=browser") == ["tfjs[uint8]", "tfjs[float16]"]
+    assert exports(compose_cfg, "recipe=digits_edge") == ["tflite[int8]", "tflite[fp16]"]
+    assert exports(compose_cfg, "recipe=digits_browser") == ["tfjs[uint8]", "tfjs[float16]"]
+    assert exports(compose_cfg, "export.formats=tflite") == ["tflite[float]", "tflite[int8]"], "the default variants"
+
+
+def test_a_variant_setting_replaces_the_targets_so_a_sweep_builds_one_each(compose_cfg):
+    assert exports(compose_cfg, "recipe=digits_edge", "export.tflite.quantization=float") == ["tflite[float]"]
+    assert exports(compose_cfg, "recipe=digits_browser", "export.tfjs.quantization=none") == ["tfjs[none]"]
+    assert exports(compose_cfg, "target=edge", "target.tflite_quantization=dynamic") == ["tflite[dynamic]"]
+
+
+def test_settings_of_a_format_that_is_not_built_are_refused(compose_cfg):
+    from tfbuild.schema_checks import Origin
+
+    cases = [
+        ((), "export.tflite.quantization=int8", "export.tflite.quantization=int8 is set, but tflite is not built "
+         "(formats: saved_model, from target=cpu and export.formats): add export.formats=[saved_model,tflite]"),
+        (("target=edge",), "export.tfjs.quantization=[uint8,none]",
+         "export.tfjs.quantization=[uint8,none] is set, but tfjs is not built (formats: tflite,"),
+        (("recipe=digits_browser",), "gates.tflite.int8.max_bytes=50000", "gates.tflite.int8.max_bytes=50000 is set, but tflite"),
+        (("recipe=digits",), "verify.tolerances.tfjs.uint8.min_top1_agreement=0.9", "verify.tolerances.tfjs.uint8"),
+        (("recipe=digits",), "benchmark.tfjs_backends=[cpu]", "benchmark.tfjs_backends=[cpu] is set, but tfjs"),
+        (("recipe=digits",), "target.tfjs_quantization=uint8", "target.tfjs_quantization=uint8 is set, but tfjs"),
+    ]
+    for others, setting, expected in cases:
+        with pytest.raises(ConfigError) as info:
+            resolve(compose_cfg(*others, setting), Origin(command_line=(*others, setting)))
+        assert str(info.value).startswith(expected), setting
+    # conf/config.yaml sets every variant's tolerance: only what was typed is checked.
+    resolve(compose_cfg("recipe=digits"), Origin(command_line=("recipe=digits",)))
+
+
+def test_nothing_to_build_is_refused(compose_cfg):
+    with pytest.raises(ConfigError, match="nothing to build: export.formats and target.formats"):
+        resolve(compose_cfg("target.formats=[]"))
+
+
+def test_force_names_steps_or_kinds_of_this_plan(compose_cfg):
+    assert resolve(compose_cfg("recipe=digits", "force=[train,'tflite[int8]',verify]")).choices.force == (
+        "train", "tflite[int8]", "verify")
+    with pytest.raises(ConfigError, match=r"force: 'tfjs' is not a step or kind of this plan"):
+        resolve(compose_cfg("recipe=digits", "force=tfjs"))
+
+
+def test_a_recipes_variants_for_a_format_it_does_not_build_are_refused(compose_cfg):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tfbuild.schema_checks import Origin
+
+    recipe = OmegaConf.create({"export": {"tflite": {"quantization": ["int8"]}}})
+    origin = Origin(command_line=("target=browser",), recipe_file=Path("r.yaml"), recipe=recipe)
+    cfg = compose_cfg("target=browser", "export.tflite.quantization=[int8]")
+    resolve(cfg, origin)  # the command line chose the target: dropping TFLite is on purpose
+    with pytest.raises(ConfigError, match=r"^r.yaml: export.tflite.quantization=\[int8\] is set, but tflite is not built"):
+        resolve(cfg, Origin(recipe_file=Path("r.yaml"), recipe=recipe))
+    # A recipe that chooses the formats itself, narrowed on the command line: not an error.
+    narrowed = ("recipe=digits", "target=multi_gpu", "target.cpu_devices=2", "export.formats=saved_model")
+    resolve(compose_cfg(*narrowed), Origin(command_line=narrowed))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..datasets import check_samples, split_sizes
+from ..errors import DataError
 from .base import StepContext
 
 if TYPE_CHECKING:  # NumPy is imported when a step runs, not when a cached build plans
@@ -18,26 +20,42 @@ SPLITS = ("train", "validation", "test")
 
 
 def load_source(params: dict[str, Any], files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The samples and labels, checked (datasets.check_samples) before anything is split."""
     import numpy as np
 
     if params["source"] == "sklearn" and params["name"] == "digits":
-        return _sklearn_digits()
-    if params["source"] == "sklearn":
+        x, y = _sklearn_digits()
+        source = "sklearn digits"
+    elif params["source"] == "sklearn":
         from sklearn import datasets
 
         bunch = getattr(datasets, f"load_{params['name']}")()
-        x = bunch.images[..., None] / 16.0 if params["name"] == "digits" else bunch.data
-        return x.astype(np.float32), bunch.target.astype(np.int64)
-    with np.load(files["source"], allow_pickle=False) as npz:
-        missing = {"x", "y"} - set(npz.files)
-        if missing:
-            raise ValueError(f"{files['source']} has no array named {', '.join(sorted(missing))} (it has {', '.join(npz.files)})")
-        x, y = npz["x"], npz["y"]
-    if len(x) != len(y):
-        raise ValueError(f"{files['source']}: x has {len(x)} samples but y has {len(y)}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{files['source']}: y must hold integer class labels, got {y.dtype}")
-    return x.astype(np.float32), y.astype(np.int64)
+        x, y = bunch.data, bunch.target
+        source = f"sklearn {params['name']}"
+    else:
+        source = f"data.path {files['source']}"
+        x, y = _load_npz(files["source"], source)
+    y = check_samples(x, y, params, source)
+    return x.astype(np.float32), y
+
+
+def _load_npz(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"x", "y"} - set(npz.files)
+            if missing:
+                raise DataError(f"{source}: has no array named {', '.join(sorted(missing))} (it has {', '.join(npz.files) or 'none'}); save x (samples) and y (labels)")
+            return npz["x"], npz["y"]
+    except DataError:
+        raise
+    except ValueError as exc:  # NumPy refuses pickled (object) arrays when allow_pickle=False
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{source}: holds Python objects (dtype object); save x and y as numeric arrays") from None
+        raise DataError(f"{source}: not a .npz file NumPy can read ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{source}: not a .npz file NumPy can read ({exc})") from None
 
 
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +78,8 @@ def split(x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> dict[str, tup
     order = np.random.RandomState(params["seed"]).permutation(len(x))
     if params["limit"]:
         order = order[: params["limit"]]
-    n_test = max(1, round(len(order) * params["test_fraction"]))
-    n_val = max(1, round(len(order) * params["validation_fraction"]))
+    sizes = split_sizes(len(x), params)
+    n_test, n_val = sizes["test"], sizes["validation"]
     parts = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     return {name: (x[idx], y[idx]) for name, idx in parts.items()}
 
