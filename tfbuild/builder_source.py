@@ -125,12 +125,12 @@ def find_module(name: str, path: Sequence[str]) -> Module | None:
 
 
 def _search_root(file: Path, path: Sequence[str]) -> Path:
-    """The search-path folder `file` was found under (role names are relative to it)."""
-    for entry in path:
-        folder = Path(entry or ".").absolute()
-        if file.absolute().is_relative_to(folder):
-            return folder
-    return file.parent
+    """The search-path folder `file` was found under (role names are relative to it): the
+    deepest entry holding it, since a project folder on the path may hold a virtualenv whose
+    site-packages is another entry."""
+    holding = [Path(entry or ".").absolute() for entry in path]
+    holding = [folder for folder in holding if file.absolute().is_relative_to(folder)]
+    return max(holding, key=lambda folder: len(folder.parts), default=file.parent)
 
 
 def where(file: Path) -> str:
