@@ -322,11 +322,15 @@ class Cache:
             return None
 
     def remember_material(self, scope: str, step: str, material: dict[str, Any]) -> None:
+        """Best effort: the index only explains rebuilds, so a full disk must not fail a build."""
         path = self._index_path(scope, step)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(canonical_json(material))
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(canonical_json(material))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.state.close()
