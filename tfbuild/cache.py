@@ -41,6 +41,7 @@ from .integrity import MANIFEST, OUT, Corrupt, check_entry
 __all__ = ["MANIFEST", "Cache", "CacheEntry", "Entry", "Leftover", "Pins", "cache_key", "canonical_json"]
 
 READ_ONLY = 0o444
+_BUILD_FOLDER = re.compile(r"([0-9a-f]{64})\.[0-9a-f]+")  # tmp/<key>.<id>, made by Cache.begin
 MAX_PIN_BYTES = 1 << 20
 
 
@@ -263,8 +264,8 @@ class Cache:
         for folder in sorted((self.root / "tmp").glob("*")):
             if not folder.is_dir() or folder.is_symlink():
                 continue
-            trash = folder.name.startswith(("discarded.", "gc."))
-            found.append(Leftover(folder, _tree_bytes(folder), None if trash else folder.name.split(".")[0]))
+            building = _BUILD_FOLDER.fullmatch(folder.name)  # from begin(); anything else in tmp/ is trash
+            found.append(Leftover(folder, _tree_bytes(folder), building.group(1) if building else None))
         return found
 
     def remove_leftover(self, leftover: Leftover) -> bool:
@@ -324,10 +325,14 @@ class Cache:
     def remember_material(self, scope: str, step: str, material: dict[str, Any]) -> None:
         """Best effort: the index only explains rebuilds, so a full disk must not fail a build."""
         path = self._index_path(scope, step)
+        text = canonical_json(material)
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:  # the usual no-op: a read is cheaper than a write and a rename
+                return
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(canonical_json(material))
+            tmp.write_text(text)
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)

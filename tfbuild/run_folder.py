@@ -59,8 +59,8 @@ def publish_tree(source: Path, target: Path) -> None:
                 clone_or_copy(file, destination)
         else:
             clone_or_copy(source, staging)
-        if target.is_dir() and not target.is_symlink():
-            _remove(target)  # rename cannot replace a folder; the old one goes first
+        if (target.is_dir() and not target.is_symlink()) or (staging.is_dir() and os.path.lexists(target)):
+            _remove(target)  # rename replaces a file with a file only; anything else goes first
         os.replace(staging, target)
     except BaseException:
         _remove(staging)

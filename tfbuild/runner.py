@@ -118,8 +118,7 @@ def _published(result: StepResult, run_dir: Path) -> StepResult:
     try:
         publish(result, run_dir)
     except OSError as exc:
-        where = exc.filename or run_dir
-        error = f"cannot publish into the run folder: {exc.strerror or exc} ({where})"
+        error = f"cannot publish into the run folder: {exc.strerror or exc} ({run_dir})"
         return StepResult(result.spec, FAILED, result.reason, result.key, result.seconds, result.info, result.entry, error)
     return result
 

@@ -151,14 +151,14 @@ def test_a_malformed_pinned_file_warns_in_list_and_stops_gc(cache_with_three_ent
 def test_leftover_tmp_folders_are_listed_and_reclaimed_unless_a_build_holds_them(cache_with_three_entries, monkeypatch, capsys):
     root, keys = cache_with_three_entries
     cache = Cache(root / "outputs" / "cache")
-    killed = cache.begin("k" * 64)  # a build that was killed: its lock went with it
+    killed = cache.begin("c" * 64)  # a build that was killed: its lock went with it
     (killed / "out" / "half.bin").write_bytes(b"x" * 2048)
     (cache.root / "tmp" / "discarded.abc.123").mkdir()
     monkeypatch.chdir(root)
     main(["list"])
     assert "tmp: 2 leftover folders, 2.0 KB" in capsys.readouterr().out
-    with cache.locked("l" * 64):  # a live build, in the middle of its step
-        live = cache.begin("l" * 64)
+    with cache.locked("d" * 64):  # a live build, in the middle of its step
+        live = cache.begin("d" * 64)
         main(["gc", "--older-than", "1000d", "--dry-run"])
         assert killed.exists() and live.exists()
         assert "0 of 3 entries and 3 of 3 tmp folders" in capsys.readouterr().out
