@@ -153,8 +153,16 @@ class Cache:
     def using(self, key: str) -> Iterator[None]:
         """Hold `key`'s use lock shared: gc leaves the entry alone while it is held. Taken
         before the lookup, so an entry gc is removing right now is a plain miss, never a
-        half-gone hit."""
-        fd = os.open(self._lock_path(key, "use"), os.O_RDWR | os.O_CREAT, 0o666)
+        half-gone hit. In a cache this user cannot write, it is taken where the lock file
+        exists, and skipped where it cannot be: such a cache only serves."""
+        try:
+            fd = os.open(self._lock_path(key, "use"), os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            try:
+                fd = os.open(self.root / "locks" / key[:2] / f"{key}.use", os.O_RDONLY)
+            except OSError:
+                yield
+                return
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             yield
