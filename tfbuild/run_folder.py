@@ -18,6 +18,7 @@ import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 
+from .errors import BuildFailed
 from .plan import Plan
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from <linux/fs.h>
@@ -43,7 +44,10 @@ def clear_owned(plan: Plan, run_dir: Path) -> None:
     """Remove what an earlier build left in a reused run folder (hydra.run.dir=X twice), so the
     folder holds exactly this build's artifacts."""
     for name in owned_paths(plan):
-        _remove(run_dir / name)
+        try:
+            _remove(run_dir / name)
+        except OSError as exc:
+            raise BuildFailed(f"cannot clear '{name}' from the run folder {run_dir} ({exc.strerror or exc})") from None
 
 
 def publish_tree(source: Path, target: Path) -> None:

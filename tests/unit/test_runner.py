@@ -267,3 +267,21 @@ def test_a_full_disk_while_publishing_fails_the_step_in_one_line_and_leaves_no_t
 def big_key(root):
     (entry,) = [e for e in Cache(root / "cache").entries() if e.name == "big"]
     return entry.key
+
+
+def test_a_run_folder_that_cannot_be_cleared_is_a_one_line_error(build, tmp_path):
+    import subprocess
+
+    from tfbuild.errors import BuildFailed
+
+    stuck = tmp_path / "run" / "tflite" / "model_old.tflite"
+    stuck.parent.mkdir(parents=True)
+    stuck.write_bytes(b"old")
+    # Root deletes through file modes, so as root the file is made immutable instead.
+    protect = ["chattr", "+i", str(stuck)] if os.geteuid() == 0 else ["chmod", "0555", str(stuck.parent)]
+    subprocess.run(protect, check=True)
+    try:
+        with pytest.raises(BuildFailed, match=r"^cannot clear 'tflite' from the run folder .* \((Operation not permitted|Permission denied)\)$"):
+            build(chain(), run_dir=tmp_path / "run")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)] if os.geteuid() == 0 else ["chmod", "0755", str(stuck.parent)])
