@@ -270,7 +270,7 @@ class Cache:
         """Folders under tmp/: killed builds' private folders and undeleted trash."""
         found = []
         for folder in sorted((self.root / "tmp").glob("*")):
-            if not folder.is_dir() or folder.is_symlink():
+            if not (folder.is_dir() or folder.is_symlink()):
                 continue
             building = _BUILD_FOLDER.fullmatch(folder.name)  # from begin(); anything else in tmp/ is trash
             found.append(Leftover(folder, _tree_bytes(folder), building.group(1) if building else None))
@@ -358,10 +358,15 @@ def _make_read_only(folder: Path) -> None:
 
 
 def _remove_tree(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_symlink():  # a discarded entry that was a link: remove the link, never its target
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _tree_bytes(folder: Path) -> int:
+    if folder.is_symlink():
+        return 0
     total = 0
     for path in folder.rglob("*"):
         with contextlib.suppress(OSError):

@@ -145,3 +145,5 @@ def test_a_symlinked_entry_folder_is_refused(tmp_path):
     folder.symlink_to(tmp_path / "elsewhere")
     entry, problem = cache.lookup(KEY, OUTPUTS)
     assert entry is None and problem.startswith("cache entry corrupt")
+    assert (tmp_path / "elsewhere" / "manifest.json").exists(), "the link went, not what it pointed to"
+    assert list((tmp_path / "tmp").iterdir()) == []
