@@ -4,67 +4,75 @@
     tfbuild-cache gc [--cache DIR] [--older-than 30d] [--max-size 2GB] [--include-pinned] [--dry-run]
 
 An entry's "last used" is when a build last took it from the cache (its manifest's mtime).
-gc never deletes an entry that a pinned recipe (recipes/pinned/*.yaml, in ./recipes and the
-project's) needs to rebuild without retraining, unless --include-pinned is given. Entries are
-renamed away before they are deleted, so a build running meanwhile never sees half of one.
+gc never deletes an entry that a pinned release needs to rebuild without retraining, unless
+--include-pinned is given: the pins the cache recorded itself (`pin=` builds and pinned
+rebuilds), and those in recipes/pinned/*.yaml (in ./recipes and the project's). A pinned file
+gc cannot read stops it (it cannot know what that pin protects) unless --include-pinned.
+
+gc never deletes an entry a running build uses or builds (it skips those and says so), and it
+also reclaims tmp/: trash, and the folders of builds that were killed. Entries are renamed away
+before they are deleted, so a build running meanwhile never sees half of one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import re
-import shutil
 import sys
 import time
-import uuid
-from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from .cache import MANIFEST
+from .cache import Cache, CacheEntry, Leftover, Pins
 from .recipes import recipe_dirs
 
 UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@dataclass
-class CacheEntry:
-    key: str
-    name: str
-    bytes: int
-    created: str
-    last_used: float  # epoch seconds
-    folder: Path
+MAX_PIN_FILE_BYTES = 1 << 20
+MAX_BYTES = 1 << 63  # far beyond any disk: a larger size is a typo, not a wish
+MAX_AGE = 1000 * 365 * 86400.0
 
 
 def list_entries(root: Path) -> list[CacheEntry]:
-    found = []
-    for manifest_path in sorted((root / "entries").glob(f"*/*/{MANIFEST}")):
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            size = sum(output["bytes"] for output in manifest["outputs"].values())
-        except (OSError, ValueError, KeyError):
-            continue  # incomplete: a build will discard it when it meets it
-        found.append(CacheEntry(manifest_path.parent.name, manifest.get("name", "?"), size,
-                                manifest.get("created", "?"), manifest_path.stat().st_mtime, manifest_path.parent))  # fmt: skip
-    return found
+    return Cache(root).entries()
 
 
 def pinned_keys(dirs: list[Path]) -> dict[str, str]:
-    """cache key -> the pin that needs it."""
+    """cache key -> the pin that needs it, from the pinned recipe files in `dirs`."""
+    return read_pinned_files(dirs).keys
+
+
+def read_pinned_files(dirs: list[Path]) -> Pins:
+    """The keys pinned recipe files need; a file that cannot be read is a problem, not a crash."""
+    from omegaconf import OmegaConf
+
     keys: dict[str, str] = {}
+    problems = []
     for folder in dirs:
         for pin in sorted((folder / "pinned").glob("*.yaml")):
             try:
-                lock = OmegaConf.to_container(OmegaConf.load(pin).get("lock") or {})
-            except Exception:  # noqa: BLE001 - an unreadable pin protects nothing; builds report it
+                if pin.stat().st_size > MAX_PIN_FILE_BYTES:
+                    raise ValueError(f"larger than {MAX_PIN_FILE_BYTES // 1024} KB")
+                document = OmegaConf.to_container(OmegaConf.load(pin))
+                lock = document.get("lock") if isinstance(document, dict) else None
+                steps = lock.get("steps") if isinstance(lock, dict) else None
+                if not isinstance(steps, dict) or not all(isinstance(k, str) for k in steps.values()):
+                    raise ValueError("lock.steps is not a mapping of step names to cache keys")
+            except Exception as exc:  # noqa: BLE001 - YAML and OS errors alike: report, never crash
+                problems.append(f"{pin}: unreadable pin ({' '.join(str(exc).split())[:200]})")
                 continue
-            for key in (lock or {}).get("steps", {}).values():  # type: ignore[union-attr]
+            for key in steps.values():
                 keys.setdefault(key, pin.stem)
-    return keys
+    return Pins(keys, problems)
+
+
+def all_pins(cache: Cache, dirs: list[Path]) -> Pins:
+    """The cache's own pin records and the pinned recipe files, together."""
+    recorded, files = cache.pins(), read_pinned_files(dirs)
+    return Pins({**files.keys, **recorded.keys}, recorded.problems + files.problems)
 
 
 def choose_garbage(entries: list[CacheEntry], pinned: dict[str, str], *, older_than: float | None,
@@ -84,25 +92,27 @@ def choose_garbage(entries: list[CacheEntry], pinned: dict[str, str], *, older_t
     return chosen
 
 
-def remove(root: Path, entry: CacheEntry) -> None:
-    trash = root / "tmp" / f"gc.{entry.key}.{uuid.uuid4().hex[:8]}"
-    trash.parent.mkdir(parents=True, exist_ok=True)
-    entry.folder.rename(trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?\s*", text.upper())
-    if not match:
+    if not match or len(match.group(1)) > 30:
         raise ValueError(f"--max-size: '{text}' is not a size like 500MB or 2GB")
-    return int(float(match.group(1)) * UNITS[match.group(2) or "B"])
+    size = int(Decimal(match.group(1)) * UNITS[match.group(2) or "B"])
+    if size > MAX_BYTES:
+        raise ValueError(f"--max-size: '{text}' is larger than any disk (at most 8 EiB)")
+    return size
 
 
 def parse_age(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
     if not match:
         raise ValueError(f"--older-than: '{text}' is not an age like 30d, 12h or 90m")
-    return float(match.group(1)) * AGES[match.group(2)]
+    try:
+        age = float(Decimal(match.group(1)) * AGES[match.group(2)])
+    except InvalidOperation:
+        age = math.inf
+    if not age <= MAX_AGE:
+        raise ValueError(f"--older-than: '{text}' is longer than 1000 years")
+    return age
 
 
 def _human(n: int) -> str:
@@ -131,31 +141,50 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if not (args.cache / "entries").is_dir():
             raise ValueError(f"{args.cache} is not a tfbuild cache (no entries/ folder)")
-        entries = list_entries(args.cache)
-        pinned = pinned_keys(recipe_dirs())
+        cache = Cache(args.cache)
+        entries, leftovers = cache.entries(), cache.leftovers()
+        pins = all_pins(cache, recipe_dirs())
         if args.command == "list":
-            _print_list(entries, pinned)
+            for problem in pins.problems:
+                print(f"tfbuild-cache: warning: {problem}", file=sys.stderr)
+            _print_list(entries, pins.keys)
+            print(f"tmp: {len(leftovers)} leftover folders, {_human(sum(t.bytes for t in leftovers))}")
             return
         if args.older_than is None and args.max_size is None:
             raise ValueError("gc needs --older-than AGE and/or --max-size SIZE")
+        if pins.problems and not args.include_pinned:
+            raise ValueError(f"{pins.problems[0]}; gc cannot know what it protects: fix or remove it, "
+                             "or pass --include-pinned")  # fmt: skip
         chosen = choose_garbage(
-            entries, pinned,
-            older_than=parse_age(args.older_than) if args.older_than else None,
-            max_bytes=parse_size(args.max_size) if args.max_size else None,
+            entries, pins.keys,
+            older_than=parse_age(args.older_than) if args.older_than is not None else None,
+            max_bytes=parse_size(args.max_size) if args.max_size is not None else None,
             include_pinned=args.include_pinned, now=time.time(),
         )  # fmt: skip
     except ValueError as exc:
         print(f"tfbuild-cache: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    _collect(cache, entries, chosen, leftovers, pins.keys, dry_run=args.dry_run)
+
+
+def _collect(cache: Cache, entries: list[CacheEntry], chosen: list[CacheEntry], leftovers: list[Leftover],
+             pinned: dict[str, str], *, dry_run: bool) -> None:
+    """Delete what gc chose, skipping what a running build holds; then the tmp/ leftovers."""
+    removed, skipped = [], []
     for entry in chosen:
-        if not args.dry_run:
-            remove(args.cache, entry)
-        print(f"{'would delete' if args.dry_run else 'deleted'} {entry.key[:12]} {entry.name} ({_human(entry.bytes)}, "
-              f"last used {_when(entry.last_used)})")
+        if dry_run or cache.remove_if_unused(entry):
+            removed.append(entry)
+            print(f"{'would delete' if dry_run else 'deleted'} {entry.key[:12]} {entry.name} ({_human(entry.bytes)}, "
+                  f"last used {_when(entry.last_used)})")
+        else:
+            skipped.append(entry)
+            print(f"skipped {entry.key[:12]} {entry.name}: a running build uses it")
+    reclaimed = [t for t in leftovers if dry_run or cache.remove_leftover(t)]
     kept_pinned = sum(1 for e in entries if e.key in pinned and e not in chosen)
-    freed = sum(e.bytes for e in chosen)
-    print(f"{len(chosen)} of {len(entries)} entries, {_human(freed)} {'to free' if args.dry_run else 'freed'}; "
-          f"{kept_pinned} kept for pinned recipes")
+    freed = sum(e.bytes for e in removed) + sum(t.bytes for t in reclaimed)
+    print(f"{len(removed)} of {len(entries)} entries and {len(reclaimed)} of {len(leftovers)} tmp folders, "
+          f"{_human(freed)} {'to free' if dry_run else 'freed'}; {kept_pinned} kept for pinned recipes"
+          + (f"; {len(skipped)} skipped (in use by a running build)" if skipped else ""))
 
 
 def _print_list(entries: list[CacheEntry], pinned: dict[str, str]) -> None:

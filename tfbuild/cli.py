@@ -142,7 +142,10 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     problems += [f"step '{f.spec.name}' failed: {f.error}" for f in result.failures]
     if new_pin is not None and not problems:
         write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, recipe or "")
+        cache.record_pin(new_pin.stem, [s["key"] for s in record["steps"] if s.get("key")])
         print(f"pinned: {new_pin} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.stem})")
+    if cfg.lock is not None and not problems:  # a reproduced pin: the cache keeps what it needs
+        cache.record_pin(Path(recipe or "pinned").name, OmegaConf.to_container(cfg.lock).get("steps", {}).values())  # type: ignore[union-attr]
     for problem in problems[:-1]:
         _report(problem)
     if problems:

@@ -18,15 +18,38 @@ from typing import Any, Mapping
 Key = tuple[str, str | None]
 
 
+FIGURES = ("bytes", "p50_ms", "p95_ms", "accuracy")  # what compare reads; a number, or null when not measured
+
+
 def load_rows(path: Path) -> dict[Key, dict[str, Any]]:
+    """The rows of a run's report.json by (artifact, runtime); ValueError naming the file and
+    what is wrong with it when it is not a tfbuild report."""
     report = path / "report.json" if path.is_dir() else path
     if not report.is_file():
         raise ValueError(f"{path}: no report.json (pass a run folder or its report.json)")
     try:
-        rows = json.loads(report.read_text())["rows"]
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"{report}: not a tfbuild report ({exc})") from None
-    return {(r["artifact"], r["runtime"]): r for r in rows}
+        document = json.loads(report.read_bytes())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{report}: not a tfbuild report (not JSON: {' '.join(str(exc).split())[:120]})") from None
+    rows = document.get("rows") if isinstance(document, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{report}: not a tfbuild report (expected an object with a list of 'rows')")
+    return {_row_key(report, i, row): row for i, row in enumerate(rows)}
+
+
+def _row_key(report: Path, index: int, row: Any) -> Key:
+    where = f"{report}: row {index + 1}"
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} is not an object")
+    if not isinstance(row.get("artifact"), str):
+        raise ValueError(f"{where} has no 'artifact' name")
+    if "runtime" not in row or not isinstance(row["runtime"], (str, type(None))):
+        raise ValueError(f"{where} has no 'runtime' (a name, or null)")
+    for figure in FIGURES:
+        value = row.get(figure, ...)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+            raise ValueError(f"{where}: '{figure}' must be a number or null, not {json.dumps(value)[:40] if value is not ... else 'missing'}")
+    return row["artifact"], row["runtime"]
 
 
 def compare(a: Mapping[Key, dict[str, Any]], b: Mapping[Key, dict[str, Any]], *, slower: float, accuracy: float) -> list[dict[str, Any]]:

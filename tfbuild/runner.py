@@ -8,9 +8,7 @@ run (like `make -k`), so one broken variant does not hide the state of the rest.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from .digests import tree_digest, tree_files
 from .errors import TfbuildError
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
+from .run_folder import clear_owned, publish_tree
 from .steps.base import NoProgress, Progress, StepContext, StepKind
 
 BUILT, CACHED, FAILED, SKIPPED, TO_BUILD = "built", "cached", "failed", "skipped", "to build"
@@ -97,17 +96,33 @@ def run_plan(
     rebuild. `quiet` wraps each step's work (the CLI sends TensorFlow's noise to a log file
     with it); `log_error` receives the full traceback of a failed step.
     """
-    runner = _Runner(cache, registry, scope, force, dry_run, reporter or SilentReporter(), quiet, log_error)
+    publishing = run_dir is not None and not dry_run
     producers = plan.producers()
     results: dict[str, StepResult] = {}
-    for spec in plan.steps:
-        upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
-        result = runner.step(spec, upstream)
-        if result.status in (BUILT, CACHED) and run_dir is not None and not dry_run:
-            publish(result, run_dir)
-        results[spec.name] = result
-        runner.reporter.step_finished(result)
+    # Every entry this build uses stays locked against gc until the build ends.
+    with contextlib.ExitStack() as uses:
+        runner = _Runner(cache, registry, scope, force, dry_run, reporter or SilentReporter(), quiet, log_error, uses)
+        if publishing:
+            clear_owned(plan, run_dir)  # type: ignore[arg-type]
+        for spec in plan.steps:
+            upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
+            result = runner.step(spec, upstream)
+            if result.status in (BUILT, CACHED) and publishing:
+                result = _published(result, run_dir)  # type: ignore[arg-type]
+            results[spec.name] = result
+            runner.reporter.step_finished(result)
     return BuildResult([results[s.name] for s in plan.steps])
+
+
+def _published(result: StepResult, run_dir: Path) -> StepResult:
+    """`result`, its artifacts published; or, when the run folder refuses them (full disk,
+    read-only folder), the step failed with that reason on one line."""
+    try:
+        publish(result, run_dir)
+    except OSError as exc:
+        error = f"cannot publish into the run folder: {exc.strerror or exc} ({run_dir})"
+        return StepResult(result.spec, FAILED, result.reason, result.key, result.seconds, result.info, result.entry, error)
+    return result
 
 
 @dataclass
@@ -120,6 +135,7 @@ class _Runner:
     reporter: Reporter
     quiet: Callable[[], ContextManager[Any]]
     log_error: Callable[[str], None]
+    uses: contextlib.ExitStack
 
     def step(self, spec: StepSpec, upstream: Mapping[str, tuple[StepResult, str]]) -> StepResult:
         """Decide and do one step; `upstream` maps each input role to (its producer's result, output role)."""
@@ -144,9 +160,11 @@ class _Runner:
         forced = self.force is True or (
             isinstance(self.force, tuple) and (spec.name in self.force or spec.kind in self.force)
         )
+        outputs = {out.role: out.path for out in spec.outputs}
+        self.uses.enter_context(self.cache.using(key))
         refused: str | None = None
         if not forced:
-            entry, refused = self.cache.lookup(key)
+            entry, refused = self.cache.lookup(key, outputs)
             if entry is not None:
                 if not self.dry_run:
                     self.cache.remember_material(self.scope, spec.name, material)
@@ -158,19 +176,22 @@ class _Runner:
         inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
         with self.cache.locked(key, on_wait=lambda: self.reporter.step_waiting(spec)):
             # Whoever held the lock may just have built this very key: take theirs.
-            entry, _ = (None, None) if forced else self.cache.lookup(key)
+            entry, _ = (None, None) if forced else self.cache.lookup(key, outputs)
             if entry is not None:
                 self.cache.remember_material(self.scope, spec.name, material)
                 return StepResult(spec, CACHED, "built meanwhile by another tfbuild", key,
                                   time.perf_counter() - started, entry.manifest["info"], entry)
-            result = self._build(spec, kind, material, key, reason, inputs)
+            result = self._build(spec, kind, material, key, reason, inputs, replace=forced)
         if result.status == BUILT:
             self.cache.remember_material(self.scope, spec.name, material)
         return result
 
     def _build(
-        self, spec: StepSpec, kind: StepKind, material: dict[str, Any], key: str, reason: str, inputs: dict[str, Path]
+        self, spec: StepSpec, kind: StepKind, material: dict[str, Any], key: str, reason: str, inputs: dict[str, Path],
+        *, replace: bool,
     ) -> StepResult:
+        """Run the step into a private folder and commit it; `replace` (a forced build) puts
+        the new entry in place of an existing one rather than keeping that."""
         started = time.perf_counter()
         tmp = self.cache.begin(key)
         progress = self.reporter.step_started(spec, reason)
@@ -189,7 +210,7 @@ class _Runner:
             manifest = {"key": key, "name": spec.name, "material": material, "info": info,
                         "seconds": round(seconds, 3), "outputs": _output_records(spec, tmp),
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            entry = self.cache.commit(tmp, key, manifest)
+            entry = self.cache.commit(tmp, key, manifest, replace=replace)
         except Exception as exc:  # a step's failure is reported as the step's, never as a crash
             self.cache.abort(tmp)
             self.log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
@@ -208,7 +229,11 @@ def _output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:
         path = tmp / "out" / out.path
         if not path.exists():
             raise RuntimeError(f"the step did not write its output '{out.path}'")
+        if any(p.is_symlink() for p in [path, *(path.rglob("*") if path.is_dir() else ())]):
+            raise RuntimeError(f"the step left a symlink in its output '{out.path}' (a cache entry holds files only)")
         files = tree_files(path)
+        if not files:  # an entry with an empty output could not be told from a damaged one
+            raise RuntimeError(f"the step wrote no files in its output '{out.path}'")
         records[out.role] = {
             "artifact": out.artifact,
             "path": out.path,
@@ -220,23 +245,11 @@ def _output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:
 
 
 def publish(result: StepResult, run_dir: Path) -> None:
-    """Hard-link (or copy, across filesystems) a step's user-facing outputs into the run folder."""
+    """Copy (reflink where possible) a step's user-facing outputs into the run folder."""
     assert result.entry is not None
     for out in result.spec.outputs:
-        if out.publish is None:
-            continue
-        source = result.entry.output_path(out.role)
-        target = run_dir / out.publish
-        if target.exists() or target.is_symlink():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-        for file in files:
-            destination = target if source.is_file() else target / file.relative_to(source)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(file, destination)
-            except OSError:
-                shutil.copy2(file, destination)
+        if out.publish is not None:
+            publish_tree(result.entry.output_path(out.role), run_dir / out.publish)
 
 
 # MLIR's source locations, nested up to three levels: loc(callsite(fused[...] at ...)).

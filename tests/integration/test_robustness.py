@@ -137,3 +137,32 @@ def test_a_tensorflow_conversion_error_is_the_steps_failure_with_tensorflows_mes
     assert "Traceback" not in result.stdout + result.stderr
     (log,) = (tmp_path / "outputs" / "runs").rglob("build.log")
     assert "Traceback" in log.read_text() and "MatrixDeterminant" in log.read_text()
+
+
+def test_a_reused_run_folder_holds_only_the_last_builds_artifacts(tmp_path):
+    run_dir = tmp_path / "same_run"
+    run_tfbuild(*QUICK, f"hydra.run.dir={run_dir}", cwd=tmp_path, check=True)
+    assert sorted(p.name for p in (run_dir / "tflite").iterdir()) == ["model_float.tflite", "model_int8.tflite"]
+    run_tfbuild("recipe=digits", *TINY, "export.tflite.quantization=[float]", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                check=True)  # fmt: skip
+    assert [p.name for p in (run_dir / "tflite").iterdir()] == ["model_float.tflite"], "no int8 left from the first"
+    record = json.loads((run_dir / "build.json").read_text())
+    assert sorted(a["path"] for a in record["artifacts"]) == ["saved_model", "tflite/model_float.tflite"]
+    published = run_dir / "tflite" / "model_float.tflite"
+    with open(published, "ab") as f:  # a user's edit of a run's artifact stays in that run
+        f.write(b"appended")
+    again = run_tfbuild(*QUICK, cwd=tmp_path, check=True)
+    assert "cache entry" not in again.stdout
+    assert all(s["status"] == "cached" for s in records(tmp_path)[-1]["steps"])
+
+
+def test_a_pin_is_recorded_in_the_cache_and_gc_keeps_it_from_any_folder(tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    run_tfbuild("recipe=digits", *TINY, "export.tflite.quantization=float", "pin=1.0", cwd=project, check=True)
+    cache = project / "outputs" / "cache"
+    pin = json.loads((cache / "pins" / "digits-1.0.json").read_text())
+    assert pin["name"] == "digits-1.0" and len(pin["keys"]) == len(list_entries(cache))
+    gc = subprocess.run([str(Path(sys.executable).parent / "tfbuild-cache"), "gc", "--max-size", "0", "--cache", str(cache)],
+                        cwd=elsewhere, capture_output=True, text=True, check=True)  # fmt: skip
+    assert gc.stdout.startswith("0 of ") and f"{len(pin['keys'])} kept for pinned recipes" in gc.stdout

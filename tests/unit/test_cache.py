@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -6,15 +7,17 @@ from tfbuild import digests
 from tfbuild.cache import Cache, cache_key, canonical_json
 
 
-def _commit(cache: Cache, key: str, content: str = "hello") -> None:
+def _commit(cache: Cache, key: str, content: str = "hello", replace: bool = False) -> None:
     tmp = cache.begin(key)
     (tmp / "out" / "a.txt").write_text(content)
     files = digests.tree_files(tmp / "out" / "a.txt")
     cache.commit(
         tmp,
         key,
-        {"info": {}, "outputs": {"out": {"path": "a.txt", "sha256": files[0].sha256, "bytes": 5,
-                                          "files": [vars(f) for f in files]}}},
+        {"key": key, "name": "step", "info": {},
+         "outputs": {"out": {"path": "a.txt", "sha256": files[0].sha256, "bytes": files[0].bytes,
+                             "files": [vars(f) for f in files]}}},
+        replace=replace,
     )
 
 
@@ -96,6 +99,94 @@ def test_second_commit_of_the_same_key_keeps_the_first(tmp_path):
     entry, _ = cache.lookup("d" * 64)
     assert entry.output_path("out").read_text() == "hello"
     assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_forced_commit_replaces_the_entry_it_rebuilt(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "f" * 64, "hello")
+    _commit(cache, "f" * 64, "world", replace=True)
+    entry, _ = cache.lookup("f" * 64)
+    assert entry.output_path("out").read_text() == "world"
+    assert not list((tmp_path / "tmp").iterdir()), "the replaced entry was deleted"
+
+
+def test_an_unforced_commit_does_not_keep_a_corrupt_entry(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "e" * 64, "hello")
+    (cache.entry_dir("e" * 64) / "out" / "a.txt").write_text("jello")  # corrupted while we built
+    _commit(cache, "e" * 64, "hello")
+    entry, problem = cache.lookup("e" * 64)
+    assert problem is None and entry.output_path("out").read_text() == "hello"
+
+
+def test_entry_files_are_read_only(tmp_path):
+    cache = Cache(tmp_path)
+    _commit(cache, "r" * 64)
+    entry, _ = cache.lookup("r" * 64)
+    assert entry.output_path("out").stat().st_mode & 0o777 == 0o444
+
+
+def test_an_in_place_edit_with_size_and_mtime_restored_is_caught(tmp_path):
+    # `dd conv=notrunc` then `touch -r`: same size, same mtime, same inode; only ctime moves.
+    cache = Cache(tmp_path)
+    key = "t" * 64
+    _commit(cache, key)
+    path = cache.entry_dir(key) / "out" / "a.txt"
+    before = path.stat()
+    path.chmod(0o644)
+    with open(path, "r+b") as f:
+        f.write(b"J")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    entry, problem = cache.lookup(key)
+    assert entry is None and problem == "cache entry corrupt (a.txt changed)"
+
+
+def _digest_twice(state_db, tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"one")
+    state = digests.StatCache(state_db)
+    assert state.file_digest(f) == digests.sha256_file(f)
+    state.remember(f, digests.sha256_file(f))
+    assert state.file_digest(f) == digests.sha256_file(f)
+    state.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "folder", "journal garbage"])
+def test_a_broken_state_db_is_replaced_not_fatal(tmp_path, damage):
+    db = tmp_path / "cache" / "state.db"
+    db.parent.mkdir()
+    if damage == "folder":
+        (db / "inside").mkdir(parents=True)
+    else:
+        db.write_bytes(b"\x00garbage " * 1000)
+    _digest_twice(db, tmp_path)
+    assert db.is_file(), "a fresh database took the bad one's place"
+    _digest_twice(db, tmp_path)  # and works for the next run
+
+
+def test_an_unusable_state_db_path_falls_back_to_memory(tmp_path):
+    _digest_twice(tmp_path / ("x" * 300) / "state.db", tmp_path)  # name too long: cannot exist
+
+
+def test_a_read_only_state_db_does_not_fail_a_build(tmp_path):
+    import subprocess
+
+    db = tmp_path / "cache" / "state.db"
+    _digest_twice(db, tmp_path)
+    # Root writes through file modes, so as root the file is made immutable (read-only even to root).
+    lock = ["chattr", "+i", str(db)] if os.geteuid() == 0 else ["chmod", "0444", str(db)]
+    subprocess.run(lock, check=True)
+    try:
+        with pytest.raises(Exception, match="readonly"):  # the database really refuses writes
+            import sqlite3
+
+            sqlite3.connect(db).execute("INSERT INTO file_digests VALUES ('p', 0, 0, 0, 0, 0, '')")
+        (tmp_path / "f.bin").write_bytes(b"two")  # a changed file: its new digest must be written
+        _digest_twice(db, tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)] if os.geteuid() == 0 else ["chmod", "0644", str(db)], check=True)
 
 
 def test_material_index_round_trip(tmp_path):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 
@@ -10,7 +13,7 @@ import pytest
 
 from tfbuild.cache import Cache
 from tfbuild.cache_admin import choose_garbage, list_entries, main, parse_age, parse_size, pinned_keys
-from tfbuild.plan import make_plan
+from tfbuild.plan import OutputSpec, StepSpec, make_plan
 from tfbuild.runner import run_plan
 
 from tests.fakes import WriteStep, step
@@ -80,3 +83,133 @@ def test_bad_arguments_are_one_line_errors(cache_with_three_entries, monkeypatch
 def test_sizes_and_ages_parse():
     assert parse_size("2GB") == 2 * 1024**3 and parse_size("500mb") == 500 * 1024**2 and parse_size("10") == 10
     assert parse_age("30d") == 30 * 86400 and parse_age("90m") == 5400
+
+
+@pytest.mark.parametrize("size", ["1e999GB", "99999999999999999999999999TB", "nanGB", "1" * 400 + "GB", "-5GB",
+                                  "infGB", "", "5 XB"])
+def test_absurd_sizes_are_one_line_errors(cache_with_three_entries, monkeypatch, capsys, size):
+    root, _ = cache_with_three_entries
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit) as exit_code:
+        main(["gc", f"--max-size={size}"])
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and err.startswith("tfbuild-cache: error: --max-size: ") and err.count("\n") == 1
+    assert len(list_entries(root / "outputs" / "cache")) == 3
+
+
+@pytest.mark.parametrize("age", ["1e999d", "9" * 400 + "d", "nand", "-1d"])
+def test_absurd_ages_are_one_line_errors(cache_with_three_entries, monkeypatch, capsys, age):
+    root, _ = cache_with_three_entries
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit) as exit_code:
+        main(["gc", f"--older-than={age}"])
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and err.startswith("tfbuild-cache: error: --older-than: ") and err.count("\n") == 1
+
+
+def test_pins_the_cache_recorded_are_kept_wherever_gc_runs(cache_with_three_entries, monkeypatch, tmp_path, capsys):
+    root, keys = cache_with_three_entries
+    cache = Cache(root / "outputs" / "cache")
+    cache.record_pin("digits-1.0", [keys["data"], keys["train"]])
+    assert cache.pinned_keys() == {keys["data"]: "digits-1.0", keys["train"]: "digits-1.0"}
+    elsewhere = tmp_path / "elsewhere"  # no recipes/pinned here
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["gc", "--max-size", "0", "--cache", str(root / "outputs" / "cache")])
+    assert {e.name for e in list_entries(root / "outputs" / "cache")} == {"data", "train"}
+    assert "2 kept for pinned recipes" in capsys.readouterr().out
+
+
+MALFORMED_PINS = {
+    "bad yaml": "lock: [unclosed\n",
+    "steps not a mapping": "lock:\n  steps: [a, b]\n",
+    "lock not a mapping": "lock: 5\n",
+    "not a mapping": "- 1\n- 2\n",
+    "huge": "# " + "x" * (2 << 20) + "\n",
+}
+
+
+@pytest.mark.parametrize("text", MALFORMED_PINS.values(), ids=MALFORMED_PINS.keys())
+def test_a_malformed_pinned_file_warns_in_list_and_stops_gc(cache_with_three_entries, monkeypatch, capsys, text):
+    root, _ = cache_with_three_entries
+    (root / "recipes" / "pinned").mkdir(parents=True)
+    bad = root / "recipes" / "pinned" / "broken-1.0.yaml"
+    bad.write_text(text)
+    monkeypatch.chdir(root)
+    main(["list"])
+    out = capsys.readouterr()
+    assert out.err.startswith("tfbuild-cache: warning: ") and str(bad) in out.err and out.err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_code:
+        main(["gc", "--max-size", "0"])
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and str(bad) in err and "--include-pinned" in err and err.count("\n") == 1
+    assert len(list_entries(root / "outputs" / "cache")) == 3
+    main(["gc", "--max-size", "0", "--include-pinned"])
+    assert list_entries(root / "outputs" / "cache") == []
+
+
+def test_leftover_tmp_folders_are_listed_and_reclaimed_unless_a_build_holds_them(cache_with_three_entries, monkeypatch, capsys):
+    root, keys = cache_with_three_entries
+    cache = Cache(root / "outputs" / "cache")
+    killed = cache.begin("c" * 64)  # a build that was killed: its lock went with it
+    (killed / "out" / "half.bin").write_bytes(b"x" * 2048)
+    (cache.root / "tmp" / "discarded.abc.123").mkdir()
+    monkeypatch.chdir(root)
+    main(["list"])
+    assert "tmp: 2 leftover folders, 2.0 KB" in capsys.readouterr().out
+    with cache.locked("d" * 64):  # a live build, in the middle of its step
+        live = cache.begin("d" * 64)
+        main(["gc", "--older-than", "1000d", "--dry-run"])
+        assert killed.exists() and live.exists()
+        assert "0 of 3 entries and 3 of 3 tmp folders" in capsys.readouterr().out
+        main(["gc", "--older-than", "1000d"])
+        assert not killed.exists() and live.exists(), "the live build's folder stays"
+        assert [t.folder for t in cache.leftovers()] == [live]
+    main(["gc", "--older-than", "1000d"])
+    assert cache.leftovers() == []
+
+
+class PauseStep:
+    """Copies its input once `go` is set: a build in the middle of a step, using its inputs."""
+
+    kind, version, tools = "pause", 1, ()
+
+    def __init__(self, started: threading.Event, go: threading.Event):
+        self.started, self.go = started, go
+
+    def run(self, ctx):
+        self.started.set()
+        assert self.go.wait(60)
+        ctx.outputs["out"].write_text(ctx.inputs["model"].read_text() + "|paused")
+        return {}
+
+
+def test_gc_skips_what_a_running_build_uses_and_the_build_finishes(cache_with_three_entries):
+    root, keys = cache_with_three_entries
+    cache_dir = root / "outputs" / "cache"
+    started, go = threading.Event(), threading.Event()
+    registry = {"write": WriteStep("write", Counter()), "pause": PauseStep(started, go)}
+    steps = [step("data", text="x" * 1000), step("train", {"data": "data"}), step("export", {"model": "train"}),
+             StepSpec("pause", "pause", inputs={"model": "export"},
+                      outputs=(OutputSpec("out", "paused", "paused.txt", publish="paused.txt"),))]  # fmt: skip
+    results = []
+    build = threading.Thread(target=lambda: results.append(
+        run_plan(make_plan(steps), Cache(cache_dir), registry, run_dir=root / "run")))
+    build.start()
+    try:
+        assert started.wait(60)
+        # gc in its own process, as a user runs it, while the build is inside its last step
+        gc = subprocess.run([sys.executable, "-m", "tfbuild.cache_admin", "gc", "--max-size", "0", "--cache", str(cache_dir)],
+                            capture_output=True, text=True, timeout=60, env={**os.environ})  # fmt: skip
+    finally:
+        go.set()
+        build.join(60)
+    assert gc.returncode == 0, gc.stderr
+    skipped = sorted(line.split()[2].rstrip(":") for line in gc.stdout.splitlines() if line.startswith("skipped "))
+    assert skipped == ["data", "export", "train"], gc.stdout
+    assert "0 of 3 entries and 0 of 1 tmp folders" in gc.stdout, "nor the folder the paused step writes in"
+    (result,) = results
+    assert [r.status for r in result.steps] == ["cached", "cached", "cached", "built"]
+    assert (root / "run" / "paused.txt").read_text() == f"export|train|{'x' * 1000}|paused"
+    main(["gc", "--max-size", "0", "--cache", str(cache_dir)])  # once the build is over, all can go
+    assert list_entries(cache_dir) == []

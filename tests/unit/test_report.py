@@ -154,3 +154,51 @@ def test_diff_of_a_folder_without_a_report_is_a_one_line_error(tmp_path, capsys)
         diff_main(["diff", str(tmp_path), str(tmp_path)])
     assert exit_code.value.code == 2
     assert capsys.readouterr().err.strip() == f"tfbuild-report: error: {tmp_path}: no report.json (pass a run folder or its report.json)"
+
+
+GOOD_ROW = {"artifact": "tflite/int8", "runtime": "LiteRT", "bytes": 45_000, "p50_ms": 0.004, "p95_ms": 0.005, "accuracy": 0.93}
+MALFORMED_REPORTS = {
+    "not JSON": b"{rows: oops",
+    "binary garbage": bytes(range(256)),
+    "not an object": b"[1, 2]",
+    "rows not a list": b'{"rows": {"a": 1}}',
+    "no rows": b'{"recipe": "digits"}',
+    "a row not an object": b'{"rows": [5]}',
+    "a row missing artifact": json.dumps({"rows": [{k: v for k, v in GOOD_ROW.items() if k != "artifact"}]}).encode(),
+    "a row missing runtime": json.dumps({"rows": [{k: v for k, v in GOOD_ROW.items() if k != "runtime"}]}).encode(),
+    "a row missing a figure": json.dumps({"rows": [{k: v for k, v in GOOD_ROW.items() if k != "p95_ms"}]}).encode(),
+    "a figure of the wrong type": json.dumps({"rows": [dict(GOOD_ROW, bytes="45 KB")]}).encode(),
+    "a boolean figure": json.dumps({"rows": [dict(GOOD_ROW, accuracy=True)]}).encode(),
+    "artifact not a string": json.dumps({"rows": [dict(GOOD_ROW, artifact=["a"])]}).encode(),
+    "runtime unhashable": json.dumps({"rows": [dict(GOOD_ROW, runtime={"a": 1})]}).encode(),
+    "NaN figure": b'{"rows": [{"artifact": "a", "runtime": null, "bytes": NaN, "p50_ms": 1, "p95_ms": 1, "accuracy": 1}]}',
+}
+
+
+@pytest.mark.parametrize("content", MALFORMED_REPORTS.values(), ids=MALFORMED_REPORTS.keys())
+def test_diff_of_a_malformed_report_is_exit_2_in_one_line(tmp_path, capsys, content):
+    good = write_rows(tmp_path / "good", [GOOD_ROW])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "report.json").write_bytes(content)
+    for a, b in ((good, tmp_path / "bad"), (tmp_path / "bad" / "report.json", good)):
+        with pytest.raises(SystemExit) as exit_code:
+            diff_main(["diff", str(a), str(b)])
+        err = capsys.readouterr().err
+        assert exit_code.value.code == 2 and err.startswith("tfbuild-report: error: ") and err.count("\n") == 1, err
+        assert str(tmp_path / "bad" / "report.json") in err
+
+
+def test_diff_of_a_folder_named_report_json_is_exit_2(tmp_path, capsys):
+    (tmp_path / "run" / "report.json").mkdir(parents=True)
+    for target in (tmp_path / "run", tmp_path / "run" / "report.json"):
+        with pytest.raises(SystemExit) as exit_code:
+            diff_main(["diff", str(target), str(target)])
+        assert exit_code.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_diff_accepts_null_figures_and_runtime(tmp_path, capsys):
+    row = dict(GOOD_ROW, runtime=None, p50_ms=None, p95_ms=None)
+    a = write_rows(tmp_path / "a", [row])
+    with pytest.raises(SystemExit) as exit_code:
+        diff_main(["diff", str(a), str(a)])
+    assert exit_code.value.code == 0

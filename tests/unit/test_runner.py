@@ -1,12 +1,14 @@
 """The runner with fake steps: what runs, what is reused, and the reason given for each."""
 
+import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from tfbuild import keys
 from tfbuild.cache import Cache
-from tfbuild.plan import make_plan
+from tfbuild.plan import OutputSpec, StepSpec, make_plan
 from tfbuild.runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, run_plan
 
 from tests.fakes import WriteStep, step
@@ -181,3 +183,105 @@ def test_progress_and_quiet_wrapper_are_used(build):
     build(chain(), reporter=Recorder(), quiet=quiet)
     assert events[:2] == [("start", "data"), ("end", "data", BUILT)]
     assert len(quiet_calls) == 3
+
+
+def test_a_forced_build_replaces_a_corrupt_entry(build, runs, tmp_path):
+    first = build(chain())
+    model = first.steps[1].entry.output_path("out")
+    model.chmod(0o644)
+    model.write_text("tampered!")  # same key, wrong bytes: the reason a user forces a rebuild
+    forced = build(chain(), force=("train",))
+    assert summary(forced)["train"] == (BUILT, "forced")
+    assert forced.steps[1].entry.output_path("out").read_text() == "train|data"
+    assert build(chain()).steps[1].entry.output_path("out").read_text() == "train|data"
+
+
+def test_published_artifacts_cannot_change_the_cache_or_other_runs(build, tmp_path):
+    first = build(chain(), run_dir=tmp_path / "run1")
+    build(chain(), run_dir=tmp_path / "run2")
+    with open(tmp_path / "run1" / "export.txt", "a") as published:
+        published.write(" appended")
+    entry = first.steps[2].entry.output_path("out")
+    assert entry.read_text() == "export|train|data" == (tmp_path / "run2" / "export.txt").read_text()
+    assert entry.stat().st_mode & 0o777 == 0o444 and os.stat(tmp_path / "run1" / "export.txt").st_nlink == 1
+    assert summary(build(chain()))["export"] == (CACHED, "cached")
+
+
+def exports(*variants):
+    """tflite-like steps publishing tflite/model_<variant>.tflite, as the real plan does."""
+    return [StepSpec(name=f"tflite[{v}]", kind="write", params={"text": v}, inputs={"model": "train"},
+                     outputs=(OutputSpec("out", f"tflite/{v}", f"model_{v}.tflite", publish=f"tflite/model_{v}.tflite",
+                                         format="tflite", variant=v),)) for v in variants]  # fmt: skip
+
+
+def test_a_reused_run_folder_keeps_only_this_builds_artifacts(build, tmp_path):
+    run_dir = tmp_path / "run"
+    build([*chain(), *exports("float", "int8")], run_dir=run_dir)
+    assert sorted(p.name for p in (run_dir / "tflite").iterdir()) == ["model_float.tflite", "model_int8.tflite"]
+    (run_dir / "build.json").write_text("{}")
+    (run_dir / "report.md").write_text("old report")
+    (run_dir / "tfjs" / "uint8").mkdir(parents=True)  # a format the new build does not make
+    (run_dir / "mine.txt").write_text("the user's own file")
+    build([*chain(), *exports("float")], run_dir=run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["export.txt", "mine.txt", "tflite"]
+    assert [p.name for p in (run_dir / "tflite").iterdir()] == ["model_float.tflite"]
+
+
+FULL_DISK = """
+import resource, signal, sys
+from collections import Counter
+from pathlib import Path
+from tfbuild.cache import Cache
+from tfbuild.plan import make_plan
+from tfbuild.runner import run_plan
+from tests.fakes import WriteStep, step
+
+root = Path(sys.argv[1])
+steps = [step("big", text="x" * 300_000, publish=True), step("small", publish=True)]
+run = lambda: run_plan(make_plan(steps), Cache(root / "cache"), {"write": WriteStep("write", Counter())},
+                       run_dir=root / "run")
+run()  # everything cached and published once
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # now the disk is "full" past 100 KB
+result = run()
+print([(r.spec.name, r.status, r.error) for r in result.steps])
+"""
+
+
+def test_a_full_disk_while_publishing_fails_the_step_in_one_line_and_leaves_no_truncated_file(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (big, small) = eval(done.stdout)  # noqa: S307 - our own script's repr
+    assert big[:2] == ("big", FAILED) and big[2].startswith("cannot publish into the run folder: File too large")
+    assert "\n" not in big[2]
+    assert small == ("small", CACHED, None)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["small.txt"], "no truncated or temp file"
+    assert len(Cache(tmp_path / "cache").lookup(big_key(tmp_path))[0].output_path("out").read_text()) == 300_000
+
+
+def big_key(root):
+    (entry,) = [e for e in Cache(root / "cache").entries() if e.name == "big"]
+    return entry.key
+
+
+def test_a_run_folder_that_cannot_be_cleared_is_a_one_line_error(build, tmp_path):
+    import subprocess
+
+    from tfbuild.errors import BuildFailed
+
+    stuck = tmp_path / "run" / "tflite" / "model_old.tflite"
+    stuck.parent.mkdir(parents=True)
+    stuck.write_bytes(b"old")
+    # Root deletes through file modes, so as root the file is made immutable instead.
+    protect = ["chattr", "+i", str(stuck)] if os.geteuid() == 0 else ["chmod", "0555", str(stuck.parent)]
+    subprocess.run(protect, check=True)
+    try:
+        with pytest.raises(BuildFailed, match=r"^cannot clear 'tflite' from the run folder .* \((Operation not permitted|Permission denied)\)$"):
+            build(chain(), run_dir=tmp_path / "run")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)] if os.geteuid() == 0 else ["chmod", "0755", str(stuck.parent)])
