@@ -26,7 +26,8 @@ from .cache import Cache
 from .errors import BuildFailed, ConfigError, TfbuildError
 from .hydra_errors import one_line_error
 from .plan import Plan
-from .pins import check_new_pin, check_pinned, compare_with_lock, write_pin
+from .pin_checks import check_pinned, compare_with_lock, read_pin
+from .pins import check_new_pin, typed_version, write_pin
 from .recipes import CONF_DIR, RecipeIndex, discover, recipe_dirs, register_recipes
 from .resolver import resolve
 from .schema import register_configs
@@ -63,14 +64,19 @@ def build(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     recipe = hydra_cfg.runtime.choices.get("recipe")
+    cache = None
     try:
-        resolved = resolve(cfg)
         # Pins are checked before any work: a pin that may not be written, or a pinned build
-        # that would not reproduce its lock (edited, overridden, other tools), stops here.
-        new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
-        drift = check_pinned(cfg, _index.files.get(recipe or "")) if cfg.lock is not None else []
-        cache_dir = _writable_cache_dir(cfg.cache.dir)  # last: it creates the folder
+        # that would not reproduce its lock (edited, overridden, other tools or inputs), stops here.
+        pinned = read_pin(cfg, recipe, _index.files.get(recipe or ""))  # first: an edited pin is named as such
+        resolved = resolve(cfg)
+        new_pin = None if cfg.pin is None else check_new_pin(cfg, typed_version(hydra_cfg), recipe, Path.cwd() / "recipes")
+        cache_dir = _writable_cache_dir(cfg.cache.dir)  # it creates the folder
+        cache = Cache(cache_dir)
+        drift = check_pinned(cfg, pinned, resolved.plan, cache.state.digest) if pinned else []
     except ConfigError:
+        if cache is not None:
+            cache.close()
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
         raise
 
@@ -88,7 +94,6 @@ def build(cfg: DictConfig) -> None:
         with open(log_path, "a") as log:
             log.write(text)
 
-    cache = Cache(cache_dir)
     with terminal_console() as console:
         try:
             result = run_plan(
@@ -129,22 +134,23 @@ def build(cfg: DictConfig) -> None:
         )
         write_json(run_dir / "build.json", record)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
-        pin_problems = _check_lock(console, cfg, record, recipe, drift) if cfg.lock is not None else []
+        pin_problems = _check_lock(console, pinned.lock, record, recipe, drift) if pinned else []
     # One line per problem; the last is raised, and a failed step's points to the log.
     problems = [f"gate failed: {v}" for v in violations] + pin_problems
     problems += [f"step '{f.spec.name}' failed: {f.error}" for f in result.failures]
     if new_pin is not None and not problems:
-        write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, recipe or "")
-        print(f"pinned: {new_pin} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.stem})")
+        materials = {r.spec.name: r.entry.manifest["material"] for r in result.steps if r.entry is not None}
+        write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, materials, recipe or "")
+        print(f"pinned: {new_pin.path} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.path.stem})")
     for problem in problems[:-1]:
         _report(problem)
     if problems:
         raise BuildFailed(f"{problems[-1]} (details: {log_path})" if result.failures else problems[-1])
 
 
-def _check_lock(console: Any, cfg: DictConfig, record: dict[str, Any], recipe: str | None, drift: list[str]) -> list[str]:
+def _check_lock(console: Any, lock: dict[str, Any], record: dict[str, Any], recipe: str | None, drift: list[str]) -> list[str]:
     """A pinned build against its lock: problems to fail on, or (with allowed drift) warnings."""
-    same, differences = compare_with_lock(OmegaConf.to_container(cfg.lock), record)  # type: ignore[arg-type]
+    same, differences = compare_with_lock(lock, record)
     if not differences:
         console.print(f"[green]reproduced {recipe}: {len(same)} artifacts byte-identical to the lock[/]")
         return []
