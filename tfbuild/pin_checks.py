@@ -157,9 +157,9 @@ def check_pinned(cfg: DictConfig, pin: Pin, plan: Plan, file_digest: Callable[[P
     """Before building a pinned recipe: refuse a changed pinned value, a plan the lock does not
     describe, and changed inputs; return the tool differences from the lock (an error unless
     allow_tool_drift=true). `file_digest` should be the cache's stat-remembered one: cheap."""
+    _check_values(cfg, pin)
     _check_plan(pin, plan)  # before the seal: it names an artifact or step removed from the lock
     _check_seal(pin)
-    _check_values(cfg, pin)
     drift = [f"{tool} {short(locked)} -> {now}" for tool, now in tool_versions().items()
              if (locked := pin.lock["tools"].get(tool)) != now]  # fmt: skip
     if drift and not cfg.allow_tool_drift:
