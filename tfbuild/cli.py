@@ -68,7 +68,7 @@ def build(cfg: DictConfig) -> None:
     try:
         # Pins are checked before any work: a pin that may not be written, or a pinned build
         # that would not reproduce its lock (edited, overridden, other tools or inputs), stops here.
-        pinned = read_pin(cfg, recipe, _index.files.get(recipe or ""))  # first: an edited pin is named as such
+        pinned = read_pin(cfg, recipe, _index)  # first: an edited pin is named as such
         resolved = resolve(cfg)
         new_pin = None if cfg.pin is None else check_new_pin(cfg, typed_version(hydra_cfg), recipe, Path.cwd() / "recipes")
         cache_dir = _writable_cache_dir(cfg.cache.dir)  # it creates the folder

@@ -25,6 +25,7 @@ from .keys import explain_change
 from .pins import (PINNED, SEAL, STRICT, UNPINNED, digest, pinned_values, quoted, section_digests, seal_of, short,
                    tool_versions)
 from .plan import Plan
+from .recipes import RecipeIndex
 
 # External files that stand for tool versions (the npm lockfile pins TF.js): with
 # allow_tool_drift=true a change is reported like a tool's, not refused.
@@ -47,17 +48,18 @@ class Pin:
 # -- reading a pin: before planning ---------------------------------------------------------
 
 
-def read_pin(cfg: DictConfig, recipe: str | None, recipe_file: Path | None) -> Pin | None:
+def read_pin(cfg: DictConfig, recipe: str | None, recipes: RecipeIndex) -> Pin | None:
     """The checked pin of a pinned recipe; None for a recipe that is not one. Refuses a pin
-    whose lock is missing, damaged or edited, and a lock set anywhere but in its pin file."""
-    document = _load(recipe_file) if recipe_file is not None else None
-    is_pinned = (recipe or "").startswith(f"{PINNED}/") or (isinstance(document, dict) and "lock" in document)
-    if not is_pinned:
+    whose lock is missing, damaged or edited, and a lock set anywhere but in its pin file.
+    Reads the file as parsed at startup (parsing a pin again would cost a no-op build 20%)."""
+    node = recipes.nodes.get(recipe or "")
+    if not (recipe or "").startswith(f"{PINNED}/") and not (isinstance(node, DictConfig) and "lock" in node):
         if cfg.lock is not None:
             raise ConfigError("lock: written by pin= into recipes/pinned/ and read only from there; do not set it")
         return None
-    assert recipe_file is not None, "Hydra composed a recipe it found in the index"
-    name = _shown(recipe_file)
+    assert recipe is not None and node is not None, "Hydra composed a recipe it found in the index"
+    name = _shown(recipes.files[recipe])
+    document = _plain(node)
     lock = document.get("lock") if isinstance(document, dict) else None
     if not isinstance(lock, dict) or not lock:
         raise ConfigError(f"{name}: a pinned recipe needs its lock (it was removed or damaged); re-pin with pin=VERSION")
@@ -70,14 +72,7 @@ def read_pin(cfg: DictConfig, recipe: str | None, recipe_file: Path | None) -> P
     _check_unedited(document, lock, name)
     if _plain(cfg.lock) != lock:
         raise ConfigError(f"{name}: the lock was overridden (command line or conf/); a pinned build uses its pin's lock")
-    return Pin(recipe_file, name, document, lock)
-
-
-def _load(path: Path) -> Any:
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:  # noqa: BLE001 - OSError, yaml's and OmegaConf's errors alike
-        raise ConfigError(f"{_shown(path)}: cannot be read ({_first_line(exc)})") from None
+    return Pin(recipes.files[recipe], name, document, lock)
 
 
 def _check_keys(document: Mapping[Any, Any], lock: Mapping[str, Any], values: set[str], name: str) -> None:
@@ -202,6 +197,7 @@ def _check_inputs(pin: Pin, plan: Plan, file_digest: Callable[[Path], str], allo
 
     digest_of = functools.cache(lambda path: _readable_digest(file_digest, path, pin.name))
     drift: list[str] = []
+    drifted: set[str] = set()
     for spec in plan.steps:
         locked = pin.lock["files"].get(spec.name, {})
         for role, path in spec.files.items():
@@ -212,7 +208,9 @@ def _check_inputs(pin: Pin, plan: Plan, file_digest: Callable[[Path], str], allo
             if now == was:
                 continue
             if role in TOOL_FILES and allow_drift:
-                drift.append(f"{what} {was[:12]} -> {now[:12]}")
+                if path not in drifted:  # one line per file, not per step that reads it
+                    drifted.add(path)
+                    drift.append(f"{what} {was[:12]} -> {now[:12]}")
                 continue
             hint = f"; or {_ALLOW_DRIFT}" if role in TOOL_FILES else ""
             raise ConfigError(f"{pin.name}: {what} changed since the pin (sha256 {now[:12]}..., locked {was[:12]}...): "
@@ -279,10 +277,6 @@ def _plain(node: Any) -> Any:
 
 def _json(value: Any) -> str:
     return short(json.dumps(value, default=str))
-
-
-def _first_line(exc: BaseException) -> str:
-    return short(" ".join(str(exc).split()))
 
 
 def _shown(path: Path) -> str:

@@ -16,6 +16,7 @@ from tfbuild.cache import cache_key
 from tfbuild.digests import tree_digest, tree_files
 from tfbuild.errors import ConfigError
 from tfbuild.pin_checks import Pin, check_pinned, read_pin
+from tfbuild.recipes import RecipeIndex
 from tfbuild.pins import MAX_VERSION, NewPin, check_new_pin, pin_path, seal_of, section_digests, typed_version, write_pin
 from tfbuild.resolver import resolve
 from tfbuild.runner import step_material
@@ -96,11 +97,8 @@ def plain_digest(path: Path) -> str:
     return tree_digest(tree_files(path))
 
 
-@pytest.fixture()
-def pin(compose_cfg, tmp_path, monkeypatch):
-    """(cfg, plan, path): recipe=digits pinned by write_pin, as a pinned build composes it."""
-    monkeypatch.chdir(tmp_path)
-    cfg = compose_cfg("recipe=digits", "export.tflite.quantization=[float]")
+def write(cfg, folder: Path) -> tuple:
+    """(plan, path): `cfg` pinned by write_pin, with made-up artifact digests."""
     plan = resolve(cfg).plan
     materials = {s.name: step_material(s, REGISTRY[s.kind], {}, plain_digest) for s in plan.steps}
     record = {
@@ -108,9 +106,17 @@ def pin(compose_cfg, tmp_path, monkeypatch):
         "artifacts": [{"name": o.artifact, "sha256": "ab" * 32, "bytes": 1}
                       for s in plan.steps for o in s.outputs if o.publish],  # fmt: skip
     }
-    path = tmp_path / NAME
+    path = folder / NAME
     write_pin(NewPin(path, "1.0"), cfg, CHOICES, record, materials, "digits")
-    return cfg, plan, path
+    return plan, path
+
+
+@pytest.fixture()
+def pin(compose_cfg, tmp_path, monkeypatch):
+    """(cfg, plan, path): recipe=digits pinned, as a pinned build composes it."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg("recipe=digits", "export.tflite.quantization=[float]")
+    return (cfg, *write(cfg, tmp_path))
 
 
 def load(path: Path, cfg) -> tuple:
@@ -121,8 +127,12 @@ def load(path: Path, cfg) -> tuple:
     return cfg
 
 
+def index(path: Path) -> RecipeIndex:
+    return RecipeIndex(files={"pinned/digits-1.0": path}, nodes={"pinned/digits-1.0": OmegaConf.load(path)})
+
+
 def check(cfg, plan, path: Path, file_digest=plain_digest) -> list[str]:
-    pinned = read_pin(cfg, "pinned/digits-1.0", path)
+    pinned = read_pin(cfg, "pinned/digits-1.0", index(path))
     assert isinstance(pinned, Pin)
     return check_pinned(cfg, pinned, plan, file_digest)
 
@@ -215,7 +225,7 @@ def test_a_lock_from_the_command_line_or_on_a_plain_recipe_is_refused(pin):
     with pytest.raises(ConfigError, match=f"^{NAME}: the lock was overridden"):
         check(overridden, plan, path)
     with pytest.raises(ConfigError, match="^lock: written by pin= into recipes/pinned/ and read only from there"):
-        read_pin(overridden, "digits", None)
+        read_pin(overridden, "digits", RecipeIndex())
 
 
 def test_a_changed_input_file_is_named_before_any_work(pin):
@@ -255,6 +265,23 @@ def test_tool_drift_is_refused_unless_allowed_and_then_reported(pin):
     allowed = load(path, cfg)
     allowed.allow_tool_drift = True
     assert [d.split(" -> ")[0] for d in check(allowed, plan, path)] == ["numpy 1.0.0"]
+
+
+def test_a_new_tfjs_is_tool_drift_reported_once_or_refused(compose_cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg("recipe=digits", "export.formats=[saved_model,tfjs]", "export.tfjs.quantization=[none,uint8]")
+    plan, path = write(cfg, tmp_path)
+    npm_lock = plan.step("verify[tfjs/uint8]").files["npm_lock"]
+    other_tfjs = lambda p: "cd" * 32 if str(p) == npm_lock else plain_digest(p)  # noqa: E731
+    with pytest.raises(ConfigError) as info:
+        check(load(path, cfg), plan, path, other_tfjs)
+    assert str(info.value).startswith(f"{NAME}: verify[tfjs/none]'s input npm_lock ({npm_lock}) changed since the pin")
+    assert str(info.value).endswith("; or add allow_tool_drift=true to build anyway and report the differences")
+    allowed = load(path, cfg)
+    allowed.allow_tool_drift = True
+    assert check(allowed, plan, path, other_tfjs) == [
+        f"verify[tfjs/none]'s input npm_lock ({npm_lock}) {plain_digest(Path(npm_lock))[:12]} -> cdcdcdcdcdcd"
+    ], "one line for the file, though four steps read it"
 
 
 def test_section_digests_change_with_any_value():
