@@ -37,7 +37,8 @@ _EDITED = "a pin is not edited: make a new one with pin=VERSION"
 
 @dataclass(frozen=True)
 class Pin:
-    """A pinned recipe file whose lock and seal were checked."""
+    """A pinned recipe file whose lock was checked for damage and edited values (`read_pin`);
+    its seal is checked by `check_pinned`, once the plan can name what was removed."""
 
     file: Path
     name: str  # how messages show the file

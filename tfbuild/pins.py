@@ -97,7 +97,6 @@ def typed_version(hydra_cfg: Any) -> str:
     rewritten from the parsed values, so there a number is refused, and so is a pin set in a
     file (YAML reads 1.10 as a number too)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from hydra.types import RunMode
 
     overrides = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
@@ -174,7 +173,9 @@ def write_pin(
     document = _as_read(unsealed)
     document["lock"][SEAL] = seal_of(document)
     text = header + OmegaConf.to_yaml(OmegaConf.create(document))
-    assert seal_of(_as_read(text)) == document["lock"][SEAL], "a pin must read back as it was sealed"
+    read_back = _as_read(text)
+    assert seal_of(read_back) == document["lock"][SEAL], "a pin must read back as it was sealed"
+    assert section_digests({k: read_back[k] for k in values}) == lock["sections"], "and its values as they were built"
     new_pin.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_pin.path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
