@@ -83,21 +83,21 @@ def test_an_existing_pin_is_not_replaced(pinned):
     assert f"pin: {pinned / PIN} exists; pins are not replaced unless you add pin_overwrite=true" in result.stderr
 
 
-def edited(pinned: Path, tmp_path: Path, old: str, new: str, pin: str = PIN) -> Path:
+def edited(pinned: Path, tmp_path: Path, old: str = "", new: str = "") -> Path:
     """A copy of the project whose pin has `old` replaced by `new` (the shared one stays intact)."""
     copy = tmp_path / "project"
     (copy / "recipes" / "pinned").mkdir(parents=True)
     (copy / "outputs").symlink_to(pinned / "outputs")
-    text = (pinned / pin).read_text()
+    text = (pinned / PIN).read_text()
     assert old in text
-    (copy / pin).write_text(text.replace(old, new, 1))
+    (copy / PIN).write_text(text.replace(old, new, 1))
     return copy
 
 
 def resealed(pinned: Path, tmp_path: Path, change) -> Path:
     """A copy whose pin was changed and sealed again: what only a deliberate forger does, and
     how a test reaches the checks behind the seal."""
-    project = edited(pinned, tmp_path, "lock:", "lock:")
+    project = edited(pinned, tmp_path)
     document = yaml.safe_load((project / PIN).read_text())
     change(document)
     document["lock"]["seal"] = seal_of(document)
@@ -171,7 +171,7 @@ EDITED = "a pin is not edited: make a new one with pin=VERSION"
          "hydra added", "seal edited", "value and digest edited", "value edited", "verify edited"],
 )
 def test_every_tampering_is_refused_before_any_work(pinned, tmp_path, tamper, message):
-    project = edited(pinned, tmp_path, "lock:", "lock:")
+    project = edited(pinned, tmp_path)
     text = (project / PIN).read_text()
     (project / PIN).write_text(tamper(text))
     assert (project / PIN).read_text() != text
@@ -185,7 +185,7 @@ def test_every_tampering_is_refused_before_any_work(pinned, tmp_path, tamper, me
 
 
 def test_a_pin_made_before_seals_is_refused_with_how_to_re_pin(pinned, tmp_path):
-    project = edited(pinned, tmp_path, "lock:", "lock:")
+    project = edited(pinned, tmp_path)
     text = (project / PIN).read_text()
     (project / PIN).write_text(re.sub(r"\n  seal: \w+", "", text))
     result = run_tfbuild("recipe=pinned/digits_all-1.0", cwd=project)
