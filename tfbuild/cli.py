@@ -28,7 +28,8 @@ from .checks import check_cache_location
 from .errors import BuildFailed, ConfigError, DataError, TfbuildError
 from .hydra_errors import one_line_error
 from .plan import Plan
-from .pins import check_new_pin, check_pinned, compare_with_lock, write_pin
+from .pin_checks import check_pinned, compare_with_lock, read_pin
+from .pins import check_new_pin, typed_version, write_pin
 from .recipes import CONF_DIR, RecipeIndex, discover, load_recipe_file, recipe_dirs, register_recipes
 from .resolver import resolve
 from .schema_checks import Origin
@@ -61,16 +62,21 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     recipe = hydra_cfg.runtime.choices.get("recipe")
+    cache = None
     try:
-        resolved = resolve(cfg, _origin(hydra_cfg.overrides.task, recipe, recipes))
         # Pins are checked before any work: a pin that may not be written, or a pinned build
-        # that would not reproduce its lock (edited, overridden, other tools), stops here.
-        new_pin = check_new_pin(cfg, recipe, Path.cwd() / "recipes") if cfg.pin else None
-        drift = check_pinned(cfg, recipes.files.get(recipe or "")) if cfg.lock is not None else []
+        # that would not reproduce its lock (edited, overridden, other tools or inputs), stops here.
+        pinned = read_pin(cfg, recipe, recipes)  # first: an edited pin is named as such
+        resolved = resolve(cfg, _origin(hydra_cfg.overrides.task, recipe, recipes))
+        new_pin = None if cfg.pin is None else check_new_pin(cfg, typed_version(hydra_cfg), recipe, Path.cwd() / "recipes")
         _check_run_dir_writable(run_dir)
         project_files = [CONF_DIR, Path.cwd() / "conf", *recipe_dirs()]
         cache_dir = _writable_cache_dir(cfg.cache.dir, check_cache_location(cfg.cache.dir, run_dir, project_files))
+        cache = Cache(cache_dir)
+        drift = check_pinned(cfg, pinned, resolved.plan, cache.state.digest) if pinned else []
     except ConfigError:
+        if cache is not None:
+            cache.close()
         _remove_unused_run_dir(run_dir)  # nothing was built; leave no empty run folder behind
         raise
 
@@ -88,7 +94,6 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
         with open(log_path, "a") as log:
             log.write(text)
 
-    cache = Cache(cache_dir)
     with terminal_console() as console, _run_dir_writes(run_dir):
         try:
             result = run_plan(
@@ -136,25 +141,26 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
         )
         write_json(run_dir / "build.json", record)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
-        pin_problems = _check_lock(console, cfg, record, recipe, drift) if cfg.lock is not None else []
+        pin_problems = _check_lock(console, pinned.lock, record, recipe, drift) if pinned else []
     # One line per problem; the last is raised, and a failed step's points to the log.
     problems = [f"gate failed: {v}" for v in violations] + pin_problems
     problems += [f"step '{f.spec.name}' failed: {f.error}" for f in result.failures]
     if new_pin is not None and not problems:
-        write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, recipe or "")
-        cache.record_pin(new_pin.stem, [s["key"] for s in record["steps"] if s.get("key")])
-        print(f"pinned: {new_pin} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.stem})")
-    if cfg.lock is not None and not problems:  # a reproduced pin: the cache keeps what it needs
-        cache.record_pin(Path(recipe or "pinned").name, OmegaConf.to_container(cfg.lock).get("steps", {}).values())  # type: ignore[union-attr]
+        materials = {r.spec.name: r.entry.manifest["material"] for r in result.steps if r.entry is not None}
+        write_pin(new_pin, cfg, hydra_cfg.runtime.choices, record, materials, recipe or "")
+        cache.record_pin(new_pin.path.stem, [s["key"] for s in record["steps"] if s.get("key")])
+        print(f"pinned: {new_pin.path} (rebuild and check it with: tfbuild recipe=pinned/{new_pin.path.stem})")
+    if pinned and not problems:  # a reproduced pin: the cache keeps what it needs
+        cache.record_pin(Path(recipe or "pinned").name, pinned.lock["steps"].values())
     for problem in problems[:-1]:
         _report(problem)
     if problems:
         raise BuildFailed(f"{problems[-1]} (details: {log_path})" if result.failures else problems[-1])
 
 
-def _check_lock(console: Any, cfg: DictConfig, record: dict[str, Any], recipe: str | None, drift: list[str]) -> list[str]:
+def _check_lock(console: Any, lock: dict[str, Any], record: dict[str, Any], recipe: str | None, drift: list[str]) -> list[str]:
     """A pinned build against its lock: problems to fail on, or (with allowed drift) warnings."""
-    same, differences = compare_with_lock(OmegaConf.to_container(cfg.lock), record)  # type: ignore[arg-type]
+    same, differences = compare_with_lock(lock, record)
     if not differences:
         console.print(f"[green]reproduced {recipe}: {len(same)} artifacts byte-identical to the lock[/]")
         return []

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,9 +134,12 @@ class StatCache:
     def remember(self, path: Path, sha256: str) -> None:
         """Record a digest computed elsewhere (a freshly written cache entry) for this stat."""
         path = Path(os.path.abspath(path))
+        st = path.stat()
+        if is_racy(st):
+            return
         self._execute(
             "INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(path), *stat_signature(path.stat()), sha256),
+            (str(path), *stat_signature(st), sha256),
         )
 
     def digest(self, path: Path) -> str:
@@ -146,6 +150,17 @@ class StatCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+# File times advance in ticks (a few milliseconds on Linux, 2 s on FAT), so a file written
+# again within the tick in which its digest was taken keeps its whole stat ("racy git"). A
+# digest is therefore remembered only for a file whose ctime is at least this much in the
+# past; a younger file is simply hashed again next time.
+RACY_NS = 2_000_000_000
+
+
+def is_racy(st: os.stat_result) -> bool:
+    return time.time_ns() - st.st_ctime_ns < RACY_NS
 
 
 def _move_aside(path: Path) -> None:

@@ -147,14 +147,8 @@ class _Runner:
             return StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")
 
         kind = self.registry[spec.kind]
-        material = key_material(
-            spec.kind,
-            kind.version,
-            spec.params,
-            {role: r.output_digest(out_role) for role, (r, out_role) in upstream.items()},
-            {role: self.cache.state.digest(Path(path)) for role, path in spec.files.items()},
-            kind.tools,
-        )
+        input_digests = {role: r.output_digest(out_role) for role, (r, out_role) in upstream.items()}
+        material = step_material(spec, kind, input_digests, self.cache.state.digest)
         key = cache_key(material)
         started = time.perf_counter()
         forced = self.force is True or (
@@ -221,6 +215,15 @@ class _Runner:
             self.cache.abort(tmp)
             raise
         return StepResult(spec, BUILT, reason, key, seconds, info, entry)
+
+
+def step_material(
+    spec: StepSpec, kind: StepKind, inputs: Mapping[str, str], file_digest: Callable[[Path], str]
+) -> dict[str, Any]:
+    """A step's key material, given its input artifacts' digests. Shared with pinned builds,
+    which key the data step (no inputs) before any work exactly as the runner will."""
+    files = {role: file_digest(Path(path)) for role, path in spec.files.items()}
+    return key_material(spec.kind, kind.version, spec.params, inputs, files, kind.tools)
 
 
 def _output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:

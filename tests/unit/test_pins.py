@@ -1,26 +1,49 @@
-"""Pin checks that need no build: where a pin may be written, and what a lock must hold."""
+"""Pin checks that need no build: where a pin may be written, the version's text, and every
+way a lock can be damaged or edited by hand (on a pin written by `write_pin` for a real
+plan, with made-up artifact digests)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+import yaml
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from tfbuild.cache import cache_key
+from tfbuild.digests import tree_digest, tree_files
 from tfbuild.errors import ConfigError
-from tfbuild.pins import check_new_pin, check_pinned, pin_path, section_digests
+from tfbuild.pin_checks import Pin, check_pinned, read_pin
+from tfbuild.recipes import RecipeIndex
+from tfbuild.pins import MAX_VERSION, NewPin, check_new_pin, pin_path, seal_of, section_digests, typed_version, write_pin
+from tfbuild.resolver import resolve
+from tfbuild.runner import step_material
+from tfbuild.steps import REGISTRY
+
+NAME = "recipes/pinned/digits-1.0.yaml"
+CHOICES = {"model": "cnn", "data": "digits", "target": "cpu", "optimize": "none"}
 
 
 @pytest.mark.parametrize(
-    "overrides, recipe, message",
+    "overrides, version, recipe, message",
     [
-        (["pin=1.0"], None, "pin: a pin is made from a recipe; add recipe=NAME"),
-        (["pin=1.0"], "pinned/digits-0.9", "pin: recipe=pinned/digits-0.9 is a pin already"),
-        (["pin=../1.0"], "digits", "pin: '../1.0' is not a version"),
-        (["pin=1.0", "dry_run=true"], "digits", "pin: a pin records what a build made; drop dry_run=true"),
+        (["pin=1.0"], "1.0", None, "pin: a pin is made from a recipe; add recipe=NAME"),
+        (["pin=1.0"], "1.0", "pinned/digits-0.9", "pin: recipe=pinned/digits-0.9 is a pin already"),
+        (["pin=../1.0"], "../1.0", "digits", "pin: '../1.0' is not a version"),
+        (["pin=1.0"], "1.0\n", "digits", r"pin: '1.0\n' is not a version"),
+        (["pin=''"], "", "digits", "pin: '' is not a version"),
+        (["pin=1.0"], "1" * 300, "digits", f"pin: a version has at most {MAX_VERSION} characters (this one has 300)"),
+        (["pin=1.0"], "1.0", "d" * 250, "pin: the pin's file name dddd"),
+        (["pin=1.0", "dry_run=true"], "1.0", "digits", "pin: a pin records what a build made; drop dry_run=true"),
     ],
 )
-def test_a_pin_that_may_not_be_written_is_refused_first(compose_cfg, tmp_path, overrides, recipe, message):
+def test_a_pin_that_may_not_be_written_is_refused_first(compose_cfg, tmp_path, overrides, version, recipe, message):
     with pytest.raises(ConfigError) as info:
-        check_new_pin(compose_cfg(*overrides), recipe, tmp_path / "recipes")
+        check_new_pin(compose_cfg(*overrides), version, recipe, tmp_path / "recipes")
     assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
 
 
 def test_pins_go_under_recipes_pinned_and_overwrite_needs_asking(compose_cfg, tmp_path):
@@ -29,19 +52,236 @@ def test_pins_go_under_recipes_pinned_and_overwrite_needs_asking(compose_cfg, tm
     path.parent.mkdir(parents=True)
     path.write_text("lock: {}\n")
     with pytest.raises(ConfigError, match="exists; pins are not replaced unless you add pin_overwrite=true"):
-        check_new_pin(compose_cfg("pin=1.4.0"), "team/digits", tmp_path / "recipes")
-    assert check_new_pin(compose_cfg("pin=1.4.0", "pin_overwrite=true"), "team/digits", tmp_path / "recipes") == path
+        check_new_pin(compose_cfg("pin=1.4.0"), "1.4.0", "team/digits", tmp_path / "recipes")
+    new_pin = check_new_pin(compose_cfg("pin=1.4.0", "pin_overwrite=true"), "1.4.0", "team/digits", tmp_path / "recipes")
+    assert new_pin == NewPin(path, "1.4.0")
 
 
-def test_a_damaged_lock_is_refused_with_what_is_wrong(compose_cfg):
-    cfg = compose_cfg("+lock.tools={}", "+lock.sections={}", "+lock.steps={}", "+lock.data.step_key=12",
-                      "+lock.artifacts.saved_model.sha256=xyz")
+def hydra(*task: str, multirun: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(overrides=SimpleNamespace(task=list(task)), mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
+
+
+@pytest.mark.parametrize(
+    "task, multirun, version",
+    [
+        (["recipe=digits", "pin=1.10"], False, "1.10"),  # Hydra parses the float 1.1
+        (["+pin=1.0"], False, "1.0"),
+        (["pin=1e3"], False, "1e3"),  # the float 1000.0
+        (["pin=007"], False, "007"),  # the int 7
+        (["pin='1.10'"], False, "1.10"),
+        (["pin=1.0.0-rc.1"], False, "1.0.0-rc.1"),
+        (["pin='1.10'"], True, "1.10"),  # quoted, a sweep keeps the text
+        (["pin="], False, ""),  # then refused by check_new_pin
+    ],
+)
+def test_the_version_keeps_the_text_the_user_typed(task, multirun, version):
+    assert typed_version(hydra(*task, multirun=multirun)) == version
+
+
+@pytest.mark.parametrize(
+    "task, multirun, message",
+    [
+        (["pin=1.10"], True, "pin: in a sweep (-m) an unquoted version reads as a number (here 1.1) and loses its text"),
+        (["pin=true"], False, "pin: 'true' is not a version"),
+        (["pin=[1,2]"], False, "pin: '[1,2]' is not a version"),
+        (["recipe=digits"], False, "pin: give the version on the command line (pin=VERSION), not in a recipe or conf/"),
+    ],
+)
+def test_a_version_whose_text_is_lost_is_refused(task, multirun, message):
     with pytest.raises(ConfigError) as info:
-        check_pinned(cfg, None)
+        typed_version(hydra(*task, multirun=multirun))
+    assert str(info.value).startswith(message)
+
+
+def plain_digest(path: Path) -> str:
+    return tree_digest(tree_files(path))
+
+
+def write(cfg, folder: Path) -> tuple:
+    """(plan, path): `cfg` pinned by write_pin, with made-up artifact digests."""
+    plan = resolve(cfg).plan
+    materials = {s.name: step_material(s, REGISTRY[s.kind], {}, plain_digest) for s in plan.steps}
+    record = {
+        "steps": [{"name": s.name, "key": cache_key(materials[s.name])} for s in plan.steps],
+        "artifacts": [{"name": o.artifact, "sha256": "ab" * 32, "bytes": 1}
+                      for s in plan.steps for o in s.outputs if o.publish],  # fmt: skip
+    }
+    path = folder / NAME
+    write_pin(NewPin(path, "1.0"), cfg, CHOICES, record, materials, "digits")
+    return plan, path
+
+
+@pytest.fixture()
+def pin(compose_cfg, tmp_path, monkeypatch):
+    """(cfg, plan, path): recipe=digits pinned, as a pinned build composes it."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg("recipe=digits", "export.tflite.quantization=[float]")
+    return (cfg, *write(cfg, tmp_path))
+
+
+def load(path: Path, cfg) -> tuple:
+    """The config a pinned build of `path` composes: its lock is the file's."""
+    lock = yaml.safe_load(path.read_text()).get("lock")
+    cfg = cfg.copy()
+    cfg.lock = lock
+    return cfg
+
+
+def index(path: Path) -> RecipeIndex:
+    return RecipeIndex(files={"pinned/digits-1.0": path})
+
+
+def check(cfg, plan, path: Path, file_digest=plain_digest) -> list[str]:
+    pinned = read_pin(cfg, "pinned/digits-1.0", index(path))
+    assert isinstance(pinned, Pin)
+    return check_pinned(cfg, pinned, plan, file_digest)
+
+
+def test_a_written_pin_passes_and_its_seal_covers_the_whole_file(pin):
+    cfg, plan, path = pin
+    assert check(load(path, cfg), plan, path) == []
+    document = yaml.safe_load(path.read_text())
+    assert set(document) == {"defaults", "lock", *document["lock"]["sections"]}
+    assert document["lock"]["seal"] == seal_of(document)
+    assert set(document["lock"]["files"]) == {"train"}, "the builder's source is the only external file"
+    assert document["lock"]["data"]["step_key"] == cache_key(document["lock"]["data"]["material"])
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def reseal(path: Path, change) -> None:
+    """Edit the document and recompute its seal, as only a deliberate forger would."""
+    document = yaml.safe_load(path.read_text())
+    change(document)
+    document["lock"]["seal"] = seal_of(document)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(document)))
+
+
+SEAL = "the lock was edited (lock.seal does not match the pin); a pin is not edited"
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("lock:", "unlocked:", "a pinned recipe needs its lock (it was removed or damaged); re-pin with pin=VERSION"),
+        ("  seal: ", "  unseal: ", "this pin has no seal (pins made before tfbuild sealed them cannot be checked); "
+                                   "re-pin it: tfbuild recipe=digits pin='1.0' pin_overwrite=true"),
+        ("    tflite/float:\n      sha256: " + "ab" * 32 + "\n      bytes: 1\n", "",
+         "the lock does not match this build's plan (tflite/float would be built but is not in the lock)"),
+        ("  artifacts:\n", "  artifacts:\n    tfjs/none:\n      sha256: " + "ab" * 32 + "\n      bytes: 1\n",
+         "the lock does not match this build's plan (tfjs/none is in the lock but would not be built)"),
+        ("    reference: ", "    xreference: ", "the lock does not match this build's plan (step reference is not in lock.steps)"),
+        ("lock:", "cache:\n  dir: x\nlock:", "'cache' is not part of a pin (a pin holds defaults, the pinned values and lock)"),
+        ("lock:", "force: true\nlock:", "'force' is not part of a pin"),
+        ("lock:", "dry_run: true\nlock:", "'dry_run' is not part of a pin"),
+        ("lock:", "hydra:\n  run:\n    dir: x\nlock:", "'hydra' is not part of a pin"),
+        ("lock:", f"{'x' * 1000}: {HUGE}\nlock:", "'xxxxxxx"),
+        ("verify:\n  enabled: true", "verify:\n  enabled: false", "verify changed since it was pinned (its lock digest differs)"),
+        ("\nverify:", "\nxverify:", "'xverify' is not part of a pin"),
+        ("  epochs: 5", f"  epochs: {HUGE}", "train changed since it was pinned"),
+        ("  epochs: 5", "  epochs: 5\n  1: 2", "the pin holds values a pin cannot (hand-edited?)"),
+        ("override /target: cpu", "override /target: edge", "the defaults list changed since it was pinned"),
+        ("  seal: ", "  seal: 0", "the lock is damaged (lock.seal is not a 64-hex digest)"),
+        ("  tools:\n", "  tools: 3\n  xtools:\n", "the lock is damaged (lock.tools is missing or not a mapping)"),
+        ("    numpy: ", "    numpy: [1]\n    xnumpy: ", "the lock is damaged (lock.tools holds a version that is not text)"),
+        ("    train: ", "    train: 12 #", "the lock is damaged (lock.sections.'train' is not a 64-hex digest)"),
+        ("    tflite/float:\n      sha256: " + "ab" * 32, "    tflite/float:\n      sha256: " + "0" * 64,
+         "the lock is damaged (lock.artifacts.'tflite/float' needs a 64-hex sha256 and bytes)"),
+        ("  recipe: digits", "  recipe: other", SEAL),
+        ("  seal: ", "  seal: " + "ab" * 32 + " #", SEAL),
+    ],
+    ids=lambda value: value[:30] if isinstance(value, str) else None,
+)
+def test_an_edited_pin_is_refused_naming_what_changed(pin, old, new, message):
+    cfg, plan, path = pin
+    edit(path, old, new)
+    with pytest.raises(ConfigError) as info:
+        check(load(path, cfg), plan, path)
+    assert str(info.value).startswith(f"{NAME}: {message}")
+    assert len(str(info.value)) < 400 and "\n" not in str(info.value)
+
+
+def test_a_value_and_its_digest_edited_together_are_caught_by_the_seal(pin):
+    cfg, plan, path = pin
+    document = yaml.safe_load(path.read_text())
+    document["train"]["epochs"] = 6
+    document["lock"]["sections"]["train"] = section_digests({"train": document["train"]})["train"]
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(document)))
+    composed = load(path, cfg)
+    composed.train.epochs = 6  # as Hydra composes the edited file
+    with pytest.raises(ConfigError, match="lock.seal does not match the pin"):
+        check(composed, plan, path)
+
+
+def test_a_lock_from_the_command_line_or_on_a_plain_recipe_is_refused(pin):
+    cfg, plan, path = pin
+    overridden = load(path, cfg)
+    overridden.lock.tools.numpy = "1.0.0"
+    with pytest.raises(ConfigError, match=f"^{NAME}: the lock was overridden"):
+        check(overridden, plan, path)
+    with pytest.raises(ConfigError, match="^lock: written by pin= into recipes/pinned/ and read only from there"):
+        read_pin(overridden, "digits", RecipeIndex())
+
+
+def test_a_changed_input_file_is_named_before_any_work(pin):
+    cfg, plan, path = pin
+    builder = plan.step("train").files["builder"]
+    changed = lambda p: "cd" * 32 if str(p) == builder else plain_digest(p)  # noqa: E731
+    with pytest.raises(ConfigError) as info:
+        check(load(path, cfg), plan, path, changed)
+    locked = plain_digest(Path(builder))
     assert str(info.value) == (
-        "the pinned recipe: the lock is damaged (lock.artifacts.saved_model needs a 64-hex sha256 and bytes; "
-        "lock.data.step_key is not a 64-hex key); re-pin with pin=VERSION"
+        f"{NAME}: train's input builder ({builder}) changed since the pin (sha256 cdcdcdcdcdcd..., "
+        f"locked {locked[:12]}...): the release cannot be reproduced from it"
     )
+
+
+def test_a_data_split_that_would_differ_is_named_before_any_work(pin):
+    cfg, plan, path = pin
+
+    def older_scikit_learn(document: dict) -> None:  # as if pinned with another scikit-learn
+        data = document["lock"]["data"]
+        data["material"]["tools"]["scikit-learn"] = "0.1"
+        data["step_key"] = cache_key(data["material"])
+
+    reseal(path, older_scikit_learn)
+    with pytest.raises(ConfigError) as info:
+        check(load(path, cfg), plan, path)
+    assert str(info.value).startswith(
+        f"{NAME}: the data step would not make the locked split (tool version changed (scikit-learn: 0.1 -> "
+    )
+
+
+def test_tool_drift_is_refused_unless_allowed_and_then_reported(pin):
+    cfg, plan, path = pin
+    reseal(path, lambda d: d["lock"]["tools"].update({"numpy": "1.0.0"}))
+    with pytest.raises(ConfigError, match=r"installed tools differ from the lock \(numpy 1.0.0 -> "):
+        check(load(path, cfg), plan, path)
+    allowed = load(path, cfg)
+    allowed.allow_tool_drift = True
+    assert [d.split(" -> ")[0] for d in check(allowed, plan, path)] == ["numpy 1.0.0"]
+
+
+def test_a_new_tfjs_is_tool_drift_reported_once_or_refused(compose_cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg("recipe=digits", "export.formats=[saved_model,tfjs]", "export.tfjs.quantization=[none,uint8]")
+    plan, path = write(cfg, tmp_path)
+    npm_lock = plan.step("verify[tfjs/uint8]").files["npm_lock"]
+    other_tfjs = lambda p: "cd" * 32 if str(p) == npm_lock else plain_digest(p)  # noqa: E731
+    with pytest.raises(ConfigError) as info:
+        check(load(path, cfg), plan, path, other_tfjs)
+    assert str(info.value).startswith(f"{NAME}: verify[tfjs/none]'s input npm_lock ({npm_lock}) changed since the pin")
+    assert str(info.value).endswith("; or add allow_tool_drift=true to build anyway and report the differences")
+    allowed = load(path, cfg)
+    allowed.allow_tool_drift = True
+    assert check(allowed, plan, path, other_tfjs) == [
+        f"verify[tfjs/none]'s input npm_lock ({npm_lock}) {plain_digest(Path(npm_lock))[:12]} -> cdcdcdcdcdcd"
+    ], "one line for the file, though four steps read it"
 
 
 def test_section_digests_change_with_any_value():
