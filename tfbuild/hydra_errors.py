@@ -22,7 +22,9 @@ def one_line_error(exc: BaseException, recipes: RecipeIndex) -> str:
     if isinstance(exc, MissingConfigException):
         return _missing_option(exc, recipes)
     if isinstance(exc, OverrideParseException):
-        return f"cannot parse '{exc.override}': {_squash(exc.message)}"
+        # repr-style escapes keep a typed newline or tab visible and the message on one line
+        shown = exc.override.encode("unicode_escape").decode("ascii")
+        return f"cannot parse '{shown}': {_squash(exc.message)}"
     cause = exc if isinstance(exc, OmegaConfBaseException) else (exc.__cause__ or exc.__context__)
     # "In 'recipe/NAME': ... raised while composing config": the fault is in that recipe file.
     where = re.match(rf"In '{RECIPE_GROUP}/([^']+)'", str(exc))

@@ -36,6 +36,17 @@ def run_dirs(cwd: Path) -> list[Path]:
     return sorted((cwd / "outputs" / "runs").glob("*/*"))
 
 
+def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path) -> None:
+    """Bad input as tfbuild must answer it: exit 2, one line starting with `expected`, no
+    traceback, TensorFlow never imported (the run used WITH_IMPORT_PROBE), no run folder."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"tfbuild: error: {expected}"), result.stderr
+    assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert run_dirs(cwd) == []
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -72,6 +83,7 @@ def run_dirs(cwd: Path) -> list[Path]:
         (["recipe=digits", "target=multi_gpu", "target.strategy=multi_worker", "target.workers=1"],
          "target=multi_gpu (strategy multi_worker) needs target.workers=N (2 or more)"),
         (["recipe=digits", "pin=1.0", "dry_run=true"], "pin: a pin records what a build made; drop dry_run=true"),
+        (["recipe=digits", "pin=1.0\n"], "cannot parse 'pin=1.0\\n': LexerNoViableAltException"),
         # Keys the schema does not declare, added with + or ++ (only model.params is free-form).
         (["recipe=digits", "+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, "
                                               "learning_rate, seed) (did you mean 'epochs'?)"),
@@ -142,11 +154,7 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
     _write_bad_data(tmp_path)
     expected = expected.format(cwd=tmp_path)
     result = run_tfbuild(*args, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith(f"tfbuild: error: {expected}"), result.stderr
-    assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_refused(result, expected, tmp_path)
     cache = tmp_path / "outputs" / "cache"
     if "data=npz" in args and "data.path=missing.npz" not in args:  # the data step ran: nothing kept
         assert list((cache / "entries").glob("*/*")) == [] and list((cache / "tmp").iterdir()) == []
@@ -376,13 +384,8 @@ def write_hostile_recipes(folder: Path) -> None:
 def test_refused_recipe_files_are_one_line_with_no_traceback_and_write_nothing(tmp_path, recipe, expected):
     write_hostile_recipes(tmp_path / "recipes")
     result = run_tfbuild(f"recipe={recipe}", cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith(f"tfbuild: error: {expected.format(cwd=tmp_path)}"), result.stderr
-    assert lines[1:] == ["TENSORFLOW_IMPORTED=False"]
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_refused(result, expected.format(cwd=tmp_path), tmp_path)
     assert not (tmp_path / "outputs" / "cache").exists()
-    assert run_dirs(tmp_path) == []
     assert not (tmp_path / "recipes" / "ran").exists()
 
 
