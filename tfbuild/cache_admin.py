@@ -31,7 +31,6 @@ UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-MAX_PIN_FILE_BYTES = 1 << 20
 MAX_BYTES = 1 << 63  # far beyond any disk: a larger size is a typo, not a wish
 MAX_AGE = 1000 * 365 * 86400.0
 
@@ -46,17 +45,19 @@ def pinned_keys(dirs: list[Path]) -> dict[str, str]:
 
 
 def read_pinned_files(dirs: list[Path]) -> Pins:
-    """The keys pinned recipe files need; a file that cannot be read is a problem, not a crash."""
+    """The keys pinned recipe files need; a file that cannot be read is a problem, not a crash.
+    Read under the same limits as any recipe (size, alias budget): a hostile pinned file must
+    not hang gc."""
     from omegaconf import OmegaConf
+
+    from .recipes import load_recipe_file
 
     keys: dict[str, str] = {}
     problems = []
     for folder in dirs:
         for pin in sorted((folder / "pinned").glob("*.yaml")):
             try:
-                if pin.stat().st_size > MAX_PIN_FILE_BYTES:
-                    raise ValueError(f"larger than {MAX_PIN_FILE_BYTES // 1024} KB")
-                document = OmegaConf.to_container(OmegaConf.load(pin))
+                document = OmegaConf.to_container(load_recipe_file(pin), resolve=False)
                 lock = document.get("lock") if isinstance(document, dict) else None
                 steps = lock.get("steps") if isinstance(lock, dict) else None
                 if not isinstance(steps, dict) or not all(isinstance(k, str) for k in steps.values()):

@@ -126,6 +126,9 @@ MALFORMED_PINS = {
     "lock not a mapping": "lock: 5\n",
     "not a mapping": "- 1\n- 2\n",
     "huge": "# " + "x" * (2 << 20) + "\n",
+    # 10**30 scalars once its aliases are expanded, in a few hundred bytes: refused unexpanded
+    "alias bomb": "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" if i else "l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n"
+                          for i in range(30)),
 }
 
 
