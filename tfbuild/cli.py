@@ -227,6 +227,19 @@ def _remove_unused_run_dir(run_dir: Path) -> None:
     leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
     if leftovers <= {".hydra", BUILD_LOG}:
         shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_empty_parents(run_dir, stop=Path.cwd())
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    """The folders Hydra made on the way (outputs/runs/RECIPE/), while empty, up to `stop`."""
+    stop = stop.absolute()
+    for parent in folder.absolute().parents:
+        if parent == stop or not parent.is_relative_to(stop):
+            return
+        try:
+            parent.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
 
 
 def main() -> None:
