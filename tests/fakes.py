@@ -1,9 +1,12 @@
-"""Fake step kinds for engine tests: real files, no TensorFlow, runs counted."""
+"""Fake step kinds for engine tests (real files, no TensorFlow, runs counted), and a way to
+damage a cache entry's manifest as a clumsy user or an attacker would."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from tfbuild.plan import OutputSpec, StepSpec
 from tfbuild.steps.base import StepContext
@@ -40,3 +43,12 @@ def step(name: str, inputs: dict[str, str] | None = None, publish: bool = False,
         inputs=inputs or {},
         outputs=(OutputSpec(role="out", artifact=name, path=f"{name}.txt", publish=f"{name}.txt" if publish else None, format="txt" if publish else None),),
     )
+
+
+def edit_manifest(folder: Path, change: Callable[[Any], Any]) -> None:
+    """Rewrite an entry's manifest with `change` applied (it edits in place or returns a new one)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest = change(manifest) or manifest
+    path.chmod(0o644)
+    path.write_text(json.dumps(manifest))

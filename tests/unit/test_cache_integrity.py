@@ -16,6 +16,8 @@ import pytest
 from tfbuild import digests
 from tfbuild.cache import Cache
 
+from tests.fakes import edit_manifest
+
 KEY = "a" * 64
 OUTPUTS = {"model": "saved_model", "weights": "w.bin"}
 
@@ -34,14 +36,6 @@ def commit(cache: Cache) -> Path:
                          "files": [vars(f) for f in files]}  # fmt: skip
     cache.commit(tmp, KEY, {"key": KEY, "name": "step", "info": {}, "outputs": outputs})
     return cache.entry_dir(KEY)
-
-
-def edit_manifest(folder: Path, change) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest = change(manifest) or manifest
-    path.chmod(0o644)
-    path.write_text(json.dumps(manifest))
 
 
 def swap_with_record(folder: Path) -> None:

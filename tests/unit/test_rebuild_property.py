@@ -22,7 +22,7 @@ from tfbuild.cache import Cache
 from tfbuild.plan import make_plan
 from tfbuild.runner import BUILT, CACHED, run_plan
 
-from tests.fakes import WriteStep, step
+from tests.fakes import WriteStep, edit_manifest, step
 
 
 @st.composite
@@ -69,14 +69,6 @@ def test_exactly_the_dependents_of_a_changed_input_rerun(tmp_path_factory, case)
 # -- corruption: whatever happens to the entries, no step is served other bytes than its key names
 
 
-def _edit_manifest(folder: Path, change) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest = change(manifest) or manifest
-    path.chmod(0o644)
-    path.write_text(json.dumps(manifest))
-
-
 def _writable(path: Path) -> Path:
     path.chmod(0o644)
     return path
@@ -97,7 +89,7 @@ def _swap_with_record(out: Path, folder: Path) -> None:
         output["files"][0].update(sha256=digests.sha256_file(out), bytes=out.stat().st_size)
         output["bytes"] = out.stat().st_size
 
-    _edit_manifest(folder, change)
+    edit_manifest(folder, change)
 
 
 def _symlink_with_matching_records(out: Path, folder: Path) -> None:
@@ -114,7 +106,7 @@ def _swap_records_to(folder: Path, target: Path) -> None:
         records = digests.tree_files(target)
         output.update(sha256=digests.tree_digest(records), bytes=records[0].bytes, files=[vars(r) for r in records])
 
-    _edit_manifest(folder, change)
+    edit_manifest(folder, change)
 
 
 def _escape(out: Path, folder: Path) -> None:
@@ -127,7 +119,7 @@ def _escape(out: Path, folder: Path) -> None:
         output.update(path=f"../../{folder.name}.outside", sha256=records[0].sha256, bytes=records[0].bytes,
                       files=[vars(r) for r in records])  # fmt: skip
 
-    _edit_manifest(folder, change)
+    edit_manifest(folder, change)
 
 
 def _drop_field(m):
@@ -141,14 +133,14 @@ CORRUPTIONS = {
     "delete": lambda out, folder: out.unlink(),
     "extra file": lambda out, folder: (out.parent / "extra.txt").write_text("x"),
     "extra symlink out": lambda out, folder: (out.parent / "link").symlink_to("/etc/hostname"),
-    "manifest lists no files": lambda out, folder: _edit_manifest(
+    "manifest lists no files": lambda out, folder: edit_manifest(
         folder, lambda m: [o.update(files=[]) for o in m["outputs"].values()]),
     "swapped file, record updated, output digest not": _swap_with_record,
     "symlink with matching records": _symlink_with_matching_records,
     "output path escaping": _escape,
-    "record missing a field": lambda out, folder: _edit_manifest(folder, _drop_field),
-    "manifest key mismatch": lambda out, folder: _edit_manifest(folder, lambda m: m.update(key="0" * 64)),
-    "manifest not an object": lambda out, folder: _edit_manifest(folder, lambda m: [m]),
+    "record missing a field": lambda out, folder: edit_manifest(folder, _drop_field),
+    "manifest key mismatch": lambda out, folder: edit_manifest(folder, lambda m: m.update(key="0" * 64)),
+    "manifest not an object": lambda out, folder: edit_manifest(folder, lambda m: [m]),
     "manifest deleted": lambda out, folder: (folder / "manifest.json").unlink(),
 }
 
