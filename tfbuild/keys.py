@@ -60,17 +60,18 @@ def explain_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     return "not in cache"
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one mapping of dotted keys (`train.epochs`) to leaf values."""
     if isinstance(value, Mapping):
         flat: dict[str, Any] = {}
         for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
+            flat.update(flatten(item, f"{prefix}{key}."))
         return flat
     return {prefix.rstrip("."): value}
 
 
 def _diff(before: Mapping[str, Any], after: Mapping[str, Any], shown: int = 2) -> str:
-    old, new = _flatten(before), _flatten(after)
+    old, new = flatten(before), flatten(after)
     changes = [
         f"{key}: {old.get(key, '-')} -> {new.get(key, '-')}"
         for key in sorted(set(old) | set(new))

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
-from .keys import explain_change
+from .keys import explain_change, flatten
 from .pins import (PINNED, SEAL, STRICT, UNPINNED, digest, pinned_values, quoted, section_digests, seal_of, short,
                    tool_versions)
 from .plan import Plan
@@ -289,17 +289,11 @@ def _shown(path: Path) -> str:
 
 
 def _differences(written: Mapping[str, Any], current: Mapping[str, Any], sections: list[str]) -> list[str]:
-    flat_written = dict(_flatten({s: written.get(s) for s in sections}))
-    flat_current = dict(_flatten({s: current.get(s) for s in sections}))
+    flat_written = flatten({s: written.get(s) for s in sections})
+    flat_current = flatten({s: current.get(s) for s in sections})
     keys = sorted(set(flat_written) | set(flat_current))
     return [
         f"{k}: pinned {_json(flat_written.get(k, '(absent)'))}, now {_json(flat_current.get(k, '(absent)'))}"
         for k in keys
         if flat_written.get(k, "(absent)") != flat_current.get(k, "(absent)")
     ] or [f"{', '.join(sections)} changed"]
-
-
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}.")]
-    return [(prefix.rstrip("."), value)]

@@ -15,7 +15,6 @@ on purpose can forge a pin, as with any lockfile.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -27,7 +26,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .cache import canonical_json
+from .cache import cache_key
 from .errors import ConfigError
 from .keys import tool_version
 
@@ -70,7 +69,8 @@ def pinned_values(cfg: DictConfig) -> dict[str, Any]:
 
 
 def digest(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    """sha256 of a value's canonical JSON: the same function as a cache key."""
+    return cache_key(value)
 
 
 def section_digests(values: Mapping[str, Any]) -> dict[str, str]:
