@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -73,26 +73,97 @@ class TfjsBackend(str, Enum):
 
 class DataSource(str, Enum):
     sklearn = "sklearn"  # scikit-learn's bundled datasets: real data that ships offline
-    npz = "npz"  # a user's .npz file with arrays `x` and `y`
+    npz = "npz"  # a user's .npz file: named arrays (`x` and `y` unless data.features/label say)
+    csv = "csv"  # a CSV file with a header row of column names; numeric columns
+    images = "images"  # a folder with one subfolder of images per class
+    tfrecord = "tfrecord"  # TFRecord files of tf.train.Example, parsed with data.spec
+    none = "none"  # no data: a model=file model is verified on inputs made from its signature
+
+
+class ImageColor(str, Enum):
+    rgb = "rgb"
+    grayscale = "grayscale"
+
+
+class ModelSource(str, Enum):
+    registry = "registry"  # a builder from tfbuild's registry, by model.name (cnn, mlp)
+    custom = "custom"  # your builder function, model._target_=package.module.function
+    keras_app = "keras_app"  # a tf_keras.applications network, by model.name (MobileNetV2, ...)
+    file = "file"  # a trained model you bring (model.path): .keras, .h5 or a SavedModel folder
+
+
+class TaskName(str, Enum):
+    classification = "classification"  # integer class labels; softmax outputs; accuracy
+    regression = "regression"  # real-valued targets; linear outputs; MAE and RMSE
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"  # with Nesterov momentum 0.9
+    rmsprop = "rmsprop"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"  # cosine decay from train.learning_rate to 0 over all training steps
+
+
+class ClassWeight(str, Enum):
+    balanced = "balanced"  # weight each class by n_samples / (n_classes * its count)
 
 
 @dataclass
 class ModelConfig:
-    # A builder from tfbuild's registry (`cnn`, `mlp`), ignored when `_target_` is set.
+    # Where the model comes from: registry, custom, keras_app or file (conf/model/*.yaml set it).
+    source: ModelSource = ModelSource.registry
+    # source=registry: cnn or mlp. source=keras_app: a tf_keras.applications constructor.
     name: str = "cnn"
-    # A user's builder, `package.module.function`, called as f(input_shape, num_classes, **params).
+    # source=custom: `package.module.function`, called as f(input_shape, num_classes, **params).
     _target_: Optional[str] = None
     # Keyword arguments for the builder; checked against its signature before any work.
     params: Dict[str, Any] = field(default_factory=dict)
+    # source=file: a trained model, `.keras`, `.h5` or a SavedModel folder.
+    path: Optional[str] = None
+    # Modules imported before any model is built or loaded (custom layers, losses, registered
+    # objects); their source files are part of every key that loads the model.
+    modules: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskConfig:
+    # classification or regression: what every output is, unless task.outputs names it.
+    name: TaskName = TaskName.classification
+    # Per-output tasks for models with several outputs: {output name: classification|regression}.
+    outputs: Dict[str, TaskName] = field(default_factory=dict)
 
 
 @dataclass
 class DataConfig:
     source: DataSource = DataSource.sklearn
-    # For source=sklearn: digits, iris, wine or breast_cancer.
+    # For source=sklearn: digits, iris, wine, breast_cancer, diabetes or linnerud.
     name: str = "digits"
-    # For source=npz: path to a .npz file holding `x` (samples) and `y` (integer labels).
+    # The file (npz, csv), folder (images) or file/glob (tfrecord) the samples come from.
     path: Optional[str] = None
+    # Your own split instead of a seeded one: a file or folder per part (all three, or none).
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    # The target(s): a column/array/feature name or a list of them; each is one model output.
+    label: Any = None
+    # The inputs: a list of columns/arrays/features (one input), or {input name: list} for a
+    # model with several inputs. null: every column that is not a label (csv), `x` (npz).
+    features: Any = None
+    # For source=tfrecord: {feature name: {dtype: float32|int64, shape: [..]}}.
+    spec: Dict[str, Any] = field(default_factory=dict)
+    # Image-shaped preprocessing, for any source whose samples are images: resize to
+    # [height, width] and convert to this many channels (1 or 3).
+    image_size: Optional[List[int]] = None
+    channels: Optional[int] = None
+    # For source=images: how pixels are decoded.
+    color: ImageColor = ImageColor.rgb
+    # For source=none: how many inputs are generated from the model's signature.
+    generated_samples: int = 64
     # Seed of the train/validation/test shuffle; the split is a pure function of it.
     seed: int = 0
     validation_fraction: float = 0.1
@@ -109,6 +180,16 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 0.001
     seed: int = 0
+    optimizer: Optimizer = Optimizer.adam
+    # adamw only: decoupled weight decay.
+    weight_decay: float = 0.004
+    schedule: Schedule = Schedule.constant
+    # Stop when validation loss has not improved for N epochs (restoring the best weights).
+    early_stopping_patience: Optional[int] = None
+    # balanced: weight classification losses by inverse class frequency (single-output models).
+    class_weight: Optional[ClassWeight] = None
+    # A tf_keras loss name for every output, or {output name: loss}; null: the task's.
+    loss: Any = None
 
 
 @dataclass
@@ -197,7 +278,11 @@ class Tolerance:
     max_abs_diff: Optional[float] = None
     # Mean |artifact - reference| over every output value.
     mean_abs_diff: Optional[float] = None
-    # Share of test samples whose top-1 class equals the reference's (classifiers).
+    # Largest |artifact - reference| / max(|reference|, 1e-6) over every output value.
+    max_rel_diff: Optional[float] = None
+    # Smallest cosine similarity between artifact and reference, per sample.
+    min_cosine: Optional[float] = None
+    # Share of test samples whose top-1 class equals the reference's (classification outputs).
     min_top1_agreement: Optional[float] = None
 
 
@@ -234,8 +319,9 @@ class VerifyConfig:
     enabled: bool = True
     # Held-out test samples to compare on; null = the whole test split.
     samples: Optional[int] = None
-    # One value or a list of cpu, wasm: TF.js backends each TF.js artifact is run on.
-    tfjs_backends: Any = field(default_factory=lambda: ["cpu", "wasm"])
+    # One value or a list of cpu, wasm: TF.js backends each TF.js artifact is run on (cpu is
+    # plain JavaScript, about 25x slower than wasm on real models: ask for it when it matters).
+    tfjs_backends: Any = field(default_factory=lambda: ["wasm"])
     # The Node.js executable that runs TF.js (a name on PATH or a path).
     node: str = "node"
     tolerances: TolerancesConfig = field(default_factory=TolerancesConfig)
@@ -268,6 +354,10 @@ class Gate:
     min_accuracy: Optional[float] = None
     # SavedModel accuracy minus the artifact's (0.01 = one point).
     max_accuracy_drop: Optional[float] = None
+    # Test-split mean absolute error (regression outputs), in the target's units.
+    max_mae: Optional[float] = None
+    # The artifact's MAE minus the SavedModel's (regression outputs).
+    max_mae_increase: Optional[float] = None
     # Size on disk (a folder: all its files).
     max_bytes: Optional[int] = None
     # 95th percentile latency at batch 1, milliseconds.
@@ -310,6 +400,7 @@ class CacheConfig:
 @dataclass
 class TfbuildConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)

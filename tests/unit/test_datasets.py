@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfbuild.datasets import MANY_CLASSES, check_samples, split_sizes
+from tfbuild.datasets.checks import MANY_CLASSES, check_samples, split_sizes
 from tfbuild.errors import DataError
 
 PARAMS = {"seed": 0, "validation_fraction": 0.1, "test_fraction": 0.2, "limit": None}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..datasets import check_samples, split_sizes
+from ..datasets.checks import check_samples, split_sizes
 from ..errors import DataError
 from .base import StepContext
 

@@ -1,0 +1,1 @@
+"""One reader per `data.source`: `read(params, paths) -> SourceData` (see ../source.py)."""
