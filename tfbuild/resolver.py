@@ -7,22 +7,19 @@ depend on it: a new TFLite quantization adds one step and leaves training cached
 
 from __future__ import annotations
 
-import inspect
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from .checks import CALIBRATED_TFLITE, Choices, check_config, check_force_names, effective_precision
-from .errors import ConfigError, did_you_mean
-from .models import BUILDERS
+from .errors import ConfigError
 from .plan import OutputSpec, Plan, StepSpec, make_plan
+from .plan_data import DATA, check_data_settings, data_step
+from .plan_model import KERAS_MODEL, ModelSource, model_source
 from .runtimes.tfjs_node import NPM_LOCKFILE, node_problem
-from .schema_checks import Origin
+from .schema_checks import Origin, keys_named
 
-DATA = "data/split"
-KERAS_MODEL = "model/keras"
 OPTIMIZED_MODEL = "model/optimized"
 SAVED_MODEL = "saved_model"
 PORTABLE = "saved_model/portable"
@@ -38,13 +35,20 @@ class Resolved:
 def resolve(cfg: DictConfig, origin: Origin = Origin()) -> Resolved:
     """`origin` (the command line and the recipe file) lets errors name where a value came from."""
     choices = check_config(cfg, origin)
-    steps = [data_step(cfg), train_step(cfg)]
-    model = KERAS_MODEL
+    check_data_settings(cfg, {key for key, _ in keys_named(origin.command_line)})
+    _check_model_and_data(cfg, choices)
+    model_steps, source_model = model_source(cfg)
+    generated = cfg.data.source.value == "none"
+    steps = [] if generated else [data_step(cfg)]
+    steps += model_steps
+    model = source_model
     if cfg.optimize.method.value != "none":
-        steps.append(optimize_step(cfg))
-        model = OPTIMIZED_MODEL
+        steps.append(optimize_step(cfg, source_model))
+        model = ModelSource(OPTIMIZED_MODEL, source_model.files, source_model.params)
     saved_model = saved_model_step(cfg, choices, model)
     steps.append(saved_model)
+    if generated:  # inputs made from the SavedModel's signature stand in for a test split
+        steps.append(generated_data_step(cfg))
     # Mixed precision and XLA serve well from TF but do not convert: exports (and the
     # reference they are held to) then come from a float32, XLA-free twin.
     source = SAVED_MODEL
@@ -71,75 +75,38 @@ def resolve(cfg: DictConfig, origin: Origin = Origin()) -> Resolved:
     return Resolved(plan, choices)
 
 
-def data_step(cfg: DictConfig) -> StepSpec:
-    data = cfg.data
-    params: dict[str, Any] = {
-        "source": data.source.value,
-        "seed": data.seed,
-        "validation_fraction": data.validation_fraction,
-        "test_fraction": data.test_fraction,
-        "limit": data.limit,
-    }
-    files: dict[str, str] = {}
-    if data.source.value == "sklearn":
-        params["name"] = _sklearn_dataset(data.name)
-    else:
-        files["source"] = _existing_file(data.path, "data.path")
+def _check_model_and_data(cfg: DictConfig, choices: Choices) -> None:
+    """What the model's source and the data source must agree on, before any work."""
+    from_file = cfg.model.source.value == "file"
+    if cfg.data.source.value == "none":
+        if not from_file:
+            raise ConfigError(f"data=none works with model=file only: model={cfg.model.name} must be trained on data (choose data=...)")
+        calibrated = [q for q in choices.tflite if q in CALIBRATED_TFLITE] if "tflite" in choices.formats else []
+        if calibrated:
+            raise ConfigError(
+                f"export.tflite.quantization={calibrated[0]} calibrates on real samples, and data=none gives none: "
+                "choose data=... (the samples your model sees), or a variant without calibration (float, dynamic, fp16)"
+            )
+    if from_file and cfg.optimize.method.value != "none":
+        raise ConfigError(
+            f"optimize={cfg.optimize.method.value} fine-tunes a model tfbuild trains; with model=file export "
+            "your model as it is (optimize=none), or optimize it before saving it"
+        )
+
+
+def generated_data_step(cfg: DictConfig) -> StepSpec:
+    """Seeded inputs shaped by the SavedModel's signature: exports are compared with the
+    SavedModel on them (there are no labels, so no accuracy)."""
     return StepSpec(
-        name="data",
-        kind="data",
-        params=params,
-        files=files,
+        name="data[generated]",
+        kind="generated_data",
+        params={"samples": cfg.data.generated_samples, "seed": cfg.data.seed},
+        inputs={"saved_model": SAVED_MODEL},
         outputs=(OutputSpec(role="split", artifact=DATA, path="split"),),
     )
 
 
-def train_step(cfg: DictConfig) -> StepSpec:
-    builder, builder_files, builder_params = _model_builder(cfg.model)
-    train = cfg.train
-    return StepSpec(
-        name="train",
-        kind="train",
-        params={
-            "builder": builder,
-            **builder_params,
-            "model_params": _plain(cfg.model.params),
-            "epochs": train.epochs,
-            "batch_size": train.batch_size,
-            "learning_rate": train.learning_rate,
-            "seed": train.seed,
-            **_training_target(cfg),
-        },
-        inputs={"data": DATA},
-        # The builder's source, and the user's modules it imports, are inputs: editing the
-        # network re-trains it.
-        files=builder_files,
-        outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
-    )
-
-
-def _training_target(cfg: DictConfig) -> dict[str, Any]:
-    """What of the target changes training. Targets that train alike (cpu, edge, browser:
-    the default strategy in float32) share one trained model."""
-    target = cfg.target
-    params: dict[str, Any] = {
-        "strategy": target.strategy.value,
-        "precision": effective_precision(cfg),
-        "jit_compile": target.jit_compile,
-    }
-    strategy = target.strategy.value
-    if strategy == "mirrored" and target.cpu_devices:
-        params["cpu_devices"] = target.cpu_devices
-    elif strategy in ("mirrored", "one_device"):
-        params["gpus"] = target.gpus
-    elif strategy == "multi_worker":
-        params["workers"] = target.workers
-    elif strategy == "tpu":
-        params["tpu"] = target.tpu
-    return params
-
-
-def optimize_step(cfg: DictConfig) -> StepSpec:
+def optimize_step(cfg: DictConfig, model: ModelSource) -> StepSpec:
     optimize = cfg.optimize
     method = optimize.method.value
     params: dict[str, Any] = {
@@ -148,6 +115,7 @@ def optimize_step(cfg: DictConfig) -> StepSpec:
         "learning_rate": optimize.learning_rate,
         "batch_size": cfg.train.batch_size,
         "seed": cfg.train.seed,
+        **model.params,
     }
     if method == "prune":
         params["sparsity"] = optimize.sparsity
@@ -158,21 +126,23 @@ def optimize_step(cfg: DictConfig) -> StepSpec:
         kind="optimize",
         params=params,
         inputs={"model": KERAS_MODEL, "data": DATA},
+        files=model.files,
         outputs=(OutputSpec(role="model", artifact=OPTIMIZED_MODEL, path="model.h5"),),
     )
 
 
-def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
+def saved_model_step(cfg: DictConfig, choices: Choices, model: ModelSource) -> StepSpec:
     # Always planned (TFLite and TF.js convert from it); shown in the run folder when asked for.
     published = "saved_model" in choices.formats
-    params = _model_loading(cfg)
+    params = _model_loading(cfg, model)
     if cfg.target.jit_compile:
         params["jit_compile"] = True
     return StepSpec(
         name="saved_model",
         kind="saved_model",
         params=params,
-        inputs={"model": model},
+        inputs=_model_input(model),
+        files=model.files,
         outputs=(
             OutputSpec(
                 role="saved_model",
@@ -186,23 +156,33 @@ def saved_model_step(cfg: DictConfig, choices: Choices, model: str) -> StepSpec:
 
 
 def needs_portable(cfg: DictConfig) -> bool:
-    return effective_precision(cfg) != "float32" or bool(cfg.target.jit_compile)
+    # precision is how tfbuild trains; a model brought as a file is exported as it is.
+    trained_mixed = effective_precision(cfg) != "float32" and cfg.model.source.value != "file"
+    return trained_mixed or bool(cfg.target.jit_compile)
 
 
-def portable_step(cfg: DictConfig, model: str) -> StepSpec:
+def portable_step(cfg: DictConfig, model: ModelSource) -> StepSpec:
     """The trained weights as a float32, XLA-free SavedModel: what TFLite and TF.js convert."""
     return StepSpec(
         name="saved_model[portable]",
         kind="saved_model",
-        params={**_model_loading(cfg), "portable": True},
-        inputs={"model": model},
+        params={**_model_loading(cfg, model), "portable": True},
+        inputs=_model_input(model),
+        files=model.files,
         outputs=(OutputSpec(role="saved_model", artifact=PORTABLE, path="saved_model"),),
     )
 
 
-def _model_loading(cfg: DictConfig) -> dict[str, Any]:
+def _model_loading(cfg: DictConfig, model: ModelSource) -> dict[str, Any]:
     # A quantization-aware model's layers load only inside tfmot's quantize scope.
-    return {"quantize_scope": True} if cfg.optimize.method.value == "qat" else {}
+    params = dict(model.params)
+    if cfg.optimize.method.value == "qat":
+        params["quantize_scope"] = True
+    return params
+
+
+def _model_input(model: ModelSource) -> dict[str, str]:
+    return {"model": model.artifact} if model.artifact else {}
 
 
 def tflite_step(cfg: DictConfig, quantization: str, source: str = SAVED_MODEL) -> StepSpec:
@@ -256,7 +236,7 @@ def reference_step(cfg: DictConfig, source: str = SAVED_MODEL) -> StepSpec:
         kind="reference",
         params={"samples": cfg.verify.samples},
         inputs={"saved_model": source, "data": DATA},
-        outputs=(OutputSpec(role="outputs", artifact=REFERENCE, path="reference.npy"),),
+        outputs=(OutputSpec(role="outputs", artifact=REFERENCE, path="reference"),),
     )
 
 
@@ -325,69 +305,6 @@ def _check_node(node: str) -> None:
     problem = node_problem(node)
     if problem:
         raise ConfigError(f"verify.node: {problem}")
-
-
-SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
-CUSTOM_MODEL = "custom"
-
-
-def _sklearn_dataset(name: str) -> str:
-    if name not in SKLEARN_DATASETS:
-        raise ConfigError(
-            f"data.name: '{name}' is not one of {', '.join(SKLEARN_DATASETS)}"
-            f"{did_you_mean(name, SKLEARN_DATASETS)}"
-        )
-    return name
-
-
-def _existing_file(path: str | None, key: str) -> str:
-    if not path:
-        raise ConfigError(f"{key} must be set (data=npz needs data.path=FILE.npz)")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{key}: no such file '{path}'")
-    return os.path.abspath(path)
-
-
-def _model_builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """The builder's identity for the cache key, the source files it reads (key role -> path),
-    and extra key params; checks the params. Reads files only: nothing of the user's runs."""
-    if model.name == CUSTOM_MODEL or model._target_:
-        if model.name != CUSTOM_MODEL:
-            raise ConfigError(
-                f"model._target_ is set but model={model.name}: choose model=custom for your own "
-                f"builder, so that {model.name}'s params do not apply to it"
-            )
-        if not model._target_:
-            raise ConfigError("model=custom needs model._target_=package.module.function")
-        return _user_builder(model._target_, list(_plain(model.params)))
-    if model.name not in BUILDERS:
-        names = [*sorted(BUILDERS), CUSTOM_MODEL]
-        raise ConfigError(
-            f"model.name: '{model.name}' is not one of {', '.join(names)}{did_you_mean(model.name, names)}"
-        )
-    builder = BUILDERS[model.name]
-    _check_params(builder, _plain(model.params), f"model '{model.name}'")
-    return model.name, {"builder": inspect.getfile(builder)}, {}
-
-
-def _user_builder(target: str, params: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    from .builder_source import user_builder  # only custom builders pay for reading sources
-
-    source = user_builder(target, params)
-    # An installed package's builder is keyed by its distribution's version too.
-    extra = {"builder_distribution": source.distribution} if source.distribution else {}
-    return source.target, source.files, extra
-
-
-def _check_params(builder: Any, params: dict[str, Any], what: str) -> None:
-    signature = inspect.signature(builder)
-    allowed = [p for p in signature.parameters if p not in ("input_shape", "num_classes")]
-    for key in params:
-        if key not in allowed:
-            raise ConfigError(
-                f"model.params.{key}: not a parameter of {what} (allowed: {', '.join(allowed)})"
-                f"{did_you_mean(key, allowed)}"
-            )
 
 
 def _plain(node: Any) -> Any:

@@ -138,10 +138,12 @@ class SplitWriter:
 
     def write(self, part: str, positions: np.ndarray, inputs: Mapping[str, np.ndarray],
               targets: Mapping[str, np.ndarray]) -> None:
-        """Put samples at `positions` of `part`; inputs and targets are keyed by name."""
+        """Put samples at `positions` of `part`; inputs and targets are keyed by name (either
+        may be left out: inputs stream in chunks, targets are written whole)."""
         for kind, specs, arrays in (("x", self.inputs, inputs), ("y", self.targets, targets)):
             for i, name in enumerate(specs):
-                self._maps[part, kind, i][positions] = arrays[name]
+                if name in arrays:
+                    self._maps[part, kind, i][positions] = arrays[name]
 
     def close(self) -> None:
         for array in self._maps.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .base import StepKind
 from .benchmark import BenchmarkStep
 from .data import DataStep
+from .generated import GeneratedDataStep
 from .optimize import OptimizeStep
 from .reference import ReferenceStep
 from .saved_model import SavedModelStep
@@ -21,6 +22,7 @@ REGISTRY: dict[str, StepKind] = {
     step.kind: step
     for step in (
         DataStep(),
+        GeneratedDataStep(),
         TrainStep(),
         OptimizeStep(),
         SavedModelStep(),

@@ -1,7 +1,9 @@
-"""`saved_model`: the trained model as a SavedModel with an explicit serving signature.
+"""`saved_model`: the model as a SavedModel with an explicit serving signature.
 
-The signature is `serving_default(inputs: float32[None, *input_shape]) -> {"probabilities":
-float32[None, classes]}`, so TF Serving, TFLite and TF.js all see the same named tensors.
+`serving_default` takes the Keras model's inputs by their names and returns its outputs by
+their names, as float32 (e.g. `inputs: float32[None, 8, 8, 1] -> {"probabilities":
+float32[None, 10]}`), so TF Serving, TFLite and TF.js all see the same named tensors. A model
+the user brings as a plain SavedModel (not Keras) keeps its own `serving_default`.
 
 The published SavedModel computes as the model was trained (mixed precision keeps its
 float16/bfloat16 layers, with a float32 head); with `jit_compile` its serving function is
@@ -14,64 +16,85 @@ the reference, and the published SavedModel is verified against it.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from ..savedmodel_bytes import make_reproducible
+from ..signature import NO_XLA_SIGNATURE, SIGNATURE
 from .base import StepContext
-
-SIGNATURE = "serving_default"
-NO_XLA_SIGNATURE = "serving_default_no_xla"
-INPUT_NAME = "inputs"
-OUTPUT_NAME = "probabilities"
 
 
 class SavedModelStep:
     kind = "saved_model"
-    version = 3  # 3: function and capture numbers renumbered (savedmodel_bytes)
+    version = 4  # 4: inputs and outputs named as the model names them
     tools = ("tensorflow", "tf-keras")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
+        from ..models.model_file import load_model
         from ..tfenv import import_tensorflow
 
         tf = import_tensorflow()
         import tf_keras as keras
 
-        scope = contextlib.nullcontext()
-        if ctx.params.get("quantize_scope"):
-            import tensorflow_model_optimization as tfmot
-
-            scope = tfmot.quantization.keras.quantize_scope()
-        with scope:
-            model = keras.models.load_model(ctx.inputs["model"], compile=False)
-        if ctx.params.get("portable"):
+        p = ctx.params
+        path = ctx.inputs["model"] if "model" in ctx.inputs else ctx.files["model"]
+        model = load_model(path, p.get("modules", []), quantize_scope=bool(p.get("quantize_scope")))
+        out = ctx.outputs["saved_model"]
+        if not isinstance(model, keras.Model):  # a plain SavedModel: its own signature, re-saved
+            serve = model.signatures[SIGNATURE]
+            tf.saved_model.save(model, str(out), signatures={SIGNATURE: serve})
+            make_reproducible(out)
+            return _signature_info(serve, [SIGNATURE], [], xla=False)
+        if p.get("portable"):
             model = float32_copy(keras, model)
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
-
-        def serving_function(jit_compile: bool) -> Any:
-            @tf.function(input_signature=[spec], jit_compile=jit_compile)
-            def serve(inputs):
-                return {OUTPUT_NAME: tf.cast(model(inputs, training=False), tf.float32)}
-
-            return serve
-
-        jit = bool(ctx.params.get("jit_compile"))
-        serve = serving_function(jit)
+        jit = bool(p.get("jit_compile"))
+        serve = serving_function(tf, model, jit)
         signatures = {SIGNATURE: serve}
         if jit:
-            signatures[NO_XLA_SIGNATURE] = serving_function(False)
-        tf.saved_model.save(model, str(ctx.outputs["saved_model"]), signatures=signatures)
+            signatures[NO_XLA_SIGNATURE] = serving_function(tf, model, False)
+        tf.saved_model.save(model, str(out), signatures=signatures)
         # Same model, same bytes, whatever this process traced before.
-        make_reproducible(ctx.outputs["saved_model"])
-        output_shape = serve.get_concrete_function().structured_outputs[OUTPUT_NAME].shape
-        return {
-            "signatures": sorted(signatures),
-            "compute_dtypes": _compute_dtypes(model),
-            "xla": jit,
-            "signature": SIGNATURE,
-            "inputs": {INPUT_NAME: {"dtype": "float32", "shape": spec.shape.as_list()}},
-            "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": output_shape.as_list()}},
-        }
+        make_reproducible(out)
+        return _signature_info(serve.get_concrete_function(), sorted(signatures), _compute_dtypes(model), xla=jit)
+
+
+def serving_function(tf: Any, model: Any, jit_compile: bool) -> Any:
+    """model(inputs by name) -> {output name: float32}, traced for any batch size."""
+    names = list(model.input_names)
+    specs = [
+        tf.TensorSpec([None, *t.shape[1:]], t.dtype if t.dtype.is_integer else tf.float32, name=name)
+        for t, name in zip(model.inputs, names)
+    ]
+    output_names = list(model.output_names)
+
+    @tf.function(input_signature=specs, jit_compile=jit_compile)
+    def serve(*inputs):
+        result = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        if isinstance(result, dict):
+            return {name: tf.cast(value, tf.float32) for name, value in result.items()}
+        values = result if isinstance(result, (list, tuple)) else [result]
+        return {name: tf.cast(value, tf.float32) for name, value in zip(output_names, values)}
+
+    return serve
+
+
+def _signature_info(concrete: Any, signatures: list[str], compute_dtypes: list[str], *, xla: bool) -> dict[str, Any]:
+    inputs = concrete.structured_input_signature[1] or {
+        spec.name: spec for spec in concrete.structured_input_signature[0]
+    }
+    outputs = concrete.structured_outputs
+
+    def described(spec: Any) -> dict[str, Any]:
+        return {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
+
+    return {
+        "signatures": signatures,
+        "compute_dtypes": compute_dtypes,
+        "xla": xla,
+        "signature": SIGNATURE,
+        "inputs": {name: described(spec) for name, spec in inputs.items()},
+        "outputs": {name: described(spec) for name, spec in outputs.items()},
+        "summary": f"{len(inputs)} input{'s' if len(inputs) > 1 else ''} -> {', '.join(outputs)}",
+    }
 
 
 def float32_copy(keras: Any, model: Any) -> Any:

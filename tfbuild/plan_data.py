@@ -1,0 +1,174 @@
+"""The `data` step of a plan: which source, which files, which settings, checked before any
+work. Reads the config and stats files; imports neither NumPy nor TensorFlow.
+
+Each source gets only the settings it reads, so `data.color` on a CSV is refused rather than
+silently ignored, and changing a setting a source ignores never re-splits it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import ConfigError, did_you_mean
+from .plan import OutputSpec, StepSpec
+
+DATA = "data/split"
+
+SKLEARN_DATASETS = {  # name -> the task its targets are for
+    "digits": "classification", "iris": "classification", "wine": "classification",
+    "breast_cancer": "classification", "diabetes": "regression", "linnerud": "regression",
+}
+# Settings each source reads besides the split's (seed, fractions, limit) and image_size/channels.
+SOURCE_SETTINGS = {
+    "sklearn": ("name",),
+    "npz": ("path", "features", "label"),
+    "csv": ("path", "features", "label"),
+    "images": ("path", "color"),
+    "tfrecord": ("path", "spec", "features", "label"),
+    "none": ("generated_samples",),
+}
+ALL_SETTINGS = ("name", "path", "features", "label", "spec", "color", "generated_samples")
+USER_PARTS = ("train", "validation", "test")
+TFRECORD_DTYPES = ("float32", "int64")
+
+
+def data_step(cfg: DictConfig) -> StepSpec:
+    data = cfg.data
+    source = data.source.value
+    params: dict[str, Any] = {
+        "source": source,
+        "seed": data.seed,
+        "validation_fraction": data.validation_fraction,
+        "test_fraction": data.test_fraction,
+        "limit": data.limit,
+        "task": cfg.task.name.value,
+        "task_outputs": {k: v.value for k, v in cfg.task.outputs.items()},
+    }
+    for key in SOURCE_SETTINGS[source]:
+        params[key] = _plain(data[key])
+    files = _source_files(data, source)
+    params.pop("path", None)  # the files' bytes are in the key, not where they lie
+    _check_labels(data, source)
+    if source == "images" and not data.image_size:
+        raise ConfigError("data.image_size is required for data=images: [height, width] every image is resized to")
+    if data.image_size is not None or data.channels is not None:
+        params["image_size"] = _image_size(data.image_size)
+        params["channels"] = _channels(data.channels)
+    if source == "sklearn":
+        _check_sklearn(data.name, cfg)
+    if source == "tfrecord":
+        _check_spec(data)
+    return StepSpec(name="data", kind="data", params=params, files=files,
+                    outputs=(OutputSpec(role="split", artifact=DATA, path="split"),))
+
+
+def check_data_settings(cfg: DictConfig, typed_keys: set[str]) -> None:
+    """A data setting typed for a source that does not read it is refused (it would be ignored)."""
+    source = cfg.data.source.value
+    for key in ALL_SETTINGS:
+        if f"data.{key}" in typed_keys and key not in SOURCE_SETTINGS[source]:
+            readers = [s for s, keys in SOURCE_SETTINGS.items() if key in keys]
+            raise ConfigError(f"data.{key} does not apply to data={source} (it is read by data={', data='.join(readers)})")
+
+
+def _source_files(data: DictConfig, source: str) -> dict[str, str]:
+    parts = {part: data[part] for part in USER_PARTS if data[part] is not None}
+    if parts:
+        if source in ("sklearn", "none"):
+            raise ConfigError(f"data.{next(iter(parts))}: data={source} has no files to split by hand; set data.train/validation/test with data=npz, csv, images or tfrecord")
+        missing = [p for p in USER_PARTS if p not in parts]
+        if missing:
+            raise ConfigError(f"data.{missing[0]} must be set too: a split of your own names all three parts (data.train, data.validation, data.test)")
+        if data.path is not None:
+            raise ConfigError("data.path and data.train/validation/test are both set: give the whole source (a seeded split) or the three parts, not both")
+        return {part: _existing(path, f"data.{part}", source) for part, path in parts.items()}
+    if source in ("sklearn", "none"):
+        return {}
+    if not data.path:
+        raise ConfigError(f"data.path must be set (data={source} reads {_what(source)}), or data.train/validation/test")
+    if source == "tfrecord" and glob.has_magic(data.path):
+        matches = sorted(glob.glob(os.path.expanduser(data.path)))
+        if not matches:
+            raise ConfigError(f"data.path: no file matches '{data.path}'")
+        return {f"source.{i}": os.path.abspath(m) for i, m in enumerate(matches)}
+    return {"source": _existing(data.path, "data.path", source)}
+
+
+def _existing(path: str, key: str, source: str) -> str:
+    full = os.path.expanduser(path)
+    want_folder = source == "images"
+    if want_folder and not os.path.isdir(full):
+        raise ConfigError(f"{key}: no such folder '{path}' (data=images reads a folder with one subfolder per class)")
+    if not want_folder and not os.path.isfile(full):
+        raise ConfigError(f"{key}: no such file '{path}'")
+    return os.path.abspath(full)
+
+
+def _what(source: str) -> str:
+    return {"npz": "a .npz file", "csv": "a .csv file", "images": "a folder of class subfolders",
+            "tfrecord": "a TFRecord file or glob"}[source]
+
+
+def _check_labels(data: DictConfig, source: str) -> None:
+    if source in ("csv", "tfrecord") and data.label in (None, "", []):
+        raise ConfigError(f"data.label must be set for data={source}: the target column/feature, or a list of them")
+    for key in ("label", "features"):
+        value = _plain(data[key])
+        if key == "features" and isinstance(value, dict):
+            if not value or not all(isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in value.values()):
+                raise ConfigError("data.features: as a dict it maps each input name to a non-empty list of columns, e.g. {image: [p0, p1], meta: [age]}")
+            continue
+        if value is not None and not (isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))):
+            raise ConfigError(f"data.{key} must be a name or a non-empty list of names, got {value!r}")
+
+
+def _check_sklearn(name: str, cfg: DictConfig) -> None:
+    if name not in SKLEARN_DATASETS:
+        names = list(SKLEARN_DATASETS)
+        raise ConfigError(f"data.name: '{name}' is not one of {', '.join(names)}{did_you_mean(name, names)}")
+    natural, task = SKLEARN_DATASETS[name], cfg.task.name.value
+    if natural != task and not cfg.task.outputs:
+        raise ConfigError(f"data.name={name} holds {natural} targets but task={task}: use task={natural}")
+
+
+def _check_spec(data: DictConfig) -> None:
+    spec = _plain(data.spec)
+    if not spec:
+        raise ConfigError("data.spec must describe the TFRecord features: {name: {dtype: float32|int64, shape: [...]}}")
+    for name, feature in spec.items():
+        if not isinstance(feature, dict) or set(feature) - {"dtype", "shape"} or "dtype" not in feature:
+            raise ConfigError(f"data.spec.{name} must be {{dtype: float32|int64, shape: [...]}}, got {feature!r}")
+        if feature["dtype"] not in TFRECORD_DTYPES:
+            raise ConfigError(f"data.spec.{name}.dtype: '{feature['dtype']}' is not one of {', '.join(TFRECORD_DTYPES)}")
+        shape = feature.get("shape", [])
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise ConfigError(f"data.spec.{name}.shape must be a list of positive integers, got {shape!r}")
+    labels = data.label if isinstance(data.label, (list, ListConfig)) else [data.label]
+    for label in labels:
+        if label not in spec:
+            raise ConfigError(f"data.label: '{label}' is not a feature of data.spec ({', '.join(spec)}){did_you_mean(str(label), list(spec))}")
+
+
+def _image_size(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    size = list(value)
+    if len(size) != 2 or not all(isinstance(d, int) and 1 <= d <= 8192 for d in size):
+        raise ConfigError(f"data.image_size must be [height, width], each 1..8192, got {size}")
+    return size
+
+
+def _channels(value: Any) -> int | None:
+    if value is not None and value not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {value}")
+    return value
+
+
+def _plain(node: Any) -> Any:
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node.value if hasattr(node, "value") else node

@@ -1,0 +1,173 @@
+"""Where the plan's model comes from: a builder trained by the `train` step (tfbuild's
+registry, a user's function, a tf_keras.applications network), or a trained model file the
+user brings (no training). Checked before any work, reading files only: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .checks import effective_precision
+from .errors import ConfigError, did_you_mean
+from .models import BUILDERS
+from .plan import OutputSpec, StepSpec
+from .plan_data import DATA
+
+KERAS_MODEL = "model/keras"
+# What the builder is called with, which model.params cannot set.
+BUILDER_ARGUMENTS = ("input_shape", "num_classes", "task")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How later steps get the model: an artifact of the plan (a trained model.h5), or the
+    user's file (a `files` input, so its bytes are in their keys)."""
+
+    artifact: str | None
+    files: dict[str, str] = field(default_factory=dict)  # the model file and model.modules' sources
+    params: dict[str, Any] = field(default_factory=dict)  # what loading it needs (modules, kind)
+
+
+def model_source(cfg: DictConfig) -> tuple[list[StepSpec], ModelSource]:
+    """The steps that make the model (none for model=file) and how to load what they make."""
+    modules, module_files = _modules(cfg.model)
+    loading = {"modules": modules} if modules else {}
+    if cfg.model.source.value == "file":
+        path, kind = _model_file(cfg.model)
+        return [], ModelSource(None, {"model": path, **module_files}, {**loading, "model_file": kind})
+    return [train_step(cfg, module_files, modules)], ModelSource(KERAS_MODEL, dict(module_files), loading)
+
+
+def train_step(cfg: DictConfig, module_files: dict[str, str], modules: list[str]) -> StepSpec:
+    builder, builder_files, builder_params = _builder(cfg.model)
+    train = cfg.train
+    params: dict[str, Any] = {
+        "builder": builder,
+        **builder_params,
+        "model_params": _plain(cfg.model.params),
+        "epochs": train.epochs,
+        "batch_size": train.batch_size,
+        "learning_rate": train.learning_rate,
+        "seed": train.seed,
+        "optimizer": train.optimizer.value,
+        "schedule": train.schedule.value,
+        "early_stopping_patience": train.early_stopping_patience,
+        "class_weight": None if train.class_weight is None else train.class_weight.value,
+        "loss": _loss(train.loss),
+        **_training_target(cfg),
+    }
+    if train.optimizer.value == "adamw":
+        params["weight_decay"] = train.weight_decay
+    if modules:
+        params["modules"] = modules
+    return StepSpec(
+        name="train",
+        kind="train",
+        params=params,
+        inputs={"data": DATA},
+        # The builder's source, and the user's modules it imports, are inputs: editing the
+        # network re-trains it.
+        files={**builder_files, **module_files},
+        outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
+    )
+
+
+def _training_target(cfg: DictConfig) -> dict[str, Any]:
+    """What of the target changes training. Targets that train alike (cpu, edge, browser:
+    the default strategy in float32) share one trained model."""
+    target = cfg.target
+    params: dict[str, Any] = {
+        "strategy": target.strategy.value,
+        "precision": effective_precision(cfg),
+        "jit_compile": target.jit_compile,
+    }
+    strategy = target.strategy.value
+    if strategy == "mirrored" and target.cpu_devices:
+        params["cpu_devices"] = target.cpu_devices
+    elif strategy in ("mirrored", "one_device"):
+        params["gpus"] = target.gpus
+    elif strategy == "multi_worker":
+        params["workers"] = target.workers
+    elif strategy == "tpu":
+        params["tpu"] = target.tpu
+    return params
+
+
+def _builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The builder's identity for the cache key, the source files it reads (key role -> path),
+    and extra key params; checks the params. Reads files only: nothing of the user's runs."""
+    source = model.source.value
+    params = list(_plain(model.params))
+    if model._target_ and source != "custom":
+        raise ConfigError(
+            f"model._target_ is set but model={model.name}: choose model=custom for your own "
+            f"builder, so that {model.name}'s params do not apply to it"
+        )
+    if source == "custom":
+        if not model._target_:
+            raise ConfigError("model=custom needs model._target_=package.module.function")
+        from .builder_source import user_builder  # only custom builders pay for reading sources
+
+        found = user_builder(model._target_, params)
+        # An installed package's builder is keyed by its distribution's version too.
+        extra = {"builder_distribution": found.distribution} if found.distribution else {}
+        return found.target, found.files, extra
+    if source == "keras_app":
+        from .models.keras_app import check_keras_app
+
+        check_keras_app(model.name, params)
+        return f"keras_app:{model.name}", {}, {}
+    if model.name not in BUILDERS:
+        names = [*sorted(BUILDERS), "custom", "keras_app", "file"]
+        raise ConfigError(f"model.name: '{model.name}' is not one of {', '.join(names)}{did_you_mean(model.name, names)}")
+    builder = BUILDERS[model.name]
+    _check_params(builder, params, f"model '{model.name}'")
+    return model.name, {"builder": inspect.getfile(builder)}, {}
+
+
+def _check_params(builder: Any, params: list[str], what: str) -> None:
+    allowed = [p for p in inspect.signature(builder).parameters if p not in BUILDER_ARGUMENTS]
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(
+                f"model.params.{key}: not a parameter of {what} (allowed: {', '.join(allowed)})"
+                f"{did_you_mean(key, allowed)}"
+            )
+
+
+def _model_file(model: DictConfig) -> tuple[str, str]:
+    if not model.path:
+        raise ConfigError("model=file needs model.path=FILE (.keras, .h5, or a SavedModel folder)")
+    if model.params:
+        raise ConfigError(f"model.params.{next(iter(model.params))}: model=file loads a trained model; it has no builder parameters")
+    from .models.model_file import inspect_model_file
+
+    info = inspect_model_file(os.path.expanduser(model.path))
+    return os.path.abspath(os.path.expanduser(model.path)), info.kind
+
+
+def _modules(model: DictConfig) -> tuple[list[str], dict[str, str]]:
+    modules = list(model.modules)
+    if not modules:
+        return [], {}
+    from .models.modules import module_files
+
+    return modules, module_files(modules)
+
+
+def _loss(value: Any) -> Any:
+    value = _plain(value)
+    if value is None or isinstance(value, str) or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+        return value
+    raise ConfigError(f"train.loss must be a tf_keras loss name or {{output: loss name}}, got {value!r}")
+
+
+def _plain(node: Any) -> Any:
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node
