@@ -57,12 +57,17 @@ def check_present(wanted: Sequence[str], present: Sequence[str], key: str, what:
             raise DataError(f"{source}: has no {what} '{name}' (named by {key}; it has {has}){did_you_mean(name, present)}")
 
 
-def check_disjoint(labels: Sequence[str], groups: Mapping[str, Sequence[str]], source: str) -> None:
+def features_key(features: Any, name: str) -> str:
+    """The config key that named input `name`'s members: data.features.NAME for a dict."""
+    return f"data.features.{name}" if isinstance(features, Mapping) else "data.features"
+
+
+def check_disjoint(labels: Sequence[str], features: Any, groups: Mapping[str, Sequence[str]], source: str) -> None:
     """A label that is also a feature would let the model read its own answer."""
     for name, members in groups.items():
         for member in members:
             if member in labels:
-                key = "data.features" if list(groups) == [INPUT] else f"data.features.{name}"
+                key = features_key(features, name)
                 raise DataError(f"{source}: '{member}' is both a label (data.label) and a feature ({key}); a model must not read its own target")
 
 
@@ -91,11 +96,11 @@ def join(parts: Sequence[np.ndarray]) -> np.ndarray:
     return columns[0] if len(columns) == 1 else np.concatenate(columns, axis=-1)
 
 
-def check_real(array: Any, name: str, source: str) -> None:
+def check_real(dtype: Any, name: str, source: str) -> None:
     """Inputs are numbers: booleans, integers or floats (taken as float32)."""
     import numpy as np
 
-    dtype = np.dtype(array.dtype)
+    dtype = np.dtype(dtype)
     if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise DataError(f"{source}: array '{name}' must hold real numbers (integers, floats or booleans), got dtype {dtype}")
 
