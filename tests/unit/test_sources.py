@@ -3,7 +3,9 @@ image-shape planning. Real files in tmp_path; each error is one line naming the 
 
 from __future__ import annotations
 
-import zipfile
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,10 @@ import pytest
 from tfbuild.datasets.preprocess import image_shape_after
 from tfbuild.datasets.source import CHUNK
 from tfbuild.datasets.sources import csv as csv_source
+from tfbuild.datasets.sources import images as images_source
 from tfbuild.datasets.sources import npz as npz_source
 from tfbuild.datasets.sources import sklearn as sklearn_source
+from tfbuild.datasets.sources import tfrecord as tfrecord_source
 from tfbuild.errors import ConfigError, DataError
 
 
@@ -289,3 +293,112 @@ def test_image_shape_after_refuses(shape, size, channels, expected):
     assert str(info.value).startswith(expected)
     with pytest.raises(ConfigError):  # planning passes the error it raises
         image_shape_after(shape, size, channels, error=ConfigError)
+
+
+# --- image folders and TFRecord specs: what is refused before TensorFlow is imported -------
+
+def image_folder(tmp_path: Path, layout: dict[str, bytes]) -> Path:
+    """Files named by relative path; contents need not decode (nothing here decodes)."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name, content in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if not name.endswith("/"):
+            (root / name).write_bytes(content)
+    return root
+
+
+def test_image_folder_scan_orders_classes_and_files_and_skips_hidden_ones(tmp_path):
+    root = image_folder(tmp_path, {
+        "dog/b.PNG": b"", "dog/a.jpeg": b"", "cat/z/1.gif": b"", "cat/0.bmp": b"", "cat/.DS_Store": b"",
+        ".cache/x.txt": b"", "cat/.thumbs/t.txt": b"", "README.md": b"",
+    })
+    classes, files, labels = images_source.scan(root, "src")
+    assert classes == ["cat", "dog"] and labels == [0, 0, 1, 1]
+    assert [str(f.relative_to(root)) for f in files] == ["cat/0.bmp", "cat/z/1.gif", "dog/a.jpeg", "dog/b.PNG"]
+    data = images_source.read({"image_size": [5, 6], "color": "grayscale"}, {"source": root})
+    assert data.inputs["inputs"].shape == (5, 6, 1) and data.images and data.class_names == {"label": ["cat", "dog"]}
+    assert data.targets["label"].dtype == np.int64 and data.count == 4
+
+
+@pytest.mark.parametrize(
+    "layout, params, expected",
+    [
+        (None, {}, "{root}: no such folder"),
+        ({"a.png": b""}, {}, "{root}/a.png: is a file; source=images needs a folder with one subfolder of images per class"),
+        ({"a.png": b"", ".hidden/b.png": b""}, {}, "{root}: has no class subfolders; put each class's images in a "
+                                                    "subfolder named after the class (imgs/cat/1.png, imgs/dog/2.png)"),
+        ({"cat/a.png": b""}, {}, "{root}: has one class subfolder ('cat'); a classifier needs 2 or more"),
+        ({"cat/a.png": b"", "dog/.DS_Store": b""}, {}, "{root}: class folder 'dog' holds no images (png, jpg, jpeg, bmp, gif)"),
+        ({"cat/a.png": b"", "dog/notes.txt": b""}, {},
+         "{root}: dog/notes.txt is not an image tfbuild reads (png, jpg, jpeg, bmp, gif); move it out of the folder"),
+        ({"cat/a.png": b"", "dog/b.png": b""}, {"image_size": None},
+         "data.image_size is required for source=images: the [height, width] every image is resized to"),
+        ({"cat/a.png": b"", "dog/b.png": b""}, {"image_size": [32, -1]},
+         "data.image_size must be [height, width] (two positive integers), got [32, -1]"),
+        ({"cat/a.png": b"", "dog/b.png": b""}, {"color": "rgba"}, "data.color must be one of rgb, grayscale, got 'rgba'"),
+    ],
+)
+def test_image_folders_refused_before_decoding(tmp_path, layout, params, expected):
+    root = image_folder(tmp_path, layout) if layout is not None else tmp_path / "imgs"
+    path = root / "a.png" if "is a file" in expected else root
+    with pytest.raises(DataError) as info:
+        images_source.read({"image_size": [8, 8], "color": "rgb", **params}, {"source": path})
+    assert str(info.value) == expected.replace("{root}", f"data.path {root}")
+
+
+SPEC = {"x": {"dtype": "float32", "shape": [3]}, "y": {"dtype": "int64", "shape": []}}
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"spec": {}}, "data.spec is required for source=tfrecord: {feature: {dtype: float32|int64, shape: [...]}} for "
+                       "every feature and label"),
+        ({"spec": {"x": "float32"}}, "data.spec.x must be {dtype: float32|int64, shape: [...]}, got 'float32'"),
+        ({"spec": {"x": {"dtype": "float64", "shape": [3]}}}, "data.spec.x.dtype must be one of float32, int64, got 'float64' "
+                                                              "(did you mean 'float32'?)"),
+        ({"spec": {"x": {"dtype": "string", "shape": []}}}, "data.spec.x.dtype must be one of float32, int64, got 'string'"),
+        ({"spec": {"x": {"dtyp": "int64", "shape": []}}}, "data.spec.x has an unknown key 'dtyp' (allowed: dtype, shape) "
+                                                          "(did you mean 'dtype'?)"),
+        ({"spec": {"x": {"dtype": "int64"}}}, "data.spec.x.shape must be a list of positive sizes ([] for one value per record), got None"),
+        ({"spec": {"x": {"dtype": "int64", "shape": [0]}}}, "data.spec.x.shape must be a list of positive sizes ([] for one "
+                                                            "value per record), got [0]"),
+        ({"label": None}, "data.label is required for source=tfrecord: the label feature(s) (data.spec has x, y)"),
+        ({"label": "yy"}, "data.label names 'yy', which is not in data.spec (it has x, y) (did you mean 'y'?)"),
+        ({"features": ["x", "z"]}, "data.features names 'z', which is not in data.spec (it has x, y)"),
+        ({"features": {"a": ["w"]}}, "data.features.a names 'w', which is not in data.spec (it has x, y)"),
+        ({"label": ["x", "y"]}, "data.spec has only labels (x, y); add the input features to it"),
+    ],
+)
+def test_tfrecord_specs_refused_before_reading(tmp_path, params, expected):
+    with pytest.raises(DataError) as info:
+        tfrecord_source.read({"spec": SPEC, "label": "y", **params}, {"source": tmp_path / "never-read.tfrecord"})
+    assert str(info.value) == expected
+
+
+def test_tfrecord_files_come_in_glob_order():
+    paths = {f"source.{i}": Path(f"f{i}") for i in (10, 2, 0, 1)}
+    assert tfrecord_source.record_files(paths) == [Path("f0"), Path("f1"), Path("f2"), Path("f10")]
+    with pytest.raises(DataError, match=r"^data.path is required for source=tfrecord"):
+        tfrecord_source.record_files({})
+
+
+def test_reading_and_refusing_import_no_tensorflow(tmp_path):
+    """Planning and config errors stay fast: only decoding and parsing import TensorFlow."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tfbuild.datasets.sources import csv, images, npz, sklearn, tfrecord\n"
+        "from tfbuild.datasets import preprocess\n"
+        "from tfbuild.errors import DataError\n"
+        "sklearn.read({'name': 'digits'}, {})\n"
+        "try:\n"
+        "    tfrecord.read({'spec': {}, 'label': 'y'}, {'source': Path('f')})\n"
+        "except DataError:\n"
+        "    pass\n"
+        "preprocess.image_shape_after((8, 8, 1), [32, 32], 3)\n"
+        "assert 'tensorflow' not in sys.modules and 'sklearn' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})

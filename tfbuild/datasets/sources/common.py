@@ -122,3 +122,11 @@ def source_path(paths: Mapping[str, Path], source: str) -> Path:
     if "source" not in paths:
         raise DataError(f"{source}: data.path is required for this source")
     return Path(paths["source"])
+
+
+def tf_reason(exc: Exception) -> str:
+    """A TensorFlow error's message on one line, without the internal op names around it."""
+    text = " ".join((getattr(exc, "message", None) or str(exc)).split())
+    if text.startswith("{{function_node"):
+        text = text.split("}}", 1)[-1].strip()
+    return text.split(" [Op:")[0].replace("Name: <unknown>, ", "").strip()
