@@ -46,8 +46,12 @@ def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
         missing = ", ".join(sorted({"x", "y"} - set(present)))
         raise DataError(f"{source}: has no array named {missing} (it has {', '.join(present) or 'none'}); save x (samples) "
                         f"and y (labels), or name your arrays with data.features and data.label")
-    check_present(list(targets.values()), present, "data.label", "array", source)
-    check_present(members, present, "data.features", "array", source)
+    # A name the user did not write is explained: data.label null means the array `y`.
+    label_key = "data.label" if params.get("label") is not None else "data.label, null meaning 'y'"
+    check_present(list(targets.values()), present, label_key, "array", source)
+    for name, group in groups.items():
+        key = "data.features, null meaning 'x'" if params.get("features") is None else features_key(params["features"], name)
+        check_present(group, present, key, "array", source)
     check_disjoint(list(targets.values()), params.get("features"), groups, source)
 
     used = [*members, *targets.values()]
