@@ -62,6 +62,9 @@ def data_step(cfg: DictConfig) -> StepSpec:
         _check_sklearn(data.name, cfg)
     if source == "tfrecord":
         _check_spec(data)
+    if source == "csv":
+        for role, path in files.items():
+            _check_csv_columns(data, path, "data.path" if role == "source" else f"data.{role}")
     return StepSpec(name="data", kind="data", params=params, files=files,
                     outputs=(OutputSpec(role="split", artifact=DATA, path="split"),))
 
@@ -124,6 +127,36 @@ def _check_labels(data: DictConfig, source: str) -> None:
             continue
         if value is not None and not (isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))):
             raise ConfigError(f"data.{key} must be a name or a non-empty list of names, got {value!r}")
+
+
+def _check_csv_columns(data: DictConfig, path: str, key: str) -> None:
+    """The label and feature columns against the file's header row: a typo costs a second,
+    not a read of the whole file."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{key}: cannot read '{path}' as CSV ({exc})") from None
+    if not header:
+        raise ConfigError(f"{key}: '{path}' is empty; a CSV needs a header row of column names")
+    header = [column.strip() for column in header]
+    features = _plain(data.features)
+    named = {"data.label": _names(_plain(data.label))}
+    if isinstance(features, dict):
+        named.update({f"data.features.{name}": columns for name, columns in features.items()})
+    else:
+        named["data.features"] = _names(features)
+    for setting, columns in named.items():
+        for column in columns:
+            if column not in header:
+                shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+                raise ConfigError(f"{setting}: '{path}' has no column '{column}' (its columns: {shown}){did_you_mean(column, header)}")
+
+
+def _names(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def _check_sklearn(name: str, cfg: DictConfig) -> None:
