@@ -24,7 +24,7 @@ USER_PARTS = PARTS  # data.train, data.validation, data.test
 
 
 def read_source(params: Mapping[str, Any], paths: Mapping[str, Path]) -> SourceData:
-    reader = importlib.import_module(f"..sources.{params['source']}", __package__)
+    reader = importlib.import_module(f".sources.{params['source']}", __package__)
     return reader.read(dict(params), dict(paths))
 
 
