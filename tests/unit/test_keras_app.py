@@ -121,7 +121,7 @@ def fake_tf_keras(tmp_path, monkeypatch):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    monkeypatch.setattr(keras_app, "_tf_keras_root", lambda: tmp_path)
+    monkeypatch.setattr(keras_app, "tf_keras_root", lambda: tmp_path)
     for cached in (keras_app.applications, keras_app.keras_app_source):
         cached.cache_clear()
     yield tmp_path

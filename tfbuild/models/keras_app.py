@@ -88,9 +88,9 @@ def keras_app_source(name: str) -> KerasApp:
         raise ConfigError(f"{KEY}: '{name}' is not a tf_keras.applications network (e.g. {', '.join(EXAMPLES)}; "
                           f"{len(index)} in all){did_you_mean(name, index)}")  # fmt: skip
     module_name, attr = index[name]
-    module = find_module(module_name, [str(_tf_keras_root())])
+    module = find_module(module_name, [str(tf_keras_root())])
     if module is None:
-        raise ConfigError(f"{KEY}: cannot find {module_name} in tf_keras at {_tf_keras_root()}")
+        raise ConfigError(f"{KEY}: cannot find {module_name} in tf_keras at {tf_keras_root()}")
     tree = parse_source(module.file, KEY)
     functions = {s.name: s for s in top_level(tree.body) if isinstance(s, ast.FunctionDef)}
     if attr not in functions:  # re-exported from elsewhere: nothing to read, tf_keras checks at build time
@@ -103,7 +103,7 @@ def keras_app_source(name: str) -> KerasApp:
 @functools.cache
 def applications() -> dict[str, tuple[str, str]]:
     """Public application name -> (module that defines it, its name there), from the API file."""
-    api = _tf_keras_root() / "tf_keras" / "applications" / "__init__.py"
+    api = tf_keras_root() / "tf_keras" / "applications" / "__init__.py"
     index = {}
     for node in parse_source(api, KEY).body:
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -114,7 +114,8 @@ def applications() -> dict[str, tuple[str, str]]:
 
 
 @functools.cache
-def _tf_keras_root() -> Path:
+def tf_keras_root() -> Path:
+    """The folder tf_keras is installed in (its parent), found without importing it."""
     # Finding a top-level package's spec reads folders only; it executes nothing.
     spec = importlib.util.find_spec("tf_keras")
     if spec is None or not spec.submodule_search_locations:
@@ -158,7 +159,7 @@ def _min_size(module: Module, tree: ast.Module) -> int | None:
     sizes = _min_sizes(tree)
     package = module.name.rpartition(".")[0]
     for name in [] if sizes else imported_modules(module, KEY):
-        sibling = find_module(name, [str(_tf_keras_root())]) if name.rpartition(".")[0] == package else None
+        sibling = find_module(name, [str(tf_keras_root())]) if name.rpartition(".")[0] == package else None
         sizes += _min_sizes(parse_source(sibling.file, KEY)) if sibling else []
     return min(sizes, default=None)
 
