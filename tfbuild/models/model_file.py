@@ -294,4 +294,4 @@ def load_serving_function(path: str | Path) -> ServingFunction:
                         f"{', '.join(signatures) or 'none'}); save it with signatures={{'{SIGNATURE}': ...}}")  # fmt: skip
     signature = signatures.get(SIGNATURE) or next(iter(signatures.values()))
     _, inputs = signature.structured_input_signature
-    return ServingFunction(root, signature, dict(inputs), list(signature.structured_outputs))
+    return ServingFunction(root, signature, dict(inputs), sorted(signature.structured_outputs))
