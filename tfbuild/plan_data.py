@@ -69,6 +69,28 @@ def data_step(cfg: DictConfig) -> StepSpec:
                     outputs=(OutputSpec(role="split", artifact=DATA, path="split"),))
 
 
+# Per-sample input shapes of the bundled sets, so a network's needs are checked while planning.
+SKLEARN_SHAPES = {"digits": (8, 8, 1), "iris": (4,), "wine": (13,), "breast_cancer": (30,), "diabetes": (10,), "linnerud": (3,)}
+
+
+def planned_input_shape(cfg: DictConfig) -> tuple[int, ...] | None:
+    """The input's per-sample shape after preprocessing, where it is known without reading
+    the data (bundled sets, image folders); None otherwise."""
+    from .datasets.preprocess import image_shape_after
+
+    data = cfg.data
+    source = data.source.value
+    if source == "sklearn":
+        base = SKLEARN_SHAPES.get(data.name)
+    elif source == "images" and data.image_size:
+        base = (*data.image_size, 1 if data.color.value == "grayscale" else 3)
+    else:
+        return None
+    if base is None:
+        return None
+    return image_shape_after(base, _plain(data.image_size), data.channels, error=ConfigError)
+
+
 def check_data_settings(cfg: DictConfig, typed_keys: set[str]) -> None:
     """A data setting typed for a source that does not read it is refused (it would be ignored)."""
     source = cfg.data.source.value
