@@ -172,12 +172,13 @@ h2 {{ font-size: 1.1em; }}
 ul.failed {{ font-weight: normal; }}
 .table {{ overflow-x: auto; max-width: 100%; }}
 table {{ border-collapse: collapse; font-size: 14px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; white-space: nowrap; }}
+td.gate {{ white-space: normal; min-width: 10em; }}
 th {{ background: #f4f4f4; }}
 td {{ background: #fff; }}
 /* The artifact stays in view while a narrow screen scrolls the figures sideways. */
 th:first-child, td:first-child {{ position: sticky; left: 0; }}
-.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .text {{ text-align: left; }}
 .passed {{ color: #1a7f37; }} .failed {{ color: #cf222e; font-weight: bold; }} .skipped {{ color: #9a6700; }}
 figure {{ display: inline-block; margin: 1em 2em 1em 0; max-width: 100%; }}
@@ -205,5 +206,5 @@ def _row_label(row: Row) -> str:
 def _cell_class(column: Column, text: str) -> str:
     verdict = text.split(":")[0]
     if column.header in ("verify", "gate") and verdict in ("passed", "failed", "skipped"):
-        return f"text {verdict}"
+        return f"text {column.header} {verdict}"
     return "num" if column.numeric else "text"

@@ -109,7 +109,7 @@ def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
         Column("job", lambda row: str(row["job"])),
         Column("made by", lambda row: row["made_by"], numeric=False),
         *table_columns(rows),
-        Column("pareto (size, latency)", _pareto_cell, numeric=False),
+        Column("pareto front", _pareto_cell, numeric=False),
     ]
     lines = [f"# {title}", "", *markdown_table(rows, columns)]
     failed = [j for j in jobs if j["status"] != "succeeded"]
