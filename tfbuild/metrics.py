@@ -113,13 +113,14 @@ def _round(value: float) -> float:
 
 def task_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
                  target_tasks: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """{output name: {"task": ..., metric: value, ...}} for each output that has a target;
-    {} when there are no targets (generated inputs)."""
+    """{output name: {"task": ..., metric: value, ...}}, in the targets' order (data.label's:
+    runtimes may sort output names, and summaries show the first); {} when there are no
+    targets (generated inputs)."""
     if not targets:
         return {}
-    pairing = pair_outputs(list(outputs), list(targets))
-    return {name: {"task": target_tasks[target], **score(outputs[name], targets[target], target_tasks[target])}
-            for name, target in pairing.items()}
+    by_target = {target: name for name, target in pair_outputs(list(outputs), list(targets)).items()}
+    return {by_target[t]: {"task": target_tasks[t], **score(outputs[by_target[t]], targets[t], target_tasks[t])}
+            for t in targets if t in by_target}
 
 
 def headline(metrics: Mapping[str, Mapping[str, Any]]) -> tuple[str, str, float] | None:

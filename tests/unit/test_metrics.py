@@ -87,6 +87,9 @@ def test_metrics_per_output_follow_each_targets_task():
     assert describe(metrics) == "digit: accuracy 75.0%"
     assert describe({"age": metrics["age"]}) == "MAE 1, RMSE 1.414"
     assert task_metrics(outputs, {}, {}) == {}, "generated inputs: nothing to score"
+    # In the targets' order (data.label's), whatever order a runtime gives the outputs in.
+    assert list(task_metrics({"age": outputs["age"], "digit": PROBABILITIES}, targets, {"digit": "classification",
+                                                                                       "age": "regression"})) == ["digit", "age"]
     assert describe({}) == "generated inputs, no labels"
 
 
