@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 from ..builder_source import parse_source
 from ..errors import ConfigError, DataError
+from ..signature import SIGNATURE
 from .keras_app import tf_keras_root
 from .modules import KEY as MODULES_KEY
 from .modules import available_objects, import_modules, module_files
@@ -34,7 +35,6 @@ from .modules import available_objects, import_modules, module_files
 KEY = "model.path"
 SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 SAVED_MODEL = "saved_model"
-SIGNATURE = "serving_default"
 # Classes tf_keras writes into configs but does not export by name.
 INTERNAL = frozenset({"Functional", "TFOpLambda", "SlicingOpLambda"})
 BUILTIN_MODULES = ("keras", "tf_keras", "tensorflow", "builtins")

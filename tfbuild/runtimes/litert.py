@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from .feeds import Inputs, batch_size, batches, match_inputs, sample_count
-from .savedmodel import SIGNATURE
+from ..signature import SIGNATURE
 
 if TYPE_CHECKING:
     import numpy as np

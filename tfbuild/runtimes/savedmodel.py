@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
+from ..signature import SIGNATURE
 from .feeds import Inputs, batch_size, batches, match_inputs, sample_count
 
 if TYPE_CHECKING:
     import numpy as np
-
-SIGNATURE = "serving_default"
 
 
 def signature_dtypes(path: Path, signature: str = SIGNATURE) -> tuple[dict[str, Any], dict[str, Any]]:

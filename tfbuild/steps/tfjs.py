@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conversion import tfjs_unsupported_ops
-from ..runtimes.savedmodel import SIGNATURE
+from ..signature import SIGNATURE
 from .base import StepContext
 from .compressed import gzip_bytes
 

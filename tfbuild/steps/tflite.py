@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..conversion import tflite_unsupported_ops
 from ..errors import DataError
-from ..runtimes.savedmodel import SIGNATURE
+from ..signature import SIGNATURE
 from .base import StepContext
 from .compressed import gzip_bytes
 
