@@ -129,7 +129,7 @@ def test_a_namespace_package_is_not_a_module(tmp_path):
 
 
 def test_training_refuses_a_module_other_than_the_planned_one(tmp_path, monkeypatch):
-    from tfbuild.steps.train import resolve_builder
+    from tfbuild.training.builders import resolve_builder
 
     for folder in ("planned", "imported"):
         (tmp_path / folder).mkdir()

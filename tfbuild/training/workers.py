@@ -4,7 +4,7 @@ MultiWorkerMirroredStrategy. Worker 0 is the chief: its model is the step's outp
 epochs are the step's progress; the others save to a scratch folder, as Keras wants every
 worker to save.
 
-    python -m tfbuild.workers SPEC.json     (what each worker process runs)
+    python -m tfbuild.training.workers SPEC.json     (what each worker process runs)
 
 On a real cluster, set TF_CONFIG yourself on each machine and run tfbuild there: the train
 step then joins that cluster in-process instead of starting workers.
@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .steps.base import Progress
+if TYPE_CHECKING:
+    from ..steps.base import Progress
 
 EPOCH = "TFBUILD_EPOCH "
 RESULT = "TFBUILD_RESULT "
@@ -39,20 +40,23 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def train_on_local_workers(params: dict[str, Any], data: Path, out: Path, progress: Progress) -> dict[str, Any]:
+def train_on_local_workers(
+    params: dict[str, Any], data: Path, out: Path, progress: Progress, builder_file: Path | None = None
+) -> dict[str, Any]:
     workers = params["workers"]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
     with tempfile.TemporaryDirectory(prefix="tfbuild-workers-") as scratch:
         folder = Path(scratch)
         processes, logs = [], []
         for index in range(workers):
-            spec = {"params": params, "data": str(data), "out": str(out if index == 0 else folder / f"worker{index}.h5")}
+            spec = {"params": params, "data": str(data), "out": str(out if index == 0 else folder / f"worker{index}.h5"),
+                    "builder_file": str(builder_file) if builder_file else None}
             (folder / f"spec{index}.json").write_text(json.dumps(spec))
             env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
             log = open(folder / f"worker{index}.log", "w")
             logs.append(log)
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "tfbuild.workers", str(folder / f"spec{index}.json")],
+                [sys.executable, "-m", "tfbuild.training.workers", str(folder / f"spec{index}.json")],
                 stdout=subprocess.PIPE if index == 0 else log, stderr=log, text=True, env=env,
             ))  # fmt: skip
         try:
@@ -103,10 +107,11 @@ class _PrintedProgress:
 
 
 def main(spec_path: str) -> None:
-    from .steps.train import train
+    from .trainer import train
 
     spec = json.loads(Path(spec_path).read_text())
-    info = train(spec["params"], Path(spec["data"]), Path(spec["out"]), _PrintedProgress())
+    builder_file = Path(spec["builder_file"]) if spec.get("builder_file") else None
+    info = train(spec["params"], Path(spec["data"]), Path(spec["out"]), _PrintedProgress(), builder_file)
     print(RESULT + json.dumps(info), flush=True)
 
 
