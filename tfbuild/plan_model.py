@@ -125,7 +125,8 @@ def _builder(cfg: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
         shape = planned_input_shape(cfg)
         if shape is not None:
             check_input_shape(model.name, shape)
-        return f"keras_app:{model.name}", {"builder": str(app.file)}, {}
+        # tf_keras's constructor, and how tfbuild puts a head on it.
+        return f"keras_app:{model.name}", {"builder": str(app.file), "builder:adapter": inspect.getfile(keras_app)}, {}
     if model.name not in BUILDERS:
         names = [*sorted(BUILDERS), "custom", "keras_app", "file"]
         raise ConfigError(f"model.name: '{model.name}' is not one of {', '.join(names)}{did_you_mean(model.name, names)}")
