@@ -117,9 +117,8 @@ def _builder(cfg: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
         extra = {"builder_distribution": found.distribution} if found.distribution else {}
         return found.target, found.files, extra
     if source == "keras_app":
-        from .models.keras_app import check_keras_app
-
-        from .models.keras_app import check_input_shape
+        from .models import keras_app
+        from .models.keras_app import check_input_shape, check_keras_app
 
         app = check_keras_app(model.name, params)
         shape = planned_input_shape(cfg)
