@@ -160,9 +160,9 @@ def builder_params(module: Module, attr: str, path: Sequence[str], hops: int = 3
     """The parameters of `attr`, a top-level name of `module`, read from its source. Follows a
     re-export (`from .cnn import build`) to the defining module; None for a name bound another
     way (an assignment, a class), whose parameters cannot be read without running it."""
-    tree = _parse(module.file)
+    tree = parse_source(module.file)
     defined: dict[str, ast.stmt] = {}
-    for statement in _top_level(tree.body):
+    for statement in top_level(tree.body):
         for name in _bound_names(statement):
             defined.setdefault(name, statement)
     if attr not in defined:
@@ -171,7 +171,7 @@ def builder_params(module: Module, attr: str, path: Sequence[str], hops: int = 3
         raise ConfigError(f"{KEY}: module '{module.name}' ({module.file}) defines no '{attr}'{hint}")
     statement = defined[attr]
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return _signature(statement.args)
+        return signature(statement.args)
     if isinstance(statement, ast.ImportFrom):
         source = _imported_module(module, statement)
         original = next(a.name for a in statement.names if (a.asname or a.name) == attr)
@@ -183,15 +183,15 @@ def builder_params(module: Module, attr: str, path: Sequence[str], hops: int = 3
     return None
 
 
-def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+def top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
     """Module-level statements, including those under if/try/with (`if TF2: def build...`)."""
     for statement in body:
         yield statement
         if isinstance(statement, (ast.If, ast.Try, ast.With, *_TRY_STAR)):
             for block in ("body", "orelse", "finalbody"):
-                yield from _top_level(getattr(statement, block, []))
+                yield from top_level(getattr(statement, block, []))
             for handler in getattr(statement, "handlers", []):
-                yield from _top_level(handler.body)
+                yield from top_level(handler.body)
 
 
 def _bound_names(statement: ast.stmt) -> list[str]:
@@ -206,12 +206,13 @@ def _bound_names(statement: ast.stmt) -> list[str]:
     return []
 
 
-def _signature(args: ast.arguments) -> Params:
+def signature(args: ast.arguments, by_position: int = POSITIONAL) -> Params:
+    """What keyword arguments a `def` takes; the first `by_position` are passed by position
+    (a builder's input_shape and num_classes) and are not the user's to set."""
     positional = [*args.posonlyargs, *args.args]
     defaults_from = len(positional) - len(args.defaults)
-    # The first two are input_shape and num_classes, passed by position; positional-only
-    # parameters after them cannot be passed by name.
-    keyword = [(a.arg, i >= defaults_from) for i, a in enumerate(positional) if i >= max(POSITIONAL, len(args.posonlyargs))]
+    # Positional-only parameters after those passed by position cannot be passed by name.
+    keyword = [(a.arg, i >= defaults_from) for i, a in enumerate(positional) if i >= max(by_position, len(args.posonlyargs))]
     keyword += [(a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
     return Params(
         names=tuple(name for name, _ in keyword),
@@ -231,11 +232,14 @@ def check_params(signature: Params, params: Sequence[str], target: str) -> None:
         raise ConfigError(f"{KEY}: {target} needs model.params.{missing[0]} (it has no default)")
 
 
-def key_files(module: Module, path: Sequence[str], installed_package: str | None = None) -> dict[str, str]:
+def key_files(
+    module: Module, path: Sequence[str], installed_package: str | None = None, role: str = "builder", key: str = KEY
+) -> dict[str, str]:
     """role -> file for the builder's module and every file of the user's code it imports,
     transitively (package `__init__.py` files on the way included). Other installed packages
     and the standard library are keyed by tool versions, not here. For a builder from an
-    installed package, that package's own files count as the user's code."""
+    installed package, that package's own files count as the user's code. Roles are `role`
+    for the module itself and `role:relative/path.py` for the others."""
 
     def ours(found: Module) -> bool:
         kind = where(found.file)
@@ -250,14 +254,13 @@ def key_files(module: Module, path: Sequence[str], installed_package: str | None
         files[current.file] = current.root
         # Importing a module runs its packages' __init__.py first: their imports count too.
         queue += [Module(name, init, current.root, is_package=True) for name, init in current.package_files]
-        for name in imported_modules(current):
+        for name in imported_modules(current, key):
             found = find_module(name, path)
             if found is not None and ours(found):
                 queue.append(found)
-    roles = {}
+    roles: dict[str, str] = {}
     for file, root in files.items():
-        role = "builder" if file == module.file else f"builder:{_relative(file, root)}"
-        roles[role] = str(file.absolute())
+        roles[role if file == module.file else f"{role}:{_relative(file, root)}"] = str(file.absolute())
     return dict(sorted(roles.items()))
 
 
@@ -268,11 +271,11 @@ def _relative(file: Path, root: Path) -> str:
         return file.as_posix()
 
 
-def imported_modules(module: Module) -> list[str]:
+def imported_modules(module: Module, key: str = KEY) -> list[str]:
     """Every module the file imports, anywhere in it (inside functions too), as absolute
     names; `from package import name` also yields `package.name`, which may be a module."""
     names: list[str] = []
-    for node in ast.walk(_parse(module.file)):
+    for node in ast.walk(parse_source(module.file, key)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
@@ -297,13 +300,14 @@ def _imported_module(module: Module, node: ast.ImportFrom) -> str | None:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def _parse(file: Path) -> ast.Module:
+def parse_source(file: Path, key: str = KEY) -> ast.Module:
+    """The file's syntax tree; errors name `key`, the setting that led to the file."""
     try:
         return ast.parse(file.read_bytes(), filename=str(file))
     except (SyntaxError, ValueError) as exc:
-        raise ConfigError(f"{KEY}: cannot parse {file}: {exc}") from None
+        raise ConfigError(f"{key}: cannot parse {file}: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"{KEY}: cannot read {file} ({exc.strerror})") from None
+        raise ConfigError(f"{key}: cannot read {file} ({exc.strerror})") from None
 
 
 def installed_distribution(top: str, site_dir: Path) -> str | None:

@@ -283,12 +283,15 @@ def _check_verify(cfg: DictConfig) -> None:
     nodes = [("verify.tolerances.saved_model", tolerances.saved_model)]
     nodes += [(f"verify.tolerances.{f}.{v}", t) for f in ("tflite", "tfjs") for v, t in tolerances[f].items()]
     for key, tolerance in nodes:
-        for bound in ("max_abs_diff", "mean_abs_diff"):
+        for bound in ("max_abs_diff", "mean_abs_diff", "max_rel_diff"):
             if tolerance[bound] is not None and tolerance[bound] < 0:
                 raise ConfigError(f"{key}.{bound} must be 0 or more (or null), got {tolerance[bound]}")
         top1 = tolerance.min_top1_agreement
         if top1 is not None and not 0 <= top1 <= 1:
             raise ConfigError(f"{key}.min_top1_agreement must be between 0 and 1 (or null), got {top1}")
+        cosine = tolerance.min_cosine
+        if cosine is not None and not -1 <= cosine <= 1:
+            raise ConfigError(f"{key}.min_cosine must be between -1 and 1 (or null), got {cosine}")
 
 
 def _check_benchmark(cfg: DictConfig) -> None:
@@ -296,7 +299,7 @@ def _check_benchmark(cfg: DictConfig) -> None:
 
 
 # Gate limits that need a benchmark's figures (size is known without one).
-MEASURED_LIMITS = ("min_accuracy", "max_accuracy_drop", "max_p95_ms")
+MEASURED_LIMITS = ("min_accuracy", "max_accuracy_drop", "max_mae", "max_mae_increase", "max_p95_ms")
 
 
 def _check_gates(cfg: DictConfig) -> None:
@@ -304,11 +307,21 @@ def _check_gates(cfg: DictConfig) -> None:
         for limit in ("min_accuracy", "max_accuracy_drop"):
             if gate[limit] is not None and not 0 <= gate[limit] <= 1:
                 raise ConfigError(f"{path}.{limit} must be between 0 and 1 (or null), got {gate[limit]}")
+        for limit in ("max_mae", "max_mae_increase"):
+            if gate[limit] is not None and gate[limit] < 0:
+                raise ConfigError(f"{path}.{limit} must be 0 or more (or null), got {gate[limit]}")
         if gate.max_p95_ms is not None and gate.max_p95_ms <= 0:  # max_bytes: schema_checks.INT_BOUNDS
             raise ConfigError(f"{path}.max_p95_ms must be greater than 0 (or null), got {gate.max_p95_ms}")
         measured = [limit for limit in MEASURED_LIMITS if gate[limit] is not None]
         if measured and not cfg.benchmark.enabled:
             raise ConfigError(f"{path}.{measured[0]} needs the benchmark's figures: set benchmark.enabled=true")
+    from .gates import gates_not_applicable
+
+    tasks = {"model": cfg.task.name.value, **{name: task.value for name, task in cfg.task.outputs.items()}}
+    gates = OmegaConf.to_container(cfg.gates, resolve=True, enum_to_str=True)
+    problems = gates_not_applicable(gates, tasks, labelled=cfg.data.source.value != "none")
+    if problems:
+        raise ConfigError(problems[0])
 
 
 def _gate_nodes(gates: DictConfig) -> list[tuple[str, DictConfig]]:

@@ -134,14 +134,18 @@ def summary_table(result: BuildResult, title: str) -> Table:
 
 
 def report_table(rows: list[dict], title: str) -> Table:
-    """report.md's table, on the terminal."""
-    from .report import HEADERS, table_cells
+    """report.md's table, on the terminal, with the same columns (they follow the tasks)."""
+    from .report_table import metric_note, table_cells, table_columns
 
-    table = Table(title=title, title_justify="left")
-    for header in HEADERS:
-        table.add_column(header, justify="left" if header in ("artifact", "runtime", "verify", "gate") else "right")
+    note = metric_note(rows)
+    table = Table(title=title, title_justify="left", caption=note or None, caption_justify="left")
+    columns = table_columns(rows)
+    for i, column in enumerate(columns):
+        # Figures and the artifact's name never wrap (a wrapped "94.00% (-1.00%)" reads as two
+        # numbers); runtimes and verdicts wrap at spaces when the terminal is narrow.
+        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=column.numeric or i == 0)
     for row in rows:
-        cells = [escape(c) for c in table_cells(row)]
+        cells = [escape(c) for c in table_cells(row, columns)]
         cells[-2], cells[-1] = _verdict(row["verify"], cells[-2]), _verdict(row["gate"], cells[-1])
         table.add_row(*cells)
     return table

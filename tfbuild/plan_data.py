@@ -62,8 +62,33 @@ def data_step(cfg: DictConfig) -> StepSpec:
         _check_sklearn(data.name, cfg)
     if source == "tfrecord":
         _check_spec(data)
+    if source == "csv":
+        for role, path in files.items():
+            _check_csv_columns(data, path, "data.path" if role == "source" else f"data.{role}")
     return StepSpec(name="data", kind="data", params=params, files=files,
                     outputs=(OutputSpec(role="split", artifact=DATA, path="split"),))
+
+
+# Per-sample input shapes of the bundled sets, so a network's needs are checked while planning.
+SKLEARN_SHAPES = {"digits": (8, 8, 1), "iris": (4,), "wine": (13,), "breast_cancer": (30,), "diabetes": (10,), "linnerud": (3,)}
+
+
+def planned_input_shape(cfg: DictConfig) -> tuple[int, ...] | None:
+    """The input's per-sample shape after preprocessing, where it is known without reading
+    the data (bundled sets, image folders); None otherwise."""
+    from .datasets.preprocess import image_shape_after
+
+    data = cfg.data
+    source = data.source.value
+    if source == "sklearn":
+        base = SKLEARN_SHAPES.get(data.name)
+    elif source == "images" and data.image_size:
+        base = (*data.image_size, 1 if data.color.value == "grayscale" else 3)
+    else:
+        return None
+    if base is None:
+        return None
+    return image_shape_after(base, _plain(data.image_size), data.channels, error=ConfigError)
 
 
 def check_data_settings(cfg: DictConfig, typed_keys: set[str]) -> None:
@@ -124,6 +149,36 @@ def _check_labels(data: DictConfig, source: str) -> None:
             continue
         if value is not None and not (isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))):
             raise ConfigError(f"data.{key} must be a name or a non-empty list of names, got {value!r}")
+
+
+def _check_csv_columns(data: DictConfig, path: str, key: str) -> None:
+    """The label and feature columns against the file's header row: a typo costs a second,
+    not a read of the whole file."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{key}: cannot read '{path}' as CSV ({exc})") from None
+    if not header:
+        raise ConfigError(f"{key}: '{path}' is empty; a CSV needs a header row of column names")
+    header = [column.strip() for column in header]
+    features = _plain(data.features)
+    named = {"data.label": _names(_plain(data.label))}
+    if isinstance(features, dict):
+        named.update({f"data.features.{name}": columns for name, columns in features.items()})
+    else:
+        named["data.features"] = _names(features)
+    for setting, columns in named.items():
+        for column in columns:
+            if column not in header:
+                shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+                raise ConfigError(f"{setting}: '{path}' has no column '{column}' (its columns: {shown}){did_you_mean(column, header)}")
+
+
+def _names(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def _check_sklearn(name: str, cfg: DictConfig) -> None:

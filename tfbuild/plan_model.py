@@ -16,7 +16,7 @@ from .checks import effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .plan import OutputSpec, StepSpec
-from .plan_data import DATA
+from .plan_data import DATA, planned_input_shape
 
 KERAS_MODEL = "model/keras"
 # What the builder is called with, which model.params cannot set.
@@ -35,16 +35,15 @@ class ModelSource:
 
 def model_source(cfg: DictConfig) -> tuple[list[StepSpec], ModelSource]:
     """The steps that make the model (none for model=file) and how to load what they make."""
-    modules, module_files = _modules(cfg.model)
-    loading = {"modules": modules} if modules else {}
+    modules, module_files, loading = _modules(cfg.model)
     if cfg.model.source.value == "file":
-        path, kind = _model_file(cfg.model)
+        path, kind = _model_file(cfg.model, modules)
         return [], ModelSource(None, {"model": path, **module_files}, {**loading, "model_file": kind})
-    return [train_step(cfg, module_files, modules)], ModelSource(KERAS_MODEL, dict(module_files), loading)
+    return [train_step(cfg, module_files, loading)], ModelSource(KERAS_MODEL, dict(module_files), loading)
 
 
-def train_step(cfg: DictConfig, module_files: dict[str, str], modules: list[str]) -> StepSpec:
-    builder, builder_files, builder_params = _builder(cfg.model)
+def train_step(cfg: DictConfig, module_files: dict[str, str], loading: dict[str, Any]) -> StepSpec:
+    builder, builder_files, builder_params = _builder(cfg)
     train = cfg.train
     params: dict[str, Any] = {
         "builder": builder,
@@ -63,8 +62,7 @@ def train_step(cfg: DictConfig, module_files: dict[str, str], modules: list[str]
     }
     if train.optimizer.value == "adamw":
         params["weight_decay"] = train.weight_decay
-    if modules:
-        params["modules"] = modules
+    params.update(loading)
     return StepSpec(
         name="train",
         kind="train",
@@ -98,9 +96,10 @@ def _training_target(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def _builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
+def _builder(cfg: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
     """The builder's identity for the cache key, the source files it reads (key role -> path),
     and extra key params; checks the params. Reads files only: nothing of the user's runs."""
+    model = cfg.model
     source = model.source.value
     params = list(_plain(model.params))
     if model._target_ and source != "custom":
@@ -118,10 +117,15 @@ def _builder(model: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
         extra = {"builder_distribution": found.distribution} if found.distribution else {}
         return found.target, found.files, extra
     if source == "keras_app":
-        from .models.keras_app import check_keras_app
+        from .models import keras_app
+        from .models.keras_app import check_input_shape, check_keras_app
 
-        check_keras_app(model.name, params)
-        return f"keras_app:{model.name}", {}, {}
+        app = check_keras_app(model.name, params)
+        shape = planned_input_shape(cfg)
+        if shape is not None:
+            check_input_shape(model.name, shape)
+        # tf_keras's constructor, and how tfbuild puts a head on it.
+        return f"keras_app:{model.name}", {"builder": str(app.file), "builder:adapter": inspect.getfile(keras_app)}, {}
     if model.name not in BUILDERS:
         names = [*sorted(BUILDERS), "custom", "keras_app", "file"]
         raise ConfigError(f"model.name: '{model.name}' is not one of {', '.join(names)}{did_you_mean(model.name, names)}")
@@ -140,24 +144,30 @@ def _check_params(builder: Any, params: list[str], what: str) -> None:
             )
 
 
-def _model_file(model: DictConfig) -> tuple[str, str]:
+def _model_file(model: DictConfig, modules: list[str]) -> tuple[str, str]:
     if not model.path:
         raise ConfigError("model=file needs model.path=FILE (.keras, .h5, or a SavedModel folder)")
     if model.params:
         raise ConfigError(f"model.params.{next(iter(model.params))}: model=file loads a trained model; it has no builder parameters")
-    from .models.model_file import inspect_model_file
+    from .models.model_file import check_custom_objects, inspect_model_file
 
     info = inspect_model_file(os.path.expanduser(model.path))
+    check_custom_objects(info, modules)
     return os.path.abspath(os.path.expanduser(model.path)), info.kind
 
 
-def _modules(model: DictConfig) -> tuple[list[str], dict[str, str]]:
+def _modules(model: DictConfig) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """model.modules, the files that key them, and the params of every step that loads the model."""
     modules = list(model.modules)
     if not modules:
-        return [], {}
-    from .models.modules import module_files
+        return [], {}, {}
+    from .models.modules import module_sources
 
-    return modules, module_files(modules)
+    found = module_sources(modules)
+    loading: dict[str, Any] = {"modules": modules}
+    if found.distributions:  # an installed package's modules are keyed by its version
+        loading["module_distributions"] = found.distributions
+    return modules, found.files, loading
 
 
 def _loss(value: Any) -> Any:

@@ -15,6 +15,12 @@ LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 60
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
+def _svg(width: float, height: float) -> str:
+    # The viewBox lets a page scale the chart down to a phone's width instead of clipping it.
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">')
+
+
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     if high == low:
         return [low]
@@ -30,7 +36,7 @@ def _padded(values: Sequence[float]) -> tuple[float, float]:
 
 def _frame(title: str, x_label: str, y_label: str) -> list[str]:
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="11">',
+        _svg(WIDTH, HEIGHT),
         f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
         f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" stroke="#444"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="#444"/>',
@@ -71,7 +77,10 @@ def scatter_plot(
         bold = i in front
         color = "#d62728" if bold else COLORS[0]
         parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{5 if bold else 4}" fill="{color}"><title>{escape(label)}</title></circle>')
-        parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 5:.1f}" fill="#333">{escape(label)}</text>')
+        # Labels of points in the right half go to their left, so they stay inside the chart.
+        right = sx(x) > (LEFT + WIDTH - RIGHT) / 2
+        anchor = ' text-anchor="end"' if right else ""
+        parts.append(f'<text x="{sx(x) + (-7 if right else 7):.1f}" y="{sy(y) - 5:.1f}" fill="#333"{anchor}>{escape(label)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -90,7 +99,7 @@ def bar_chart(
     height = TOP + len(groups) * row + BOTTOM
     left = 260
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH + 120}" height="{height}" font-family="sans-serif" font-size="11">',
+        _svg(WIDTH + 120, height),
         f'<text x="{(WIDTH + 120) / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
     ]
     scale = (WIDTH + 120 - left - RIGHT - 60) / high

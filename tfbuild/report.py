@@ -1,16 +1,21 @@
-"""The build's report: one row per artifact and runtime, with size, speed, accuracy, the
-verification and the gates. Written to the run folder as report.json (for tools),
-report.md (to paste into a pull request) and report.html (self-contained, with plots).
+"""The build's report: one row per artifact and runtime, with size, speed, the task metrics
+of every output, the verification and the gates. Written to the run folder as report.json
+(for tools), report.md (to paste into a pull request) and report.html (self-contained, with
+plots).
 
 report.json:
 {
   "tfbuild": version, "recipe": name or null, "status": "passed" | "failed",
-  "reference": "saved_model",
+  "reference": "saved_model", "generated_inputs": bool (no data: no metrics),
   "columns": {name: description, ...},
   "rows": [{"artifact", "format", "variant", "runtime", "threads", "path", "bytes",
             "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "samples_per_s", "batch_size",
-            "accuracy", "accuracy_delta", "verify", "top1_agreement", "gate",
-            "gate_problems": [...]}],
+            "tasks": {output: task}, "generated",
+            "metrics": {output: {"task", "accuracy" | "mae", "rmse"}},
+            "metric_deltas": {output: {metric: artifact's minus the SavedModel's}},
+            "accuracy", "accuracy_delta", "mae", "mae_delta", "rmse",
+            "verify", "top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine",
+            "gate", "gate_problems": [...]}],
   "gate_violations": ["ARTIFACT (RUNTIME): PROBLEM", ...]
 }
 A figure that was not measured is null. Keys are only ever added.
@@ -21,15 +26,16 @@ skipped steps too (a skipped step leaves nothing to cache), and it costs millise
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import __version__
 from .gates import limits_for, violations
+from .metrics import CLASSIFICATION, LABELS, METRICS, REGRESSION
 from .plots import bar_chart, scatter_plot
 from .record import write_text_atomic
+from .report_table import html_page, markdown, metric_value, output_tasks
 from .runner import BUILT, CACHED, FAILED, SKIPPED, BuildResult, StepResult
 
 COLUMNS = {
@@ -41,28 +47,39 @@ COLUMNS = {
     "p95_ms": "95th percentile latency at batch 1, ms",
     "p99_ms": "99th percentile latency at batch 1, ms",
     "samples_per_s": "throughput at batch_size, from the median batch time",
-    "accuracy": "top-1 accuracy on the held-out test split",
+    "tasks": "each model output's task (classification or regression)",
+    "generated": "true when the test inputs were generated from the model's signature (no labels, no metrics)",
+    "metrics": "per output on the held-out test split: accuracy (classification); MAE and RMSE (regression)",
+    "metric_deltas": "per output, each metric minus the SavedModel's (the reference)",
+    "accuracy": "top-1 accuracy of the first classification output on the held-out test split",
     "accuracy_delta": "accuracy minus the SavedModel's (the reference)",
+    "mae": "mean absolute error of the first regression output, in its target's units",
+    "mae_delta": "MAE minus the SavedModel's (positive: worse)",
+    "rmse": "root mean squared error of the first regression output",
     "verify": "passed / failed / skipped on its runtime against the SavedModel; reference; off",
-    "top1_agreement": "share of test samples whose top-1 class matches the SavedModel's",
+    "top1_agreement": "share of test samples whose top-1 class matches the SavedModel's (worst classification output)",
+    "max_abs_diff": "largest |artifact - SavedModel| over every output value (worst runtime)",
+    "max_rel_diff": "largest relative difference to the SavedModel over every output value",
+    "min_cosine": "smallest per-sample cosine similarity to the SavedModel's outputs",
     "gate": "passed / failed: LIMIT, ... against gates.*; - when no gate applies",
 }
 REFERENCE = "saved_model"
 FILES = ("report.json", "report.md", "report.html")
+VERIFY_FIGURES = ("top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine")
 
 
 def report_rows(result: BuildResult, gates: Mapping[str, Any]) -> list[dict[str, Any]]:
     by_name = {r.spec.name: r for r in result.steps}
+    build = _build_facts(result)
     rows: list[dict[str, Any]] = []
     for step in result.steps:
         for out in step.spec.outputs:
             if out.format is None or (out.format == REFERENCE and out.artifact != REFERENCE):
                 continue
-            rows += _artifact_rows(step, out, by_name)
-    reference = next((r["accuracy"] for r in rows if r["artifact"] == REFERENCE), None)
+            rows += _artifact_rows(step, out, by_name, build)
+    reference = next((r for r in rows if r["artifact"] == REFERENCE and r["metrics"]), None)
     for row in rows:
-        if row["accuracy"] is not None and reference is not None:
-            row["accuracy_delta"] = round(row["accuracy"] - reference, 6)
+        _add_deltas(row, reference)
         limits = limits_for(gates, row["format"], row["variant"])
         broken = violations(row, limits)
         row["gate_problems"] = [phrase for _, phrase in broken]
@@ -70,7 +87,25 @@ def report_rows(result: BuildResult, gates: Mapping[str, Any]) -> list[dict[str,
     return rows
 
 
-def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+def _build_facts(result: BuildResult) -> dict[str, Any]:
+    """What the whole build knows about the model's outputs: their tasks (from whichever step
+    recorded them: scores name them; with generated inputs, verification's config does), and
+    whether the inputs were generated."""
+    tasks: dict[str, str] = {}
+    generated = False
+    for step in result.steps:
+        if step.spec.kind not in ("reference", "verify", "benchmark") or not step.info:
+            continue
+        generated = generated or bool(step.info.get("generated"))
+        scored = [step.info.get("metrics") or {}, *((r.get("metrics") or {}) for r in (step.info.get("runtimes") or {}).values())]
+        for found in (step.info.get("tasks") or {}, *({n: m["task"] for n, m in s.items()} for s in scored)):
+            for name, task in found.items():
+                tasks.setdefault(name, task)
+    return {"tasks": tasks, "generated": generated}
+
+
+def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResult],
+                   build: Mapping[str, Any]) -> list[dict[str, Any]]:
     base: dict[str, Any] = {
         "artifact": out.artifact,
         "format": out.format,
@@ -78,18 +113,19 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
         "path": out.publish,
         "bytes": export.entry.manifest["outputs"][out.role]["bytes"] if export.entry else None,
         "gzip_bytes": export.info.get("gzip_bytes"),
-        "accuracy_delta": None,
+        "tasks": dict(build["tasks"]),
+        "generated": build["generated"],
         "verify": _verify_status(out.artifact, by_name),
-        "top1_agreement": None,
+        **dict.fromkeys(VERIFY_FIGURES),
     }
     verify = by_name.get(f"verify[{out.artifact}]")
     if verify is not None and verify.info:
-        base["top1_agreement"] = verify.info.get("top1_agreement")
+        base.update({figure: verify.info.get(figure) for figure in VERIFY_FIGURES})
     bench = by_name.get(f"benchmark[{out.artifact}]")
     runtimes = bench.info.get("runtimes", {}) if bench is not None and bench.status in (BUILT, CACHED) else {}
     if not runtimes:
         return [{**base, "runtime": None, "threads": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-                 "samples_per_s": None, "batch_size": None, "accuracy": None}]
+                 "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
     rows = []
     for runtime, figures in runtimes.items():
         rows.append({
@@ -103,9 +139,38 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
             "p99_ms": figures["latency"]["p99_ms"],
             "samples_per_s": figures["throughput"]["samples_per_s"],
             "batch_size": figures["throughput"]["batch_size"],
-            "accuracy": figures["accuracy"],
+            **_with_metrics(figures.get("metrics") or {}),
         })  # fmt: skip
     return rows
+
+
+def _with_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The per-output metrics, and the first output of each task's flattened for tools that
+    read one number (report diffs of older reports, Pareto fronts)."""
+    first = {task: next((m for m in metrics.values() if m["task"] == task), {}) for task in (CLASSIFICATION, REGRESSION)}
+    return {
+        "metrics": {name: dict(figures) for name, figures in metrics.items()},
+        "metric_deltas": {},
+        "accuracy": first[CLASSIFICATION].get("accuracy"),
+        "accuracy_delta": None,
+        "mae": first[REGRESSION].get("mae"),
+        "mae_delta": None,
+        "rmse": first[REGRESSION].get("rmse"),
+    }
+
+
+def _add_deltas(row: dict[str, Any], reference: Mapping[str, Any] | None) -> None:
+    if reference is None:
+        return
+    for name, figures in row["metrics"].items():
+        base = reference["metrics"].get(name) or {}
+        row["metric_deltas"][name] = {
+            m: float(f"{figures[m] - base[m]:.6g}") for m in METRICS[figures["task"]] if m in figures and base.get(m) is not None
+        }
+    for metric, key in (("accuracy", "accuracy_delta"), ("mae", "mae_delta")):
+        name = next((n for n, f in row["metrics"].items() if metric in f), None)
+        if name is not None:
+            row[key] = row["metric_deltas"].get(name, {}).get(metric)
 
 
 def _verify_status(artifact: str, by_name: Mapping[str, StepResult]) -> str:
@@ -123,73 +188,35 @@ def _label(row: Mapping[str, Any]) -> str:
     return f"{row['artifact']} ({row['runtime']})" if row["runtime"] else row["artifact"]
 
 
-# --- rendering ----------------------------------------------------------------------------
-
-HEADERS = ("artifact", "runtime", "bytes", "gzip", "p50 ms", "p95 ms", "samples/s", "accuracy", "Δ acc", "verify", "gate")
-
-
-def table_cells(row: Mapping[str, Any]) -> tuple[str, ...]:
-    """The report's one table, as text cells: the terminal, Markdown and HTML all show these."""
-    return (
-        row["artifact"],
-        row["runtime"] or "-",
-        _or_dash(row["bytes"], "{:,}"),
-        _or_dash(row["gzip_bytes"], "{:,}"),
-        _or_dash(row["p50_ms"], "{:.4f}"),
-        _or_dash(row["p95_ms"], "{:.4f}"),
-        _or_dash(row["samples_per_s"], "{:,.0f}"),
-        _or_dash(row["accuracy"], "{:.2%}"),
-        _or_dash(row["accuracy_delta"], "{:+.2%}"),
-        row["verify"],
-        row["gate"],
-    )
+def headline_metric(rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(output, metric) the plots and Pareto fronts use: the first output's headline metric."""
+    for name, task in output_tasks(rows).items():
+        return name, METRICS[task][0]
+    return None
 
 
-def _or_dash(value: Any, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def markdown(rows: list[dict[str, Any]], title: str) -> str:
-    lines = [f"# {title}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in table_cells(r)) + " |" for r in rows]
-    lines += ["", "Latency at batch 1; throughput at the benchmark batch size; accuracy on the held-out test split; "
-              "Δ acc against the SavedModel.", ""]
-    return "\n".join(lines)
-
-
-def html_page(rows: list[dict[str, Any]], title: str, plots: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in table_cells(r)) + "</tr>" for r in rows
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 14px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-th:first-child, td:first-child, td:nth-child(2) {{ text-align: left; }}
-figure {{ display: inline-block; margin: 1em 2em 1em 0; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p>Latency at batch 1; throughput at the benchmark batch size; accuracy on the held-out test
-split; Δ acc against the SavedModel (the reference).</p>
-{''.join(f'<figure>{p}</figure>' for p in plots)}
-</body></html>
-"""
+def metric_axis(rows: list[dict[str, Any]], headline: tuple[str, str]) -> tuple[str, float]:
+    """The axis label and scale of the headline metric in a plot."""
+    name, metric = headline
+    of = f" of {name}" if len(output_tasks(rows)) > 1 else ""
+    return (f"test accuracy{of} (%)", 100.0) if metric == "accuracy" else (f"test {LABELS[metric]}{of} (lower is better)", 1.0)
 
 
 def build_plots(rows: list[dict[str, Any]]) -> list[str]:
-    measured = [r for r in rows if r["accuracy"] is not None and r["bytes"] is not None]
     plots = []
-    if measured:
-        plots.append(scatter_plot(
-            [(r["bytes"] / 1024, r["accuracy"] * 100, _label(r)) for r in measured],
-            title="Size vs accuracy", x_label="size on disk (KB)", y_label="test accuracy (%)",
-        ))  # fmt: skip
+    headline = headline_metric(rows)
+    if headline is not None:
+        measured = [r for r in rows if metric_value(r, *headline) is not None and r["bytes"] is not None]
+        if measured:
+            label, scale = metric_axis(rows, headline)
+            plots.append(scatter_plot(
+                [(r["bytes"] / 1024, metric_value(r, *headline) * scale, _label(r)) for r in measured],
+                title=f"Size vs {LABELS[headline[1]]}", x_label="size on disk (KB)", y_label=label,
+            ))  # fmt: skip
+    timed = [r for r in rows if r["p50_ms"] is not None]
+    if timed:
         plots.append(bar_chart(
-            [(_label(r), r["p50_ms"], r["p95_ms"]) for r in measured],
+            [(_label(r), r["p50_ms"], r["p95_ms"]) for r in timed],
             title="Latency at batch 1", value_label="ms", series=("p50", "p95"),
         ))  # fmt: skip
     return plots
@@ -203,6 +230,7 @@ def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | Non
         "recipe": recipe,
         "status": "failed" if violations_ or any(r["verify"] in ("failed", "skipped") for r in rows) else "passed",
         "reference": REFERENCE,
+        "generated_inputs": any(r["generated"] for r in rows),
         "columns": COLUMNS,
         "rows": rows,
         "gate_violations": violations_,

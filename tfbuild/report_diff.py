@@ -1,10 +1,13 @@
-"""`tfbuild-report diff RUN_A RUN_B`: what got bigger, slower or less accurate from A to B.
+"""`tfbuild-report diff RUN_A RUN_B`: what got bigger, slower, less accurate or less precise
+from A to B.
 
-Rows are matched by (artifact, runtime) from each run folder's report.json. Exit codes:
-0 no regression, 1 B regresses on something (so CI can gate on it), 2 bad input.
-Latency moves by a few percent between identical runs, so "slower" needs more than
---slower (default 10%) on p50 or p95; "bigger" is any growth; "less accurate" is any drop
-larger than --accuracy (default 0).
+Rows are matched by (artifact, runtime) from each run folder's report.json, and metrics by
+output name. Exit codes: 0 no regression, 1 B regresses on something (so CI can gate on it),
+2 bad input. Latency moves by a few percent between identical runs, so "slower" needs more
+than --slower (default 10%) on p50 or p95; "bigger" is any growth; "less accurate" is an
+accuracy drop of a classification output larger than --accuracy (default 0); "higher MAE" a
+regression output's MAE growing by more than --mae (default 0, in the target's units).
+Reports written before metrics per output had one "accuracy": it is read as one output's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ Key = tuple[str, str | None]
 
 
 FIGURES = ("bytes", "p50_ms", "p95_ms", "accuracy")  # what compare reads; a number, or null when not measured
+# metric -> (regression name, True when a larger value is better)
+METRIC_REGRESSIONS = {"accuracy": ("less accurate", True), "mae": ("higher MAE", False)}
 
 
 def load_rows(path: Path) -> dict[Key, dict[str, Any]]:
@@ -49,10 +54,35 @@ def _row_key(report: Path, index: int, row: Any) -> Key:
         value = row.get(figure, ...)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
             raise ValueError(f"{where}: '{figure}' must be a number or null, not {json.dumps(value)[:40] if value is not ... else 'missing'}")
+    _check_metrics(where, row.get("metrics"))
     return row["artifact"], row["runtime"]
 
 
-def compare(a: Mapping[Key, dict[str, Any]], b: Mapping[Key, dict[str, Any]], *, slower: float, accuracy: float) -> list[dict[str, Any]]:
+def _check_metrics(where: str, metrics: Any) -> None:
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+        raise ValueError(f"{where}: 'metrics' must map each output to its figures, not {json.dumps(metrics)[:40]}")
+    for name, figures in metrics.items():
+        for metric in METRIC_REGRESSIONS:
+            value = figures.get(metric)
+            if value is not None and not _number(value):
+                raise ValueError(f"{where}: metrics.{name}.{metric} must be a number or null, not {json.dumps(value)[:40]}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def row_metrics(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{output: {metric: value}}; an older report's single "accuracy" is one unnamed output's."""
+    if isinstance(row.get("metrics"), dict):
+        return row["metrics"]
+    return {"": {"accuracy": row["accuracy"]}} if row.get("accuracy") is not None else {}
+
+
+def compare(a: Mapping[Key, dict[str, Any]], b: Mapping[Key, dict[str, Any]], *, slower: float, accuracy: float,
+            mae: float = 0.0) -> list[dict[str, Any]]:
     """One entry per artifact and runtime in either report, with its changes and regressions."""
     changes = []
     for key in [*a, *(k for k in b if k not in a)]:
@@ -70,10 +100,26 @@ def compare(a: Mapping[Key, dict[str, Any]], b: Mapping[Key, dict[str, Any]], *,
             entry["regressions"].append("bigger")
         if any(entry[k] and entry[k]["ratio"] is not None and entry[k]["ratio"] > 1 + slower for k in ("p50_ms", "p95_ms")):
             entry["regressions"].append("slower")
-        if entry["accuracy"] and entry["accuracy"]["change"] < -accuracy:
-            entry["regressions"].append("less accurate")
+        entry["metrics"] = _metric_deltas(row_metrics(old), row_metrics(new))
+        allowed = {"accuracy": accuracy, "mae": mae}
+        for metric, (name, higher_is_better) in METRIC_REGRESSIONS.items():
+            worse = [d[metric]["change"] * (-1 if higher_is_better else 1) for d in entry["metrics"].values() if d.get(metric)]
+            if any(w > allowed[metric] for w in worse):
+                entry["regressions"].append(name)
         changes.append(entry)
     return changes
+
+
+def _metric_deltas(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{output: {metric: delta}} for every output and metric both rows measured."""
+    if len(old) == 1 and len(new) == 1:  # one output each: the same output, whatever its name (or none)
+        [figures_old], [(name, figures_new)] = old.values(), new.items()
+        old, new = {name: figures_old}, {name: figures_new}
+    deltas = {}
+    for name in [n for n in old if n in new]:
+        pairs = {m: _delta(old[name].get(m), new[name].get(m)) for m in ("accuracy", "mae", "rmse")}
+        deltas[name] = {m: d for m, d in pairs.items() if d is not None}
+    return deltas
 
 
 def _delta(old: float | None, new: float | None) -> dict[str, Any] | None:
@@ -87,6 +133,8 @@ def _cell(delta: dict[str, Any] | None, kind: str) -> str:
         return "-"
     if kind == "accuracy":
         return f"{delta['old']:.2%} -> {delta['new']:.2%} ({delta['change'] * 100:+.2f} pts)"
+    if kind in ("mae", "rmse"):
+        return f"{kind.upper()} {delta['old']:.4g} -> {delta['new']:.4g} ({delta['change']:+.3g})"
     ratio = f" ({(delta['ratio'] - 1) * 100:+.1f}%)" if delta["ratio"] is not None else ""
     fmt = "{:,.0f}" if kind == "bytes" else "{:.4f}"
     return f"{fmt.format(delta['old'])} -> {fmt.format(delta['new'])}{ratio}"
@@ -100,10 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     diff.add_argument("run_b", type=Path, help="the run folder to check against it")
     diff.add_argument("--slower", type=float, default=0.10, help="p50/p95 growth that counts as slower (0.10 = 10%%)")
     diff.add_argument("--accuracy", type=float, default=0.0, help="accuracy drop allowed before it counts (0.01 = 1 point)")
+    diff.add_argument("--mae", type=float, default=0.0, help="MAE growth allowed before it counts (in the target's units)")
     diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
     try:
-        changes = compare(load_rows(args.run_a), load_rows(args.run_b), slower=args.slower, accuracy=args.accuracy)
+        changes = compare(load_rows(args.run_a), load_rows(args.run_b), slower=args.slower, accuracy=args.accuracy,
+                          mae=args.mae)
     except ValueError as exc:
         print(f"tfbuild-report: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -122,7 +172,7 @@ def _print_table(changes: list[dict[str, Any]], run_a: Path, run_b: Path) -> Non
     from rich.table import Table
 
     table = Table(title=f"{run_a} -> {run_b}", title_justify="left")
-    for header in ("artifact", "runtime", "bytes", "p50 ms", "p95 ms", "accuracy", "regression"):
+    for header in ("artifact", "runtime", "bytes", "p50 ms", "p95 ms", "metrics", "regression"):
         table.add_column(header)
     for c in changes:
         if "note" in c:
@@ -130,10 +180,17 @@ def _print_table(changes: list[dict[str, Any]], run_a: Path, run_b: Path) -> Non
             continue
         table.add_row(
             c["artifact"], c["runtime"] or "-", _cell(c["bytes"], "bytes"), _cell(c["p50_ms"], "ms"),
-            _cell(c["p95_ms"], "ms"), _cell(c["accuracy"], "accuracy"),
+            _cell(c["p95_ms"], "ms"), _metrics_cell(c["metrics"]),
             f"[bold red]{', '.join(c['regressions'])}[/]" if c["regressions"] else "[green]none[/]",
         )  # fmt: skip
     Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def _metrics_cell(deltas: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per output and metric: 'Weight: MAE 3.1 -> 3.4 (+0.3)'."""
+    lines = [f"{name + ': ' if name and len(deltas) > 1 else ''}{'accuracy ' if metric == 'accuracy' else ''}{_cell(delta, metric)}"
+             for name, figures in deltas.items() for metric, delta in figures.items()]
+    return "\n".join(lines) or "-"
 
 
 if __name__ == "__main__":

@@ -249,6 +249,7 @@ def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec
         "variant": artifact.variant,
         "samples": cfg.verify.samples,
         "tolerance": _plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
+        **_generated_tasks(cfg),
     }
     files = _tfjs_runtime(cfg, params, choices.tfjs_backends) if artifact.format == "tfjs" else {}
     return StepSpec(
@@ -284,6 +285,13 @@ def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> S
         inputs={"artifact": artifact.artifact, "data": DATA},
         files=files,
     )
+
+
+def _generated_tasks(cfg: DictConfig) -> dict[str, Any]:
+    """Outputs compared on generated inputs have no targets to take a task from: the config's."""
+    if cfg.data.source.value != "none":
+        return {}
+    return {"task": cfg.task.name.value, "task_outputs": {k: v.value for k, v in cfg.task.outputs.items()}}
 
 
 def _tfjs_runtime(cfg: DictConfig, params: dict[str, Any], backends: tuple[str, ...]) -> dict[str, str]:

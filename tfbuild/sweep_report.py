@@ -1,11 +1,13 @@
 """One report for a whole sweep (`tfbuild -m ...`), written by a Hydra callback when the
 multirun ends, so it works with any launcher: sweep_report.json, .md and .html in the
-sweep folder, one row per job and artifact with the overrides that made it, and the
-size/accuracy and latency/accuracy Pareto fronts.
+sweep folder, one row per job and artifact with the overrides that made it, and the Pareto
+fronts of size and latency against the headline metric (the first output's: accuracy for a
+classifier, MAE for a regression, where lower is better).
 
 sweep_report.json: {"tfbuild", "sweep_dir", "jobs": [{"job", "overrides", "status": build.json's
 "succeeded" | "failed", or "not built" (a config error)}],
-"rows": [report.json row + "job", "overrides", "pareto_size", "pareto_latency"]}.
+"rows": [report.json row + "job", "overrides", "pareto_size", "pareto_latency"],
+"pareto_metric": {"output", "metric"} or null (no metric measured: no fronts)}.
 
 This module is imported whenever Hydra starts (callbacks are instantiated for single runs
 too), so everything heavier than Hydra itself is imported inside the callback.
@@ -13,6 +15,7 @@ too), so everything heavier than Hydra itself is imported inside the callback.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,8 +37,11 @@ class SweepReport(Callback):
         failed_jobs[:] = [j["job"] for j in jobs if j["status"] != "succeeded"]
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> set[int]:
-    """Indices of points that no other point beats: smaller (x) and at least as accurate (y)."""
+def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> set[int]:
+    """Indices of points that no other point beats: smaller (x) and at least as good (y:
+    higher accuracy, or lower error)."""
+    if not higher_is_better:
+        points = [(x, -y) for x, y in points]
     front = set()
     for i, (x, y) in enumerate(points):
         dominated = any(
@@ -78,26 +84,34 @@ def varying(jobs: list[dict[str, Any]]) -> set[str]:
 def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write the three files; return the jobs with their status."""
     from . import __version__
+    from .metrics import HIGHER_IS_BETTER, LABELS
     from .plots import scatter_plot
-    from .report import HEADERS, html_page, table_cells
+    from .report import headline_metric, metric_axis
+    from .report_table import Column, html_page, markdown_table, metric_value, table_columns
 
     jobs, rows = collect(sweep_dir)
     swept = varying(jobs)
-    measured = [i for i, r in enumerate(rows) if r["accuracy"] is not None and r["bytes"] is not None]
+    headline = headline_metric(rows)
+    measured = [] if headline is None else [
+        i for i, r in enumerate(rows) if metric_value(r, *headline) is not None and r["bytes"] is not None
+    ]  # fmt: skip
+    better = HIGHER_IS_BETTER[headline[1]] if headline else True
     for key, figure in (("pareto_size", "bytes"), ("pareto_latency", "p50_ms")):
-        front = pareto_front([(rows[i][figure], rows[i]["accuracy"]) for i in measured])
-        for n, i in enumerate(measured):
+        on = [i for i in measured if rows[i][figure] is not None]
+        front = pareto_front([(rows[i][figure], metric_value(rows[i], *headline)) for i in on], better)
+        for n, i in enumerate(on):
             rows[i][key] = n in front
     for row in rows:
         row["made_by"] = " ".join(o for o in row["overrides"] if o.partition("=")[0] in swept) or "-"
 
     title = f"tfbuild sweep report: {sweep_dir}"
-    headers = ("job", "made by", *HEADERS, "pareto (size, latency)")
-    lines = [f"# {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in rows:
-        pareto = ", ".join(k for k, flag in (("size", row.get("pareto_size")), ("latency", row.get("pareto_latency"))) if flag)
-        cells = (str(row["job"]), row["made_by"], *table_cells(row), pareto or "-")
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    columns = [
+        Column("job", lambda row: str(row["job"])),
+        Column("made by", lambda row: row["made_by"], numeric=False),
+        *table_columns(rows),
+        Column("pareto front", _pareto_cell, numeric=False),
+    ]
+    lines = [f"# {title}", "", *markdown_table(rows, columns)]
     failed = [j for j in jobs if j["status"] != "succeeded"]
     lines += ["", f"{len(jobs)} jobs, {len(rows)} rows; " + (
         f"jobs that did not succeed: {', '.join(str(j['job']) + ' (' + j['status'] + ')' for j in failed)}" if failed else "every job succeeded"
@@ -107,20 +121,30 @@ def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
         return f"{rows[i]['job']}: {rows[i]['artifact']}"
 
     plots = []
-    if measured:
+    if measured and headline is not None:
+        y_label, scale = metric_axis(rows, headline)
         for figure, x_label, key in (("bytes", "size on disk (KB)", "pareto_size"), ("p50_ms", "p50 latency at batch 1 (ms)", "pareto_latency")):
-            scale = 1 / 1024 if figure == "bytes" else 1.0
+            on = [i for i in measured if rows[i][figure] is not None]
+            if not on:
+                continue
+            x_scale = 1 / 1024 if figure == "bytes" else 1.0
             plots.append(scatter_plot(
-                [(rows[i][figure] * scale, rows[i]["accuracy"] * 100, label(i)) for i in measured],
-                title=f"Pareto front: {x_label.split(' (')[0]} vs accuracy", x_label=x_label, y_label="test accuracy (%)",
-                front=[n for n, i in enumerate(measured) if rows[i][key]],
+                [(rows[i][figure] * x_scale, metric_value(rows[i], *headline) * scale, label(i)) for i in on],
+                title=f"Pareto front: {x_label.split(' (')[0]} vs {LABELS[headline[1]]}", x_label=x_label, y_label=y_label,
+                front=[n for n, i in enumerate(on) if rows[i][key]],
             ))  # fmt: skip
-    record = {"tfbuild": __version__, "sweep_dir": str(sweep_dir), "jobs": jobs, "rows": rows}
+    pareto_metric = {"output": headline[0], "metric": headline[1]} if headline else None
+    record = {"tfbuild": __version__, "sweep_dir": str(sweep_dir), "jobs": jobs, "rows": rows, "pareto_metric": pareto_metric}
     paths = [sweep_dir / name for name in FILES]
     paths[0].write_text(json.dumps(record, indent=2) + "\n")
     paths[1].write_text("\n".join(lines))
-    page = html_page(rows, title, plots).replace(
-        "<table>", "<p>" + "<br>".join(f"job {j['job']}: {' '.join(j['overrides']) or '(no overrides)'} — {j['status']}" for j in jobs) + "</p><table>", 1
-    )
+    page = html_page(rows, title, plots, columns=columns, intro="<p>" + "<br>".join(
+        html.escape(f"job {j['job']}: {' '.join(j['overrides']) or '(no overrides)'} — {j['status']}") for j in jobs
+    ) + "</p>")  # fmt: skip
     paths[2].write_text(page)
     return jobs
+
+
+def _pareto_cell(row: dict[str, Any]) -> str:
+    flags = (("size", row.get("pareto_size")), ("latency", row.get("pareto_latency")))
+    return ", ".join(name for name, on in flags if on) or "-"

@@ -78,7 +78,7 @@ def test_tflite_variants_run_on_litert_with_the_expected_io(built):
     assert dtypes["int8"] == (np.int8, np.int8)
     assert dtypes["float"] == dtypes["dynamic"] == dtypes["fp16"] == (np.float32, np.float32)
     assert info(result, "tflite[int8]")["calibration_samples"] == 16
-    assert info(result, "tflite[int8]")["inputs"][0]["dtype"] == "int8"
+    assert info(result, "tflite[int8]")["inputs"]["inputs"]["dtype"] == "int8"
 
 
 def test_quantized_variants_are_smaller(built):

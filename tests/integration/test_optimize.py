@@ -71,7 +71,7 @@ def test_qat_model_converts_to_int8_and_verifies(built, compose_cfg, tmp_path):
     assert info(result, "optimize")["quantized_layers"] >= 4
     assert kernels_of(result, tfmot.quantization.keras.quantize_scope()) == {}, "the wrappers stay for the converter"
     int8 = info(result, "tflite[int8]")
-    assert int8["inputs"][0]["dtype"] == "int8" and int8["outputs"][0]["dtype"] == "int8"
+    assert int8["inputs"]["inputs"]["dtype"] == "int8" and int8["outputs"]["probabilities"]["dtype"] == "int8"
     verified = info(result, "verify[tflite/int8]")
     assert verified["top1_agreement"] >= 0.95
     assert info(result, "verify[tflite/float]")["max_abs_diff"] <= 1e-4

@@ -10,10 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
+from tfbuild.datasets.split import Split
+from tfbuild.outputs_io import load_outputs
 from tfbuild.plan import StepSpec
 from tfbuild.runtimes.tfjs_node import node_problem
 from tfbuild.steps.base import StepContext
-from tfbuild.steps.data import load_split
 from tfbuild.steps.verify import VerificationFailed, VerifyStep
 
 from tests.integration.conftest import info, step_result
@@ -47,6 +48,7 @@ def test_each_artifact_ran_on_its_runtime_within_its_tolerance(built):
     _, cfg, result = built
     reference = info(result, "reference")
     assert reference["runtime"] == "TensorFlow SavedModel" and reference["samples"] == 120
+    assert list(reference["metrics"]) == ["probabilities"], "the registry model's one output scores the one target"
     for fmt, variants in (("tflite", TFLITE), ("tfjs", TFJS)):
         for q in variants:
             figures = info(result, f"verify[{fmt}/{q}]")
@@ -56,12 +58,14 @@ def test_each_artifact_ran_on_its_runtime_within_its_tolerance(built):
                 assert list(runtimes) == ["LiteRT 2.3.0"]
             else:
                 assert sorted(runtimes) == ["TF.js 4.22.0 cpu", "TF.js 4.22.0 wasm"], "both backends ran"
+            verified = info(result, f"verify[{fmt}/{q}]")
+            assert verified["reference_metrics"] == reference["metrics"]
             for name, run in runtimes.items():
-                assert run["samples"] == 120, name
+                assert run["samples"] == 120 and list(run["outputs"]) == ["probabilities"], name
                 if tolerance.max_abs_diff is not None:
                     assert run["max_abs_diff"] <= tolerance.max_abs_diff, (fmt, q, name)
                 assert run["top1_agreement"] >= tolerance.min_top1_agreement, (fmt, q, name)
-                assert run["reference_accuracy"] == reference["accuracy"]
+                assert -1 <= run["min_cosine"] <= 1 and run["max_rel_diff"] >= 0
     # Float exports reproduce the reference almost exactly; quantized ones measurably do not.
     assert info(result, "verify[tflite/float]")["max_abs_diff"] < 1e-5
     assert info(result, "verify[tfjs/none]")["max_abs_diff"] < 1e-5
@@ -70,7 +74,8 @@ def test_each_artifact_ran_on_its_runtime_within_its_tolerance(built):
 
 def _verify(result, artifact_path, fmt: str, variant: str, tolerance: dict, backends=("cpu", "wasm")) -> dict:
     """Run the verify step on `artifact_path` with the shared build's data and reference."""
-    params = {"format": fmt, "variant": variant, "samples": None, "tolerance": tolerance}
+    params = {"format": fmt, "variant": variant, "samples": None, "tolerance": tolerance, "task": "classification",
+              "task_outputs": {}}
     if fmt == "tfjs":
         params.update(backends=list(backends), node="node")
     ctx = StepContext(
@@ -96,7 +101,8 @@ def test_tfjs_weights_altered_after_conversion_fail_verification(built, tmp_path
     weights = np.frombuffer((broken / shard).read_bytes(), np.float32).copy()
     weights[-650:] *= -1.0  # the head's kernel and bias (64x10 + 10) are stored last
     (broken / shard).write_bytes(weights.tobytes())
-    tolerance = {"max_abs_diff": 1e-4, "mean_abs_diff": None, "min_top1_agreement": 0.99}
+    tolerance = {"max_abs_diff": 1e-4, "mean_abs_diff": None, "max_rel_diff": None, "min_cosine": None,
+                 "min_top1_agreement": 0.99}
     with pytest.raises(VerificationFailed) as failure:
         _verify(result, broken, "tfjs", "none", tolerance)
     message = str(failure.value)
@@ -119,7 +125,8 @@ def test_tflite_weights_altered_after_conversion_fail_verification(built, tmp_pa
     data[at : at + kernel.nbytes] = (-kernel).tobytes()
     broken = tmp_path / "model_float.tflite"
     broken.write_bytes(bytes(data))
-    tolerance = {"max_abs_diff": 1e-4, "mean_abs_diff": None, "min_top1_agreement": 0.99}
+    tolerance = {"max_abs_diff": 1e-4, "mean_abs_diff": None, "max_rel_diff": None, "min_cosine": None,
+                 "min_top1_agreement": 0.99}
     with pytest.raises(VerificationFailed, match=r"^tflite/float does not match the SavedModel: LiteRT 2\.3\.0: max abs diff .* > max_abs_diff 0\.0001"):
         _verify(result, broken, "tflite", "float", tolerance)
 
@@ -128,7 +135,7 @@ def test_a_bound_just_past_the_measured_figure_fails_and_at_it_passes(built):
     _, _, result = built
     measured = info(result, "verify[tflite/int8]")["top1_agreement"]
     path = step_result(result, "tflite[int8]").entry.output_path("model")
-    bound = {"max_abs_diff": None, "mean_abs_diff": None}
+    bound = {"max_abs_diff": None, "mean_abs_diff": None, "max_rel_diff": None, "min_cosine": None}
     with pytest.raises(VerificationFailed, match=r"top-1 agreement .* < min_top1_agreement"):
         _verify(result, path, "tflite", "int8", dict(bound, min_top1_agreement=measured + 1e-6))
     assert _verify(result, path, "tflite", "int8", dict(bound, min_top1_agreement=measured))["top1_agreement"] == measured
@@ -138,8 +145,9 @@ def test_the_reference_is_the_saved_model_from_disk(built):
     root, _, result = built
     import tensorflow as tf
 
-    x, _ = load_split(step_result(result, "data").entry.output_path("split"), "test")
+    inputs = Split(step_result(result, "data").entry.output_path("split")).inputs("test")
     serve = tf.saved_model.load(str(root / "run" / "saved_model")).signatures["serving_default"]
-    expected = serve(inputs=tf.constant(x))["probabilities"].numpy()
-    reference = np.load(step_result(result, "reference").entry.output_path("outputs"))
-    np.testing.assert_array_equal(reference, expected)
+    expected = serve(**{name: tf.constant(x) for name, x in inputs.items()})["probabilities"].numpy()
+    reference = load_outputs(step_result(result, "reference").entry.output_path("outputs"))
+    assert list(reference) == ["probabilities"]
+    np.testing.assert_array_equal(reference["probabilities"], expected)

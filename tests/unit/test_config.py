@@ -68,13 +68,13 @@ def test_every_recipe_composes(compose_cfg):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed) (did you mean 'epochs'?)"),
+        (["train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
         (["recipe=digitz"], "recipe=digitz: no recipe named 'digitz'"),
         (["recipe=../secrets"], "recipe=../secrets: recipe names are paths inside recipes/ and may not contain '..'"),
         (["precision=fp8"], "precision=fp8: not one of float32, mixed_bfloat16, mixed_float16"),
         (["target.name=phone"], "target.name: Invalid value 'phone', expected one of [cpu, gpu, multi_gpu, tpu, edge, browser]"),
         (["train.epochs=abc"], "train.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
-        (["data.source=csv"], "data.source: Invalid value 'csv', expected one of [sklearn, npz]"),
+        (["data.source=parquet"], "data.source: Invalid value 'parquet', expected one of [sklearn, npz, csv, images, tfrecord, none]"),
         (["cach.dir=/tmp"], "cach: no such key in the config"),
     ],
 )
@@ -131,8 +131,8 @@ def config_error(compose_cfg, *overrides, origin=None):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed) (did you mean 'epochs'?)"),
-        (["++nonsense=1"], "nonsense: no such key in the config (keys: model, data, target"),
+        (["+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
+        (["++nonsense=1"], "nonsense: no such key in the config (keys: model, task, data, target"),
         (["++train.epochs_typo=2"], "train.epochs_typo: no such key in train"),
         (["+verify.tolerances.tflite.int4.max_abs_diff=1"], "verify.tolerances.tflite.int4: no such key in verify.tolerances.tflite"),
         (["+gates.tflite.int8.max_kb=3"], "gates.tflite.int8.max_kb: no such key in gates.tflite.int8 (keys: min_accuracy,"),

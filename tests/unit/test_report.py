@@ -1,5 +1,6 @@
 """Report rows, gates, plots, the sweep's Pareto front and report diffs, without TensorFlow:
-report rows are made from step results shaped as the real steps record them."""
+report rows are made from step results shaped as the real steps record them (classification,
+regression, several outputs, generated inputs)."""
 
 from __future__ import annotations
 
@@ -24,18 +25,29 @@ def export(artifact: str, fmt: str, variant: str | None, gzip: int) -> StepResul
     return StepResult(StepSpec(name=f"export[{artifact}]", kind=fmt, outputs=(out,)), BUILT, "", info={"gzip_bytes": gzip})
 
 
-def bench(artifact: str, nbytes: int, *runtimes: tuple[str, float, float]) -> StepResult:
+def classified(accuracy: float, name: str = "probabilities") -> dict:
+    return {name: {"task": "classification", "accuracy": accuracy}}
+
+
+def regressed(name: str, mae: float, rmse: float) -> dict:
+    return {name: {"task": "regression", "mae": mae, "rmse": rmse}}
+
+
+def bench(artifact: str, nbytes: int, *runtimes: tuple[str, float, float | dict], generated: bool = False) -> StepResult:
+    """runtimes: (name, p50 ms, accuracy of the one classification output, or {output: metrics})."""
     figures = {
         name: {"threads": 1, "latency": {"p50_ms": p50, "p95_ms": p50 * 1.2, "p99_ms": p50 * 1.5},
-               "throughput": {"samples_per_s": 1000 / p50, "batch_size": 32}, "accuracy": acc}
-        for name, p50, acc in runtimes
+               "throughput": {"samples_per_s": 1000 / p50, "batch_size": 32},
+               "metrics": metrics if isinstance(metrics, dict) else classified(metrics)}
+        for name, p50, metrics in runtimes
     }  # fmt: skip
-    info = {"bytes": nbytes, "gzip_bytes": nbytes // 2, "runtimes": figures}
+    info = {"bytes": nbytes, "gzip_bytes": nbytes // 2, "generated": generated, "runtimes": figures}
     return StepResult(StepSpec(name=f"benchmark[{artifact}]", kind="benchmark"), CACHED, "", info=info)
 
 
-def verify(artifact: str, status: str = BUILT) -> StepResult:
-    return StepResult(StepSpec(name=f"verify[{artifact}]", kind="verify"), status, "", info={"top1_agreement": 0.99})
+def verify(artifact: str, status: str = BUILT, **figures) -> StepResult:
+    info = {"top1_agreement": 0.99, "max_abs_diff": 0.01, "max_rel_diff": 0.5, "min_cosine": 0.999, **figures}
+    return StepResult(StepSpec(name=f"verify[{artifact}]", kind="verify"), status, "", info=info)
 
 
 def build_result(int8_verify: str = BUILT) -> BuildResult:
@@ -61,6 +73,9 @@ def test_rows_per_artifact_and_runtime_with_delta_against_the_saved_model():
     assert (int8["bytes"], int8["gzip_bytes"], int8["p50_ms"]) == (45_000, 22_500, 0.004)
     assert [r["verify"] for r in rows] == ["reference", "passed", "passed", "passed"]
     assert {r["gate"] for r in rows} == {"-"}
+    assert int8["metrics"] == classified(0.93) and int8["metric_deltas"] == {"probabilities": {"accuracy": -0.01}}
+    assert (int8["tasks"], int8["mae"], int8["generated"]) == ({"probabilities": "classification"}, None, False)
+    assert (int8["top1_agreement"], int8["max_abs_diff"], int8["min_cosine"]) == (0.99, 0.01, 0.999)
 
 
 def test_failed_verification_shows_in_the_report():

@@ -116,7 +116,7 @@ def test_every_export_is_verified_against_the_reloaded_saved_model(compose_cfg):
     assert plan.step("reference").inputs == {"saved_model": "saved_model", "data": "data/split"}
     verify = plan.step("verify[tfjs/uint8]")
     assert verify.inputs == {"artifact": "tfjs/uint8", "reference": "reference/outputs", "data": "data/split"}
-    assert verify.params["backends"] == ["cpu", "wasm"]
+    assert verify.params["backends"] == ["cpu", "wasm"], "digits_all verifies on both"
     assert verify.params["tolerance"] == {"max_abs_diff": None, "mean_abs_diff": None, "min_top1_agreement": 0.97}
     assert verify.files["npm_lock"].endswith("package-lock.json"), "a new TF.js re-verifies"
     assert plan.step("verify[tflite/float]").params["tolerance"]["max_abs_diff"] == 0.0001

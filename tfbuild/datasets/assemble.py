@@ -24,7 +24,7 @@ USER_PARTS = PARTS  # data.train, data.validation, data.test
 
 
 def read_source(params: Mapping[str, Any], paths: Mapping[str, Path]) -> SourceData:
-    reader = importlib.import_module(f"..sources.{params['source']}", __package__)
+    reader = importlib.import_module(f".sources.{params['source']}", __package__)
     return reader.read(dict(params), dict(paths))
 
 
@@ -118,7 +118,7 @@ def _check_unknown_task_outputs(params: Mapping[str, Any], source: SourceData) -
 
 
 def _shape_after(shape: tuple[int, ...], params: Mapping[str, Any], source: SourceData) -> tuple[int, ...]:
-    if source.images or not (params.get("image_size") or params.get("channels")):
+    if not (params.get("image_size") or params.get("channels")):
         return tuple(shape)
     from .preprocess import image_shape_after
 
@@ -136,7 +136,8 @@ def _stream_inputs(source: SourceData, placement: Mapping[str, np.ndarray], writ
         part_of[idx] = p
         position[idx] = np.arange(len(idx))
     parts = list(placement)
-    reshape = not source.images and bool(params.get("image_size") or params.get("channels"))
+    # An image folder is resized as it is decoded; this then only converts channels.
+    reshape = bool(params.get("image_size") or params.get("channels"))
     offset = 0
     for chunk in source.chunks():
         n = len(next(iter(chunk.values())))

@@ -7,7 +7,7 @@ order, so an image folder larger than memory is never held at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .split import ArraySpec
@@ -29,3 +29,6 @@ class SourceData:
     # Yields {input name: array of up to CHUNK samples}, in sample order, covering `count`.
     chunks: Callable[[], Iterator[dict[str, "np.ndarray"]]]
     images: bool = False  # inputs are decoded images (H, W, C) with values 0..1
+    # Classification target name -> class names in label order (label i is class_names[i]),
+    # where the source knows them (image folder names, scikit-learn's target names).
+    class_names: dict[str, list[str]] = field(default_factory=dict)

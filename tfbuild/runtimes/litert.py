@@ -1,14 +1,21 @@
-"""Run a .tflite model on LiteRT (`ai_edge_litert`), float in and float out.
+"""Run a .tflite model on LiteRT (`ai_edge_litert`) through its signature runner, by name.
 
-Fully quantized models take int8 inputs and give int8 outputs: inputs are quantized with the
-input tensor's (scale, zero point) and outputs dequantized with the output tensor's, so the
-caller compares plain probabilities whatever the variant.
+The converter keeps the SavedModel's `serving_default` signature, so inputs and outputs are
+addressed by the names the model was saved with, not by tensor index. Fully quantized models
+take and give int8 (or int16) tensors: each input is quantized with its own tensor's (scale,
+zero point) and each output dequantized with its own, so the caller compares plain floats
+whatever the variant. Integer inputs that are not quantized (token ids) are cast to the
+integer type the signature declares.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import DataError
+from .feeds import Inputs, batch_size, batches, match_inputs, sample_count
+from ..signature import SIGNATURE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,9 +27,9 @@ def quantize(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     scale, zero_point = details["quantization"]
     dtype = details["dtype"]
     if not scale:
-        return x.astype(dtype)
+        return np.ascontiguousarray(x, dtype=dtype)
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    return np.clip(np.round(np.asarray(x) / scale + zero_point), info.min, info.max).astype(dtype)
 
 
 def dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
@@ -35,41 +42,57 @@ def dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
 
 
 class LiteRtModel:
-    """An interpreter whose batch dimension follows the inputs it is given."""
+    """One signature of a .tflite model; the batch dimension follows the inputs given."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, signature: str = SIGNATURE):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._shape: tuple[int, ...] | None = None
+        self._name = f"TFLite model {path}"
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        signatures = interpreter.get_signature_list()
+        if signature not in signatures:
+            raise DataError(f"{self._name} has no signature '{signature}' (it has: {sorted(signatures)})")
+        interpreter.allocate_tensors()  # a model LiteRT cannot prepare fails here, not mid-run
+        self._runner = interpreter.get_signature_runner(signature)
+        self._inputs = self._runner.get_input_details()
+        self._outputs = self._runner.get_output_details()
+        self.input_names: list[str] = list(self._inputs)
+        self.output_names: list[str] = list(self._outputs)
 
-    def _resize(self, shape: tuple[int, ...]) -> None:
-        (details,) = self._interpreter.get_input_details()
-        self._interpreter.resize_tensor_input(details["index"], list(shape))
-        self._interpreter.allocate_tensors()
-        (self._input,) = self._interpreter.get_input_details()
-        (self._output,) = self._interpreter.get_output_details()
-        self._shape = shape
+    def input_details(self) -> dict[str, dict[str, Any]]:
+        """name -> LiteRT's tensor details (dtype, shape, quantization)."""
+        return dict(self._inputs)
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        """`x` resized for and quantized to the input tensor (what a device's caller hands over)."""
-        if x.shape != self._shape:
-            self._resize(x.shape)
-        return quantize(x, self._input)
+    def output_details(self) -> dict[str, dict[str, Any]]:
+        return dict(self._outputs)
 
-    def invoke(self, prepared: np.ndarray) -> np.ndarray:
-        """The raw output for an input from `prepare`: the part a benchmark times."""
-        self._interpreter.set_tensor(self._input["index"], prepared)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"])
+    def prepare(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """`inputs` by the signature's names, quantized or cast to each input tensor's type
+        (what a device's caller hands over)."""
+        feeds = match_inputs(inputs, self.input_names, self._name)
+        return {name: quantize(x, self._inputs[name]) for name, x in feeds.items()}
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return dequantize(self.invoke(self.prepare(x)), self._output)
+    def invoke(self, prepared: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The raw outputs for inputs from `prepare`: the part a benchmark times. The runner
+        resizes the inputs to the batch given (a no-op when the shape did not change)."""
+        return self._runner(**prepared)
+
+    def predict(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Every output on all samples of `inputs`, dequantized to float32, in batches."""
+        import numpy as np
+
+        feeds = match_inputs(inputs, self.input_names, self._name)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
+        for rows in batches(sample_count(feeds, self._name), batch_size(feeds)):
+            raw = self.invoke(self.prepare({name: x[rows] for name, x in feeds.items()}))
+            for name, y in raw.items():
+                parts[name].append(dequantize(y, self._outputs[name]))
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def run_tflite(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """The model's single output for the batch `x`."""
-    return LiteRtModel(path, threads).predict(x)
+def run_tflite(path: Path, inputs: Inputs, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Every output of the model's serving signature on all samples of `inputs`."""
+    return LiteRtModel(path, threads).predict(inputs)
 
 
 def litert_version() -> str:

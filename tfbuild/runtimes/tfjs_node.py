@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -19,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..errors import DataError
 from ..recipes import PROJECT_ROOT
+from .feeds import Inputs, batch_size, match_inputs, sample_count
+from .tfjs_graph import TfjsRuntimeError, graph_signature, weight_bytes
 from .timing import Protocol
 
 if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay for it
@@ -32,20 +36,27 @@ PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")
 BACKENDS = ("cpu", "wasm")
 MIN_NODE_MAJOR = 18
 DISABLE_HINT = "or turn TF.js verification off with verify.enabled=false"
+__all__ = ["TfjsRun", "TfjsRuntimeError", "node_problem", "run_tfjs", "time_limit"]
 
-
-class TfjsRuntimeError(RuntimeError):
-    """TF.js could not run the model; the message is one line meant for the user."""
+# The time limit grows with the work: seconds per sample ~ (weight bytes + input bytes) x a
+# per-backend factor, set well above what was measured so a loaded machine still passes: a
+# MobileNetV2 at 224x224 (14 MB of weights, 0.6 MB of input) took 0.039 s a sample on wasm
+# and 1.8 s on cpu here (factors below allow 0.29 s and 15 s). Plus a start-up allowance for
+# Node, TF.js and the weights.
+STARTUP_S = 60.0
+SECONDS_PER_MB = {"wasm": 0.02, "cpu": 1.0}  # per sample, per MB of weights + one sample's input
 
 
 @dataclass
 class TfjsRun:
     version: str  # tf.version.tfjs that produced the outputs
-    outputs: dict[str, "np.ndarray"]  # backend -> float32 [N, classes]
+    outputs: dict[str, dict[str, "np.ndarray"]]  # backend -> output name -> float32 [N, ...]
     timings: dict[str, dict[str, float]]  # backend -> {"load_ms": ..., "predict_ms": ...}
     # With `bench=`: backend -> ms per timed call at batch 1, and at the bench batch size.
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     batch_ms: dict[str, list[float]] = field(default_factory=dict)
+    batch_size: int = 0  # samples per call while predicting
+    timeout_s: float = 0.0  # the limit the run was given
 
 
 def node_problem(node: str = "node") -> str | None:
@@ -94,20 +105,21 @@ def _packages_problem() -> str | None:
 
 def run_tfjs(
     model_dir: Path,
-    x: "np.ndarray",
-    backends: Sequence[str],
+    inputs: Inputs,
+    backends: Sequence[str] = ("wasm",),
     *,
     node: str = "node",
-    workdir: Path | None = None,
-    output_name: str = "probabilities",
     bench: tuple[Protocol, int] | None = None,
-    timeout_s: float = 300.0,
+    timeout_s: float | None = None,
+    workdir: Path | None = None,
 ) -> TfjsRun:
-    """Run the TF.js graph model in `model_dir` on the whole batch `x`, once per backend.
+    """Run the TF.js graph model in `model_dir` on all samples of `inputs` ({name: array},
+    names as in the model's signature), once per backend, a batch at a time.
 
-    `workdir`, if given, keeps the input and output .npy files there (for inspection);
-    otherwise they live in a temporary folder that is removed. `bench=(protocol, batch)` also
-    times calls at batch 1 and at `batch` (see timing.py for the protocol).
+    `timeout_s` None: a limit that grows with the work (`time_limit`). `workdir`, if given,
+    keeps the input and output .npy files there (for inspection); otherwise they live in a
+    temporary folder that is removed. `bench=(protocol, batch)` also times calls at batch 1
+    and at `batch` (see timing.py for the protocol).
     """
     import numpy as np
 
@@ -117,29 +129,43 @@ def run_tfjs(
     problem = node_problem(node)
     if problem is not None:
         raise TfjsRuntimeError(problem)
+    model_dir = Path(model_dir).resolve()
+    signature = graph_signature(model_dir)
+    feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
+    samples = sample_count(feeds, model_dir)
+    if samples == 0:
+        raise DataError(f"no samples to run TF.js model {model_dir} on")
+    batch = batch_size(feeds)
+    if timeout_s is None:
+        values = sum(math.prod(x.shape[1:]) for x in feeds.values())
+        timeout_s = time_limit(samples, values, weight_bytes(model_dir), backends, bench)
 
     keep = contextlib.nullcontext(str(workdir)) if workdir is not None else None
     with keep or tempfile.TemporaryDirectory(prefix="tfjs-run-") as folder:
         work = Path(folder)
         work.mkdir(parents=True, exist_ok=True)
-        x_path, out_dir = work / "x.npy", work / "tfjs_outputs"
-        # The script reads only little-endian float32 in C order; np.save of this array is that.
-        np.save(x_path, np.ascontiguousarray(x, dtype="<f4"))
         command = [
-            node, str(SCRIPT),
-            "--model", str(Path(model_dir).resolve()),
-            "--input", str(x_path),
-            "--backends", ",".join(backends),
-            "--out", str(out_dir),
-            "--output-name", output_name,
+            node, str(SCRIPT), "--model", str(model_dir), "--backends", ",".join(backends),
+            "--out", str(work / "tfjs_outputs"), "--batch", str(batch),
         ]  # fmt: skip
+        if signature.outputs:
+            command += ["--outputs", ",".join(signature.outputs)]
+        for i, (name, x) in enumerate(feeds.items()):
+            file = work / f"input_{i}.npy"
+            _write_npy(file, x, signature.inputs[name])
+            command += ["--input", f"{name}={file}"]
         if bench is not None:
-            protocol, batch = bench
-            command += ["--bench", f"{protocol.warmup},{protocol.min_runs},{protocol.min_seconds * 1000:g},{batch}"]
+            protocol, bench_batch = bench
+            command += ["--bench", f"{protocol.warmup},{protocol.min_runs},{protocol.min_seconds * 1000:g},{bench_batch}"]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=work)
         except subprocess.TimeoutExpired:
-            raise TfjsRuntimeError(f"TF.js run of {model_dir} did not finish within {timeout_s:.0f} s") from None
+            slower = "; cpu is far slower than wasm (verify.tfjs_backends=[wasm])" if "cpu" in backends else ""
+            raise TfjsRuntimeError(
+                f"TF.js ({', '.join(backends)}) did not finish {samples} samples of {model_dir} within "
+                f"{timeout_s:.3g} s (the limit for this model size and sample count){slower}; verify fewer "
+                f"samples (verify.samples), {DISABLE_HINT}"
+            ) from None
         except OSError as error:
             raise TfjsRuntimeError(f"could not start `{node}`: {error}") from None
         if done.returncode != 0:
@@ -151,12 +177,41 @@ def run_tfjs(
             if entry is None:
                 raise TfjsRuntimeError(f"tfjs_run reported no result for backend '{backend}'")
             # np.load reads the whole file now, so the temporary folder can go.
-            outputs[backend] = np.load(entry["output"])
+            outputs[backend] = {name: np.load(file) for name, file in entry["outputs"].items()}
             timings[backend] = {"load_ms": float(entry["load_ms"]), "predict_ms": float(entry["predict_ms"])}
             if "latency_ms" in entry:
                 latency[backend] = [float(v) for v in entry["latency_ms"]]
                 batches[backend] = [float(v) for v in entry["batch_ms"]]
-    return TfjsRun(str(report["tfjs"]), outputs, timings, latency_ms=latency, batch_ms=batches)
+    return TfjsRun(str(report["tfjs"]), outputs, timings, latency, batches, batch, timeout_s)
+
+
+def time_limit(
+    samples: int, input_values: int, weights: int, backends: Sequence[str], bench: tuple[Protocol, int] | None
+) -> float:
+    """Seconds a run may take: start-up, plus each backend's samples (and timed calls) at a
+    generous per-sample cost that grows with the model's weights and input size."""
+    size_mb = max((weights + 4 * input_values) / 1e6, 0.05)  # weights + one sample; a floor for tiny models
+    calls, extra_s = samples, 0.0
+    if bench is not None:
+        protocol, batch = bench
+        # Warm-up and timed calls at batch 1 and at `batch`; the minimum time is spent twice.
+        calls += (protocol.warmup + protocol.min_runs) * (1 + batch)
+        extra_s = 2 * protocol.min_seconds
+    return STARTUP_S + sum(calls * SECONDS_PER_MB[b] * size_mb + extra_s for b in backends)
+
+
+def _write_npy(file: Path, x: "np.ndarray", dtype: str) -> None:
+    """`x` as a C-ordered .npy of `dtype`, a slice at a time (a memory-mapped split is never
+    loaded whole)."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    out = open_memmap(file, mode="w+", dtype=np.dtype(dtype), shape=tuple(x.shape))
+    step = max(1, 2**24 // max(1, math.prod(x.shape[1:])))
+    for start in range(0, len(x), step):
+        out[start : start + step] = x[start : start + step]
+    out.flush()
+    del out
 
 
 def _failure_line(done: subprocess.CompletedProcess) -> str:

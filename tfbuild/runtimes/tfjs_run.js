@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // Runs a TF.js graph model (a converter output folder) in real TF.js under Node, on the
-// pure-JS `cpu` backend and/or the `wasm` backend, and writes each backend's output as .npy.
+// `wasm` backend and/or the pure-JS `cpu` backend, by name: one .npy per input in, one .npy
+// per output out, names as in the SavedModel signature that model.json carries.
 //
-//   node tfjs_run.js --model DIR --input X.npy --backends cpu,wasm --out OUTDIR
-//                    [--output-name probabilities] [--input-name inputs]
+//   node tfjs_run.js --model DIR --input NAME=X.npy [--input NAME=X.npy ...] --out OUTDIR
+//                    [--backends wasm,cpu] [--outputs NAME,NAME] [--batch N]
 //                    [--bench WARMUP,MIN_RUNS,MIN_MS,BATCH]
+//
+// Samples are read, run and written --batch at a time (default 64), so memory stays bounded
+// whatever the sample count. Outputs: OUTDIR/<backend>/<i>.npy, float32, i the output's
+// position in the report's "outputs" list (default: every output of the signature).
 //
 // --bench times, per backend, calls at batch 1 (latency) and at BATCH (throughput): WARMUP
 // untimed calls, then timed ones until both MIN_RUNS calls and MIN_MS milliseconds are done
@@ -17,6 +22,7 @@
 
 const fs = require('fs');
 const path = require('path');
+const {NpyWriter, openNpy, readRows} = require('./npy.js');
 
 const DEBUG = Boolean(process.env.TFBUILD_DEBUG);
 
@@ -34,26 +40,37 @@ function fail(message) {
 }
 
 function parseArgs(argv) {
-  const args = {outputName: 'probabilities', inputName: 'inputs', backends: 'cpu,wasm'};
+  const args = {inputs: [], backends: 'wasm', batch: '64'};
   const names = {
-    '--model': 'model', '--input': 'input', '--backends': 'backends', '--out': 'out',
-    '--output-name': 'outputName', '--input-name': 'inputName', '--bench': 'bench',
+    '--model': 'model', '--backends': 'backends', '--out': 'out', '--outputs': 'outputs',
+    '--batch': 'batch', '--bench': 'bench',
   };
   for (let i = 0; i < argv.length; i += 2) {
+    if (i + 1 >= argv.length) fail(`${argv[i]} needs a value`);
+    if (argv[i] === '--input') {
+      // NAME=FILE: TF tensor names have no '=', so the first one ends the name.
+      const at = argv[i + 1].indexOf('=');
+      if (at < 1) fail(`--input wants NAME=FILE, got '${argv[i + 1]}'`);
+      args.inputs.push({name: argv[i + 1].slice(0, at), file: argv[i + 1].slice(at + 1)});
+      continue;
+    }
     const key = names[argv[i]];
     if (key === undefined) fail(`unknown argument ${argv[i]}`);
-    if (i + 1 >= argv.length) fail(`${argv[i]} needs a value`);
     args[key] = argv[i + 1];
   }
-  for (const required of ['model', 'input', 'out']) {
+  for (const required of ['model', 'out']) {
     if (args[required] === undefined) fail(`--${required} is required`);
   }
+  if (args.inputs.length === 0) fail('--input is required (NAME=FILE, once per model input)');
   args.backends = args.backends.split(',').map((b) => b.trim()).filter(Boolean);
   if (args.backends.length === 0) fail('--backends is empty');
   const known = new Set(['cpu', 'wasm']);
   for (const b of args.backends) {
     if (!known.has(b)) fail(`unknown backend '${b}' (this runner has cpu and wasm)`);
   }
+  if (args.outputs !== undefined) args.outputs = args.outputs.split(',').filter(Boolean);
+  if (!/^[1-9]\d*$/.test(args.batch)) fail(`--batch wants a positive integer, got '${args.batch}'`);
+  args.batch = Number(args.batch);
   if (args.bench !== undefined) {
     const m = /^(\d+),(\d+),(\d+(?:\.\d+)?),(\d+)$/.exec(args.bench);
     if (!m || Number(m[2]) < 1 || Number(m[4]) < 1) {
@@ -62,48 +79,6 @@ function parseArgs(argv) {
     args.bench = {warmup: Number(m[1]), minRuns: Number(m[2]), minMs: Number(m[3]), batch: Number(m[4])};
   }
   return args;
-}
-
-// --- .npy (format 1.0/2.0/3.0), float32 little-endian C order only ------------------------
-
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  if (buf.length < 10 || buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') {
-    fail(`${file} is not a .npy file`);
-  }
-  const major = buf.readUInt8(6);
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
-  const descr = /'descr':\s*'([^']*)'/.exec(header);
-  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
-  if (!descr || !fortran || !shape) fail(`${file}: unreadable .npy header ${header.trim()}`);
-  if (descr[1] !== '<f4') fail(`${file}: dtype ${descr[1]} is not float32 ('<f4'); save it as float32`);
-  if (fortran[1] === 'True') fail(`${file}: Fortran-ordered arrays are not supported; save it C-ordered`);
-  const dims = shape[1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  const count = dims.reduce((a, b) => a * b, 1);
-  const offset = start + headerLen;
-  if (buf.length - offset !== count * 4) fail(`${file}: ${buf.length - offset} data bytes for shape [${dims}]`);
-  // Copy into a fresh, 4-byte-aligned buffer: Buffer's own memory may sit at any offset.
-  const data = new Float32Array(count);
-  new Uint8Array(data.buffer).set(buf.subarray(offset));
-  return {shape: dims, data};
-}
-
-function writeNpy(file, shape, data) {
-  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
-  // The header (with the 10-byte preamble and trailing newline) is padded to 64 bytes.
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const pre = Buffer.alloc(10);
-  pre.writeUInt8(0x93, 0);
-  pre.write('NUMPY', 1, 'latin1');
-  pre.writeUInt8(1, 6);
-  pre.writeUInt8(0, 7);
-  pre.writeUInt16LE(header.length, 8);
-  const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, 'latin1'), body]));
 }
 
 // --- model loading ------------------------------------------------------------------------
@@ -142,6 +117,8 @@ function readArtifacts(dir) {
     format: json.format,
     generatedBy: json.generatedBy,
     convertedBy: json.convertedBy,
+    // The signature maps the SavedModel's input and output names to graph nodes: with it,
+    // execute() takes {image: ..., meta: ...} and answers outputs asked for by name.
     signature: json.signature,
     userDefinedMetadata: json.userDefinedMetadata,
     // Hash tables etc. are built by an initializer graph; absent for plain CNNs.
@@ -167,14 +144,18 @@ async function main() {
     wasm.setWasmPaths(wasmDistDir());
   }
 
-  const x = readNpy(args.input);
   const artifacts = readArtifacts(args.model);
+  const inputs = args.inputs.map(({name, file}) => openNpy(name, file));
+  const samples = inputs[0].shape[0];
+  for (const npy of inputs) {
+    if (npy.shape[0] !== samples) fail(`input '${npy.name}' has ${npy.shape[0]} samples, '${inputs[0].name}' has ${samples}`);
+  }
   fs.mkdirSync(args.out, {recursive: true});
 
-  const result = {tfjs: tf.version.tfjs, backends: {}};
+  const result = {tfjs: tf.version.tfjs, batch: args.batch, samples, backends: {}};
   for (const name of args.backends) {
     try {
-      result.backends[name] = await runBackend(tf, name, args, x, artifacts);
+      result.backends[name] = await runBackend(tf, name, args, inputs, artifacts, result);
     } catch (e) {
       e.message = `${name} backend: ${e.message}`; // which backend broke is half the diagnosis
       throw e;
@@ -183,7 +164,7 @@ async function main() {
   process.stdout.write(JSON.stringify(result) + '\n');
 }
 
-async function runBackend(tf, name, args, x, artifacts) {
+async function runBackend(tf, name, args, inputs, artifacts, result) {
   // setBackend resolves false (it does not throw) when a backend cannot start, e.g. when
   // the .wasm binary is missing; TF.js's own warning is silenced by prod mode.
   if (!(await tf.setBackend(name))) {
@@ -195,82 +176,105 @@ async function runBackend(tf, name, args, x, artifacts) {
   let t0 = performance.now();
   const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
   const loadMs = performance.now() - t0;
+  // With a signature these are its names; without one, graph node names.
+  const missing = model.inputNodes.filter((n) => !inputs.some((npy) => npy.name === n));
+  const unknown = inputs.filter((npy) => !model.inputNodes.includes(npy.name)).map((npy) => npy.name);
+  if (missing.length || unknown.length) {
+    fail(`the model's inputs are [${model.inputNodes}], given [${inputs.map((npy) => npy.name)}]`);
+  }
+  const outputNames = args.outputs || model.outputNodes;
+  result.outputs = outputNames;
 
-  const input = tf.tensor(x.data, x.shape, 'float32');
-  const feed = {[args.inputName]: input};
   // execute() is the synchronous path a web app uses for static graphs; graphs with control
   // flow or dynamic shapes throw and need executeAsync(), which in turn warns on every call
   // for static graphs. So: try execute() once, fall back for good if the graph needs it.
   let useAsync = false;
-  const run = async (inputs = feed) => {
+  const run = async (feed) => {
     if (!useAsync) {
       try {
-        return model.execute(inputs, args.outputName);
+        return model.execute(feed, outputNames);
       } catch (e) {
         if (!/executeAsync/.test(e.message)) throw e;
         useAsync = true;
       }
     }
-    return model.executeAsync(inputs, args.outputName);
+    return model.executeAsync(feed, outputNames);
   };
-  t0 = performance.now();
-  const output = await run();
-  const values = await output.data(); // reading the data waits for the backend to finish
-  const predictMs = performance.now() - t0;
-  if (output.dtype !== 'float32') fail(`output '${args.outputName}' is ${output.dtype}, not float32`);
+  const feedOf = (start, count) => Object.fromEntries(inputs.map((npy) => [
+    npy.name, tf.tensor(readRows(npy, start, count), [count, ...npy.shape.slice(1)], npy.dtype),
+  ]));
 
-  const file = path.join(args.out, `${name}.npy`);
-  writeNpy(file, output.shape, values);
-  const entry = {output: file, load_ms: round(loadMs), predict_ms: round(predictMs)};
+  const folder = path.join(args.out, name);
+  fs.mkdirSync(folder, {recursive: true});
+  const files = Object.fromEntries(outputNames.map((o, i) => [o, path.join(folder, `${i}.npy`)]));
+  const writers = outputNames.map((o) => new NpyWriter(files[o], inputs[0].shape[0]));
+  let predictMs = 0;
+  try {
+    for (let start = 0; start < inputs[0].shape[0]; start += args.batch) {
+      const count = Math.min(args.batch, inputs[0].shape[0] - start);
+      const feed = feedOf(start, count);
+      t0 = performance.now();
+      const outputs = [].concat(await run(feed)); // one output comes back as a bare tensor
+      // Reading the data waits for the backend to finish; int32 or bool outputs become float32.
+      const values = await Promise.all(outputs.map((t) => t.data()));
+      predictMs += performance.now() - t0;
+      outputs.forEach((t, i) => writers[i].append(t.shape, Float32Array.from(values[i])));
+      tf.dispose([...outputs, ...Object.values(feed)]);
+    }
+  } finally {
+    writers.forEach((w) => w.close());
+  }
+  const entry = {outputs: files, load_ms: round(loadMs), predict_ms: round(predictMs)};
   if (name === 'wasm') {
     // Which binary ran: SIMD is on in Node 20; threads are never used under Node in 4.22.
     entry.simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
     entry.threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
   }
-  output.dispose();
-
-  if (args.bench) {
-    const {warmup, minRuns, minMs, batch} = args.bench;
-    const sampleSize = x.shape.slice(1).reduce((a, b) => a * b, 1);
-    // Batch 1 is the first sample; a larger batch repeats the samples as needed.
-    const batchOf = (n) => {
-      const data = new Float32Array(n * sampleSize);
-      for (let i = 0; i < n; i++) data.set(x.data.subarray((i % x.shape[0]) * sampleSize, ((i % x.shape[0]) + 1) * sampleSize), i * sampleSize);
-      return tf.tensor(data, [n, ...x.shape.slice(1)], 'float32');
-    };
-    // Each timed call includes reading the result back, as an application must. Static
-    // graphs on cpu and wasm run synchronously (execute + dataSync), which keeps the event
-    // loop's scheduling out of the figures; graphs that need executeAsync are awaited.
-    const timeAt = async (n) => {
-      const inputs = {[args.inputName]: batchOf(n)};
-      const syncCall = () => {
-        const y = model.execute(inputs, args.outputName);
-        y.dataSync();
-        y.dispose();
-      };
-      const asyncCall = async () => {
-        const y = await model.executeAsync(inputs, args.outputName);
-        await y.data();
-        y.dispose();
-      };
-      const call = useAsync ? asyncCall : syncCall;
-      for (let i = 0; i < warmup; i++) await call();
-      const times = [];
-      const started = performance.now();
-      while (times.length < minRuns || performance.now() - started < minMs) {
-        const before = performance.now();
-        await call();
-        times.push(round(performance.now() - before));
-      }
-      inputs[args.inputName].dispose();
-      return times;
-    };
-    entry.latency_ms = await timeAt(1);
-    entry.batch_ms = await timeAt(batch);
-  }
-  input.dispose();
+  if (args.bench) Object.assign(entry, await bench(tf, args.bench, inputs, feedOf, model, outputNames, useAsync));
   model.dispose();
   return entry;
+}
+
+async function bench(tf, {warmup, minRuns, minMs, batch}, inputs, feedOf, model, outputNames, useAsync) {
+  // Batch 1 is the first sample; a larger batch repeats the first samples as needed.
+  const have = Math.min(batch, inputs[0].shape[0]);
+  const first = feedOf(0, have);
+  const batchOf = (n) => Object.fromEntries(Object.entries(first).map(([k, t]) => {
+    const index = tf.tensor1d(Array.from({length: n}, (_, i) => i % have), 'int32');
+    const rows = tf.gather(t, index);
+    index.dispose();
+    return [k, rows];
+  }));
+  // Each timed call includes reading the results back, as an application must. Static
+  // graphs on cpu and wasm run synchronously (execute + dataSync), which keeps the event
+  // loop's scheduling out of the figures; graphs that need executeAsync are awaited.
+  const timeAt = async (n) => {
+    const feed = batchOf(n);
+    const syncCall = () => {
+      const ys = [].concat(model.execute(feed, outputNames));
+      ys.forEach((y) => y.dataSync());
+      tf.dispose(ys);
+    };
+    const asyncCall = async () => {
+      const ys = [].concat(await model.executeAsync(feed, outputNames));
+      await Promise.all(ys.map((y) => y.data()));
+      tf.dispose(ys);
+    };
+    const call = useAsync ? asyncCall : syncCall;
+    for (let i = 0; i < warmup; i++) await call();
+    const times = [];
+    const started = performance.now();
+    while (times.length < minRuns || performance.now() - started < minMs) {
+      const before = performance.now();
+      await call();
+      times.push(round(performance.now() - before));
+    }
+    tf.dispose(Object.values(feed));
+    return times;
+  };
+  const figures = {latency_ms: await timeAt(1), batch_ms: await timeAt(batch)};
+  tf.dispose(Object.values(first));
+  return figures;
 }
 
 function round(ms) {

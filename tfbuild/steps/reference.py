@@ -1,44 +1,40 @@
 """`reference`: the SavedModel, reloaded from disk, run on the held-out test inputs.
 
 Every exported artifact is compared with these outputs, so the reference is what users
-deploy to TF Serving, not the in-memory Keras model that produced it.
+deploy to TF Serving, not the in-memory Keras model that produced it. The outputs are kept
+by name (outputs_io: `outputs.json` + one .npy per output) in the step's output folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..agreement import accuracy
+from ..metrics import GENERATED, describe, task_metrics
+from ..outputs_io import save_outputs
 from .base import StepContext
-from .data import load_split
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
-def held_out_inputs(data: Path, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
-    x_test, y_test = load_split(data, "test")
-    return x_test[:samples], y_test[:samples]
 
 
 class ReferenceStep:
     kind = "reference"
-    version = 1
+    version = 2  # 2: named outputs in a folder; metrics per output and task
     tools = ("tensorflow", "numpy")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        import numpy as np
-
+        from ..datasets.split import Split
         from ..runtimes.savedmodel import run_saved_model
 
-        x, y = held_out_inputs(ctx.inputs["data"], ctx.params["samples"])
-        outputs = run_saved_model(ctx.inputs["saved_model"], x)
-        np.save(ctx.outputs["outputs"], outputs)
-        test_accuracy = accuracy(outputs, y)
+        split = Split(ctx.inputs["data"])
+        inputs = split.inputs("test", ctx.params["samples"])
+        samples = len(next(iter(inputs.values())))
+        outputs = run_saved_model(ctx.inputs["saved_model"], inputs)
+        save_outputs(ctx.outputs["outputs"], outputs)
+        # Generated inputs have no labels: the outputs are compared, never scored.
+        metrics = {} if split.generated else task_metrics(outputs, split.targets("test", ctx.params["samples"]), split.tasks())
         return {
             "runtime": "TensorFlow SavedModel",
-            "samples": int(len(x)),
-            "accuracy": round(test_accuracy, 6),
-            "summary": f"accuracy {test_accuracy:.1%} on {len(x)} test samples",
+            "samples": samples,
+            "outputs": list(outputs),
+            "generated": split.generated,
+            "metrics": metrics,
+            "summary": f"{describe(metrics)} on {samples} test samples" if metrics else f"{samples} {GENERATED}",
         }

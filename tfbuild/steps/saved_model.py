@@ -29,7 +29,7 @@ class SavedModelStep:
     tools = ("tensorflow", "tf-keras")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        from ..models.model_file import load_model
+        from ..models.model_file import ServingFunction, load_model
         from ..tfenv import import_tensorflow
 
         tf = import_tensorflow()
@@ -37,16 +37,16 @@ class SavedModelStep:
 
         p = ctx.params
         path = ctx.inputs["model"] if "model" in ctx.inputs else ctx.files["model"]
-        model = load_model(path, p.get("modules", []), quantize_scope=bool(p.get("quantize_scope")))
+        model = load_model(path, p.get("modules", []), bool(p.get("quantize_scope")), ctx.files)
         out = ctx.outputs["saved_model"]
-        if not isinstance(model, keras.Model):  # a plain SavedModel: its own signature, re-saved
-            serve = model.signatures[SIGNATURE]
-            tf.saved_model.save(model, str(out), signatures={SIGNATURE: serve})
+        jit = bool(p.get("jit_compile"))
+        if isinstance(model, ServingFunction):  # a plain SavedModel: its own signature, re-saved
+            serve = model.function(jit)
+            tf.saved_model.save(model.root, str(out), signatures={SIGNATURE: serve})
             make_reproducible(out)
-            return _signature_info(serve, [SIGNATURE], [], xla=False)
+            return _signature_info(serve.get_concrete_function(), [SIGNATURE], [], xla=jit)
         if p.get("portable"):
             model = float32_copy(keras, model)
-        jit = bool(p.get("jit_compile"))
         serve = serving_function(tf, model, jit)
         signatures = {SIGNATURE: serve}
         if jit:

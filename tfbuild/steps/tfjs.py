@@ -16,9 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..conversion import tfjs_unsupported_ops
+from ..signature import SIGNATURE
 from .base import StepContext
 from .compressed import gzip_bytes
-from .saved_model import SIGNATURE
 
 QUANTIZATION_MAPS: dict[str, dict[str, str] | None] = {
     "none": None,
@@ -35,7 +36,7 @@ def canonicalize_model_json(path: Path) -> None:
 
 class TfjsStep:
     kind = "tfjs"
-    version = 1
+    version = 2  # 2: signature names in info; unsupported ops named
     tools = ("tensorflowjs", "tensorflow")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
@@ -46,21 +47,32 @@ class TfjsStep:
 
         quantization = ctx.params["quantization"]
         out = ctx.outputs["model"]
-        convert_tf_saved_model(
-            str(ctx.inputs["saved_model"]),
-            str(out),
-            signature_def=SIGNATURE,
-            saved_model_tags="serve",
-            quantization_dtype_map=QUANTIZATION_MAPS[quantization],
-        )
+        try:
+            # With signature_def, model.json carries the signature's input and output names.
+            convert_tf_saved_model(
+                str(ctx.inputs["saved_model"]),
+                str(out),
+                signature_def=SIGNATURE,
+                saved_model_tags="serve",
+                quantization_dtype_map=QUANTIZATION_MAPS[quantization],
+            )
+        except ValueError as error:
+            unsupported = tfjs_unsupported_ops(error)
+            if unsupported is None:
+                raise
+            raise unsupported from None
         canonicalize_model_json(out / "model.json")
         shards = sorted(p for p in out.iterdir() if p.name != "model.json")
-        weights = json.loads((out / "model.json").read_text())["weightsManifest"]
+        model = json.loads((out / "model.json").read_text())
+        weights, signature = model["weightsManifest"], model.get("signature") or {}
         compressed = gzip_bytes(out)
         return {
             "quantization": quantization,
             "weights": sum(len(group["weights"]) for group in weights),
             "shards": [p.name for p in shards],
+            "signature": SIGNATURE,
+            "inputs": sorted(signature.get("inputs") or {}),
+            "outputs": sorted(signature.get("outputs") or {}),
             "gzip_bytes": compressed,
             "summary": f"gzip {compressed / 1024:.1f} KB",
         }

@@ -1,0 +1,297 @@
+"""`model.source=file`: a trained model you bring (`model.path`): `.keras`, `.h5`, or a
+SavedModel folder.
+
+Planning inspects it without TensorFlow: a `.keras` file is a zip with a `config.json`, an
+`.h5` file carries its config in a `model_config` attribute (h5py, no TensorFlow), a
+SavedModel folder is recognised by its `saved_model.pb` (its signature can be read only by
+TensorFlow, so its inputs are left to run time). From a Keras config it reads the named
+inputs and outputs and the classes tf_keras does not define, so a missing `model.modules` is
+a one-line error before any work.
+
+Loading (steps, TensorFlow imported) gives a tf_keras model; a SavedModel that is not a
+Keras one (`tf.saved_model.save` of a `tf.Module`, a Keras 3 `model.export`, a JAX export)
+is carried by its serving signature: `ServingFunction`, which the SavedModel step saves again
+with tfbuild's signature (outputs cast to float32, names kept).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..builder_source import parse_source
+from ..errors import ConfigError, DataError
+from ..signature import SIGNATURE
+from .keras_app import tf_keras_root
+from .modules import KEY as MODULES_KEY
+from .modules import available_objects, import_modules, module_files
+
+KEY = "model.path"
+SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
+SAVED_MODEL = "saved_model"
+# Classes tf_keras writes into configs but does not export by name.
+INTERNAL = frozenset({"Functional", "TFOpLambda", "SlicingOpLambda"})
+BUILTIN_MODULES = ("keras", "tf_keras", "tensorflow", "builtins")
+
+Shape = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class ModelFileInfo:
+    kind: str  # "keras", "h5" or "saved_model"
+    path: str
+    # name -> (per-sample shape, dtype); None where it is known only at run time (a SavedModel,
+    # a subclassed model)
+    inputs: dict[str, tuple[Shape, str]] | None
+    outputs: dict[str, Shape | None] | None  # names, in order; shapes are not in a Keras config
+    custom_objects: tuple[str, ...] = ()  # names tf_keras looks up that it does not define
+    custom_modules: tuple[str, ...] = ()  # the modules a .keras file says they come from
+    keras: bool = True  # False: a SavedModel that tf_keras cannot load, carried by its signature
+
+
+def inspect_model_file(path: str | Path) -> ModelFileInfo:
+    """What planning needs to know of `path`; ConfigError (one line) when it is not a model."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+            raise ConfigError(f"{KEY}: {path} is a folder but not a SavedModel (no saved_model.pb in it)")
+        return ModelFileInfo(SAVED_MODEL, str(path), None, None, keras=(path / "keras_metadata.pb").is_file())
+    if not path.exists():
+        raise ConfigError(f"{KEY}: {path} does not exist")
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"{KEY}: {path} is not a model tfbuild reads (a .keras or .h5 file, or a SavedModel folder)")
+    config, version = _keras_config(path) if kind == "keras" else _h5_config(path)
+    if str(version or "").startswith("3."):
+        raise ConfigError(f"{KEY}: {path} was saved by Keras {version}; tfbuild loads Keras 2 (tf_keras) models: "
+                          "export it as a SavedModel (model.export(folder)) and use that folder")  # fmt: skip
+    if not isinstance(config, dict):
+        raise ConfigError(f"{KEY}: {path} holds no model config")
+    inputs, outputs = _signature(config)
+    custom = dict(_custom_objects(config))
+    modules = tuple(dict.fromkeys(m for m in custom.values() if m))
+    return ModelFileInfo(kind, str(path), inputs, outputs, tuple(custom), modules)
+
+
+def _keras_config(path: Path) -> tuple[Any, str | None]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            names = archive.namelist()
+            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+    except zipfile.BadZipFile:
+        raise ConfigError(f"{KEY}: {path} is not a .keras file (not a zip archive)") from None
+    except KeyError:
+        raise ConfigError(f"{KEY}: {path} is not a .keras file (no config.json in it)") from None
+    except ValueError as exc:  # bad JSON or text
+        raise ConfigError(f"{KEY}: {path} has an unreadable config.json ({exc})") from None
+    return config, metadata.get("keras_version") if isinstance(metadata, dict) else None
+
+
+def _h5_config(path: Path) -> tuple[Any, str | None]:
+    import h5py  # about 0.1 s (with NumPy); no TensorFlow
+
+    try:
+        with h5py.File(path, "r") as file:
+            raw, version = file.attrs.get("model_config"), file.attrs.get("keras_version")
+    except OSError as exc:
+        raise ConfigError(f"{KEY}: {path} is not an HDF5 file ({str(exc).splitlines()[0]})") from None
+    if raw is None:
+        raise ConfigError(f"{KEY}: {path} holds weights only, no model (save the model with model.save, "
+                          "not model.save_weights)")  # fmt: skip
+    text = lambda value: value.decode() if isinstance(value, bytes) else value  # noqa: E731
+    try:
+        return json.loads(text(raw)), text(version)
+    except ValueError as exc:
+        raise ConfigError(f"{KEY}: {path} has an unreadable model_config ({exc})") from None
+
+
+def _signature(config: dict) -> tuple[dict[str, tuple[Shape, str]] | None, dict[str, Shape | None] | None]:
+    """Named inputs and outputs, as tf_keras names them (input and output layer names)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    layers = [layer for layer in inner.get("layers") or [] if isinstance(layer, dict)]
+    by_name = {_name(layer): layer for layer in layers}
+    if "input_layers" in inner and "output_layers" in inner:  # a functional model
+        inputs = {name: _input_spec(by_name.get(name)) for name in _layer_names(inner["input_layers"])}
+        outputs = dict.fromkeys(_layer_names(inner["output_layers"]))
+    elif config.get("class_name") == "Sequential" and layers:
+        first, last = layers[0], layers[-1]
+        # Without an InputLayer, Keras names the input after the first layer.
+        name = _name(first) if first.get("class_name") == "InputLayer" else f"{_name(first)}_input"
+        inputs, outputs = {name: _input_spec(first)}, {_name(last): None}
+    else:  # subclassed: its signature exists once it is built
+        return None, None
+    return (None if None in inputs.values() else inputs), outputs  # type: ignore[return-value]
+
+
+def _name(layer: dict) -> str:
+    return str(layer.get("name") or (layer.get("config") or {}).get("name"))
+
+
+def _layer_names(nodes: Any) -> list[str]:
+    """[[layer, node, tensor], ...], a single [layer, node, tensor], or {name: ...}."""
+    if isinstance(nodes, dict):
+        return list(nodes)
+    if nodes and isinstance(nodes[0], str):
+        return [nodes[0]]
+    return [node[0] for node in nodes]
+
+
+def _input_spec(layer: dict | None) -> tuple[Shape, str] | None:
+    config = (layer or {}).get("config") or {}
+    shape = config.get("batch_input_shape") or config.get("batch_shape")
+    if shape is None:
+        return None
+    dtype = config.get("dtype") or "float32"
+    if isinstance(dtype, dict):  # a serialized dtype policy
+        dtype = (dtype.get("config") or {}).get("name", "float32")
+    return tuple(shape[1:]), str(dtype)
+
+
+def _custom_objects(config: Any) -> Iterator[tuple[str, str | None]]:
+    """(name tf_keras looks the class up by, the module the file says it is in) for every
+    serialized class that tf_keras does not define: layers, initializers, losses..."""
+    for node in _class_nodes(config):
+        name, module, registered = node["class_name"], node.get("module"), node.get("registered_name")
+        if isinstance(registered, str) and ">" in registered:
+            name = registered  # register_keras_serializable(package=...): "package>Name"
+        if ">" in name:
+            custom = True
+        elif isinstance(module, str):  # .keras files say where every class comes from
+            custom = module.split(".")[0] not in BUILTIN_MODULES
+        else:
+            custom = name not in _builtin_names() and not name.startswith("__")
+        if custom:
+            yield name, module if isinstance(module, str) else None
+
+
+def _class_nodes(value: Any) -> Iterator[dict]:
+    if isinstance(value, dict):
+        if isinstance(value.get("class_name"), str):
+            yield value
+        for item in value.values():
+            yield from _class_nodes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _class_nodes(item)
+
+
+@functools.cache
+def _builtin_names() -> frozenset[str]:
+    """Every name tf_keras' public API exports (its layers, initializers, losses...), read
+    from its generated `__init__.py` files."""
+    root = tf_keras_root() / "tf_keras"
+    names = set(INTERNAL)
+    for init in root.rglob("__init__.py"):
+        if init.relative_to(root).parts[0] != "src":
+            for node in parse_source(init, KEY).body:
+                if isinstance(node, ast.ImportFrom):
+                    names.update(alias.asname or alias.name for alias in node.names)
+    return frozenset(names)
+
+
+def check_custom_objects(info: ModelFileInfo, modules: Sequence[str]) -> None:
+    """Planning: every custom class the file uses is defined (or named) in model.modules."""
+    if not info.custom_objects:
+        return
+    named = ", ".join(name.split(">")[-1] for name in info.custom_objects)
+    hint = f" (module {', '.join(info.custom_modules)})" if info.custom_modules else ""
+    if not modules:
+        raise ConfigError(f"{KEY}: {info.path} uses custom classes {named}{hint}: list the module(s) that define "
+                          f"them in {MODULES_KEY}")  # fmt: skip
+    defined: set[str] = set()
+    for file in module_files(modules).values():
+        for node in ast.walk(parse_source(Path(file), MODULES_KEY)):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                defined.add(node.value)  # register_keras_serializable(name="...")
+            elif isinstance(node, ast.Name):
+                defined.add(node.id)
+    missing = [name for name in info.custom_objects if name.split(">")[-1] not in defined]
+    if missing:
+        raise ConfigError(f"{MODULES_KEY}: none of {', '.join(modules)} defines {missing[0].split('>')[-1]}, which "
+                          f"{info.path} uses{hint}")  # fmt: skip
+
+
+def load_model(
+    path: str | Path, modules: Sequence[str] = (), quantize_scope: bool = False, planned: dict[str, Any] | None = None
+) -> Any:
+    """The model at `path` (call after tfenv.import_tensorflow): a tf_keras model, or a
+    `ServingFunction` for a SavedModel tf_keras cannot load. `modules` are imported first and
+    their Keras classes offered by name; `planned` is the step's files (role -> path)."""
+    import tf_keras as keras
+
+    info = inspect_model_file(path)
+    objects = import_modules(modules, planned)
+    if not info.keras:
+        return load_serving_function(path)
+    available = available_objects(objects)
+    missing = [name for name in info.custom_objects if name not in available]
+    if missing:
+        named = missing[0].split(">")[-1] + (f" (module {', '.join(info.custom_modules)})" if info.custom_modules else "")
+        if not modules:
+            raise DataError(f"{KEY}: {path} uses the custom class {named}: list its module in {MODULES_KEY}")
+        raise DataError(f"{KEY}: {path} uses the custom class {named}, which none of {MODULES_KEY} "
+                        f"({', '.join(modules)}) defines or registers")  # fmt: skip
+    with contextlib.ExitStack() as scopes:
+        scopes.enter_context(keras.utils.custom_object_scope(objects))
+        if quantize_scope:  # a quantization-aware model's wrappers and quantizers
+            import tensorflow_model_optimization as tfmot
+
+            scopes.enter_context(tfmot.quantization.keras.quantize_scope())
+        try:
+            return keras.models.load_model(str(path), compile=False)
+        except (ValueError, TypeError, OSError, KeyError) as exc:
+            raise DataError(f"{KEY}: cannot load {path}: {str(exc).strip().splitlines()[0]}") from None
+
+
+@dataclass
+class ServingFunction:
+    """A SavedModel's serving signature. `root` holds its variables: save it again with
+    `tf.saved_model.save(s.root, out, signatures={"serving_default": s.function()})`."""
+
+    root: Any
+    signature: Any  # the loaded ConcreteFunction
+    inputs: dict[str, Any]  # name -> tf.TensorSpec, in the signature's order
+    outputs: list[str] = field(default_factory=list)
+
+    def function(self, jit_compile: bool = False) -> Any:
+        """A tf.function with the same named inputs, returning {output name: float32}."""
+        import tensorflow as tf
+
+        names = list(self.inputs)
+        specs = [tf.TensorSpec(spec.shape, spec.dtype, name=name) for name, spec in self.inputs.items()]
+
+        @tf.function(input_signature=specs, jit_compile=jit_compile)
+        def serve(*tensors):
+            outputs = self.signature(**dict(zip(names, tensors)))
+            return {name: tf.cast(outputs[name], tf.float32) for name in self.outputs}
+
+        return serve
+
+    def __call__(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return self.signature(**inputs)
+
+
+def load_serving_function(path: str | Path) -> ServingFunction:
+    """The `serving_default` signature (or the only one) of the SavedModel at `path`."""
+    import tensorflow as tf
+
+    try:
+        root = tf.saved_model.load(str(path))
+    except (ValueError, OSError, tf.errors.OpError) as exc:
+        raise DataError(f"{KEY}: cannot load the SavedModel {path}: {str(exc).strip().splitlines()[0]}") from None
+    signatures = dict(root.signatures)
+    if SIGNATURE not in signatures and len(signatures) != 1:
+        raise DataError(f"{KEY}: the SavedModel {path} has no {SIGNATURE} signature (it has: "
+                        f"{', '.join(signatures) or 'none'}); save it with signatures={{'{SIGNATURE}': ...}}")  # fmt: skip
+    signature = signatures.get(SIGNATURE) or next(iter(signatures.values()))
+    _, inputs = signature.structured_input_signature
+    return ServingFunction(root, signature, dict(inputs), sorted(signature.structured_outputs))
