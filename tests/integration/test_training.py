@@ -279,40 +279,22 @@ def build(input_shape, num_classes):
     inputs = keras.Input(input_shape)
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(Scale(3.0)(inputs)))
 """
-# tfbuild/models/modules.py is written by the models part; where it is absent, this stands in.
-MODULES_STAND_IN = """\
-import importlib, sys, types
-try:
-    import tfbuild.models.modules
-except ImportError:
-    stand_in = types.ModuleType("tfbuild.models.modules")
-    stand_in.import_modules = lambda modules: [importlib.import_module(m) for m in modules]
-    sys.modules["tfbuild.models.modules"] = stand_in
-"""
-
-
 def test_a_custom_layer_trains_and_loads_only_with_its_module_imported(tf, regression, tmp_path, monkeypatch):
     from tfbuild.training.trainer import train
 
     (tmp_path / "my_layers.py").write_text(MY_LAYERS)
     (tmp_path / "my_models.py").write_text(MY_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        import tfbuild.models.modules  # noqa: F401
-    except ImportError:
-        import importlib
-        import types
-
-        stand_in = types.ModuleType("tfbuild.models.modules")
-        stand_in.import_modules = lambda modules: [importlib.import_module(m) for m in modules]
-        monkeypatch.setitem(sys.modules, "tfbuild.models.modules", stand_in)
+    files = {"builder": tmp_path / "my_models.py", "modules:my_layers": tmp_path / "my_layers.py"}
     info = train({**BASE, "builder": "my_models.build", "modules": ["my_layers"], "epochs": 1}, regression.folder,
-                 tmp_path / "m.h5", Ticks(), tmp_path / "my_models.py")  # fmt: skip
+                 tmp_path / "m.h5", Ticks(), files)  # fmt: skip
     assert [o["task"] for o in info["outputs"].values()] == [REGRESSION]
 
     def load(modules):
-        code = MODULES_STAND_IN + textwrap.dedent(f"""
+        code = textwrap.dedent(f"""
+            from tfbuild.tfenv import import_tensorflow
             from tfbuild.training.keras_io import load_model
+            import_tensorflow()
             print(type(load_model({str(tmp_path / 'm.h5')!r}, modules={modules!r}).layers[1]).__name__)
         """)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
@@ -320,7 +302,7 @@ def test_a_custom_layer_trains_and_loads_only_with_its_module_imported(tf, regre
 
     assert load(["my_layers"]).stdout.strip() == "Scale"
     refused = load([])
-    assert refused.returncode != 0 and "Unknown layer: 'my_layers>Scale'" in refused.stderr
+    assert refused.returncode != 0 and "uses the custom class Scale" in refused.stderr
 
 
 TRAIN_TWICE_MIRRORED = """\

@@ -23,26 +23,31 @@ class OptimizeStep:
         from ..training import compression
         from ..training.feed import wire
         from ..training.fit import compile_model, evaluate, fit
-        from ..training.keras_io import load_model, save_h5
+        from ..training.keras_io import import_model_modules, load_model, save_h5
         from ..training.optimizers import make_optimizer
         from ..training.tasks import headline_metrics
 
         import_tensorflow()
+        import tf_keras as keras
+
         p = ctx.params
         split = Split(ctx.inputs["data"])
         seed_everything(p["seed"])
-        trained = load_model(ctx.inputs["model"], modules=p.get("modules") or ())
+        modules, planned = p.get("modules") or (), dict(ctx.files)
+        trained = load_model(ctx.inputs["model"], modules=modules, planned=planned)
         wiring = wire(trained, split, p.get("loss"))
         compile_model(trained, wiring.outputs)
         _, before = evaluate(trained, split, wiring)
 
         total_steps = -(-split.count("train") // p["batch_size"]) * p["epochs"]
         method = compression.method(p["method"], p, total_steps)
-        model = compression.wrapped(method, trained)
-        fitted = fit(model, split, wiring, ctx.progress, optimizer=make_optimizer("adam", p["learning_rate"]),
-                     epochs=p["epochs"], batch_size=p["batch_size"], seed=p["seed"],
-                     class_weight=p.get("class_weight"), callbacks=method.callbacks)  # fmt: skip
-        final = method.strip(model)
+        # tfmot clones the model through its config: the modules' classes must be known by name.
+        with keras.utils.custom_object_scope(import_model_modules(modules, planned)):
+            model = compression.wrapped(method, trained)
+            fitted = fit(model, split, wiring, ctx.progress, optimizer=make_optimizer("adam", p["learning_rate"]),
+                         epochs=p["epochs"], batch_size=p["batch_size"], seed=p["seed"],
+                         class_weight=p.get("class_weight"), callbacks=method.callbacks)  # fmt: skip
+            final = method.strip(model)
         compile_model(final, wiring.outputs)
         _, after = evaluate(final, split, wiring)
         save_h5(final, ctx.outputs["model"])

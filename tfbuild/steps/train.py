@@ -21,11 +21,11 @@ class TrainStep:
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         p = dict(ctx.params)
-        data, out, builder_file = ctx.inputs["data"], ctx.outputs["model"], ctx.files.get("builder")
+        data, out, files = ctx.inputs["data"], ctx.outputs["model"], dict(ctx.files)
         if p["strategy"] == "multi_worker" and "TF_CONFIG" not in os.environ:
             from ..training.workers import train_on_local_workers
 
-            return train_on_local_workers(p, data, out, ctx.progress, builder_file)
+            return train_on_local_workers(p, data, out, ctx.progress, files)
         from ..training.trainer import train
 
-        return train(p, data, out, ctx.progress, builder_file)
+        return train(p, data, out, ctx.progress, files)

@@ -7,10 +7,9 @@ cached training step means the loading process may never have built the model.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 
 def save_h5(model: Any, path: Path) -> None:
@@ -20,25 +19,21 @@ def save_h5(model: Any, path: Path) -> None:
         model.save(path, save_format="h5")
 
 
-def import_model_modules(modules: Sequence[str]) -> None:
-    """`model.modules`, imported before any model is built or loaded."""
-    if modules:
-        from ..models.modules import import_modules  # written by the models part
+def import_model_modules(modules: Sequence[str], planned: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`model.modules`, imported before any model is built; their Keras classes by name.
+    `planned` (the step's files) makes sure Python imports the files the key was computed over."""
+    if not modules:
+        return {}
+    from ..models.modules import import_modules
 
-        import_modules(list(modules))
+    return import_modules(list(modules), planned)
 
 
-def load_model(path: Path, *, modules: Sequence[str] = (), quantize_scope: bool = False) -> Any:
-    """A Keras model from .h5, .keras or a SavedModel folder, uncompiled (every step compiles
-    for its own use); `quantize_scope` for a quantization-aware model, whose layers only
-    tfmot knows."""
-    import tf_keras as keras
+def load_model(path: Path, *, modules: Sequence[str] = (), quantize_scope: bool = False,
+               planned: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+    """A Keras model (.h5, .keras, SavedModel), uncompiled, `modules` imported first and their
+    classes in scope; `quantize_scope` for a quantization-aware model, whose layers only tfmot
+    knows. One loader for every step: tfbuild/models/model_file.py."""
+    from ..models.model_file import load_model as load
 
-    import_model_modules(modules)
-    scope: Any = contextlib.nullcontext()
-    if quantize_scope:
-        import tensorflow_model_optimization as tfmot
-
-        scope = tfmot.quantization.keras.quantize_scope()
-    with scope:
-        return keras.models.load_model(path, compile=False)
+    return load(path, modules, quantize_scope=quantize_scope, planned=planned)

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
 
 def train(
-    p: Mapping[str, Any], data: Path, out: Path, progress: Progress, builder_file: Path | None = None
+    p: Mapping[str, Any], data: Path, out: Path, progress: Progress, files: Mapping[str, Path] | None = None
 ) -> dict[str, Any]:
     """Train as the step params `p` say (see steps/train.py for the keys) on the split in
-    `data`, save the model to `out` (HDF5), return the step's info."""
+    `data`, save the model to `out` (HDF5), return the step's info. `files` are the step's
+    (role -> path): the builder's and the modules' sources the key was computed over."""
     from ..datasets.split import Split
     from ..tfenv import import_tensorflow, seed_everything
     from .builders import builder_arguments, call_builder, resolve_builder
@@ -35,10 +36,15 @@ def train(
     steps = -(-split.count("train") // global_batch) * p["epochs"]
     optimizer, schedule = p.get("optimizer", "adam"), p.get("schedule", "constant")
     seed_everything(p["seed"])
-    import_model_modules(p.get("modules") or ())
+    files = dict(files or {})
+    objects = import_model_modules(p.get("modules") or (), files)
     deterministic = not p["jit_compile"]
-    with op_determinism(deterministic), precision_policy(p["precision"]), strategy.scope():
-        model = call_builder(resolve_builder(p["builder"], builder_file), split, p["model_params"])
+    import tf_keras as keras
+
+    # The modules' classes by name: tfmot and Keras clone models through their configs.
+    with op_determinism(deterministic), precision_policy(p["precision"]), strategy.scope(), \
+            keras.utils.custom_object_scope(objects):
+        model = call_builder(resolve_builder(p["builder"], files.get("builder")), split, p["model_params"])
         wiring = wire(model, split, p.get("loss"))
         fitted = fit(
             model, split, wiring, progress,

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from ..steps.base import Progress
@@ -41,7 +41,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def train_on_local_workers(
-    params: dict[str, Any], data: Path, out: Path, progress: Progress, builder_file: Path | None = None
+    params: dict[str, Any], data: Path, out: Path, progress: Progress, files: Mapping[str, Path] | None = None
 ) -> dict[str, Any]:
     workers = params["workers"]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
@@ -50,7 +50,7 @@ def train_on_local_workers(
         processes, logs = [], []
         for index in range(workers):
             spec = {"params": params, "data": str(data), "out": str(out if index == 0 else folder / f"worker{index}.h5"),
-                    "builder_file": str(builder_file) if builder_file else None}
+                    "files": {role: str(path) for role, path in (files or {}).items()}}
             (folder / f"spec{index}.json").write_text(json.dumps(spec))
             env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
             log = open(folder / f"worker{index}.log", "w")
@@ -110,8 +110,8 @@ def main(spec_path: str) -> None:
     from .trainer import train
 
     spec = json.loads(Path(spec_path).read_text())
-    builder_file = Path(spec["builder_file"]) if spec.get("builder_file") else None
-    info = train(spec["params"], Path(spec["data"]), Path(spec["out"]), _PrintedProgress(), builder_file)
+    files = {role: Path(path) for role, path in spec.get("files", {}).items()}
+    info = train(spec["params"], Path(spec["data"]), Path(spec["out"]), _PrintedProgress(), files)
     print(RESULT + json.dumps(info), flush=True)
 
 
