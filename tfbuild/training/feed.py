@@ -76,7 +76,7 @@ def wire(model: Any, split: Split, loss: Any = None) -> Wiring:
         expected = tuple(split.inputs_spec[data_name].shape)
         if not _fits(tuple(tensor.shape[1:]), expected):
             raise DataError(
-                f"model input '{model_name}' takes samples of shape {_shape(tensor.shape[1:])}, "
+                f"model input '{model_name}' takes samples of shape {tuple(tensor.shape[1:])}, "
                 f"the data's input '{data_name}' has {expected}"
             )
     for tensor, output in zip(model.outputs, wiring.outputs):
@@ -101,10 +101,6 @@ def _check_output(shape: tuple[Any, ...], output: Output, spec: Any) -> None:
 
 def _fits(model_shape: tuple[Any, ...], data_shape: tuple[int, ...]) -> bool:
     return len(model_shape) == len(data_shape) and all(m is None or m == d for m, d in zip(model_shape, data_shape))
-
-
-def _shape(shape: Any) -> tuple[Any, ...]:
-    return tuple(shape)
 
 
 def train_dataset(
