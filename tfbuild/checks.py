@@ -317,7 +317,7 @@ def _check_gates(cfg: DictConfig) -> None:
             raise ConfigError(f"{path}.{measured[0]} needs the benchmark's figures: set benchmark.enabled=true")
     from .gates import gates_not_applicable
 
-    tasks = {"model": cfg.task.name.value, **{name: task.value for name, task in cfg.task.outputs.items()}}
+    tasks = {"task": cfg.task.name.value, **{name: task.value for name, task in cfg.task.outputs.items()}}
     gates = OmegaConf.to_container(cfg.gates, resolve=True, enum_to_str=True)
     problems = gates_not_applicable(gates, tasks, labelled=cfg.data.source.value != "none")
     if problems:

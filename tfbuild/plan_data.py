@@ -60,6 +60,7 @@ def data_step(cfg: DictConfig) -> StepSpec:
         params["channels"] = _channels(data.channels)
     if source == "sklearn":
         _check_sklearn(data.name, cfg)
+    _check_task_outputs(cfg)
     if source == "tfrecord":
         _check_spec(data)
     if source == "csv":
@@ -185,9 +186,44 @@ def _check_sklearn(name: str, cfg: DictConfig) -> None:
     if name not in SKLEARN_DATASETS:
         names = list(SKLEARN_DATASETS)
         raise ConfigError(f"data.name: '{name}' is not one of {', '.join(names)}{did_you_mean(name, names)}")
-    natural, task = SKLEARN_DATASETS[name], cfg.task.name.value
-    if natural != task and not cfg.task.outputs:
-        raise ConfigError(f"data.name={name} holds {natural} targets but task={task}: use task={natural}")
+    natural = SKLEARN_DATASETS[name]
+    for target in planned_target_names(cfg) or []:
+        task = cfg.task.outputs[target].value if target in cfg.task.outputs else cfg.task.name.value
+        if task != natural:
+            key = f"task.outputs.{target}" if target in cfg.task.outputs else "task"
+            raise ConfigError(f"data.name={name} holds {natural} targets but {key}={task}: use {key}={natural}")
+
+
+# The targets of the bundled sets, as their readers name them.
+SKLEARN_TARGETS = {"diabetes": ["progression"], "linnerud": ["Weight", "Waist", "Pulse"]}
+
+
+def planned_target_names(cfg: DictConfig) -> list[str] | None:
+    """The data's target names where the config says them (a single unnamed label is
+    'label'); None when only the data knows (data=none)."""
+    data = cfg.data
+    source = data.source.value
+    if source == "sklearn":
+        return SKLEARN_TARGETS.get(data.name, ["label"])
+    if source in ("none",):
+        return None
+    if source == "images" or data.label is None:
+        return ["label"]
+    return _names(_plain(data.label))
+
+
+def _check_task_outputs(cfg: DictConfig) -> None:
+    """task.outputs names outputs; each must be a target of the data (the model's outputs pair
+    with them), or it would set nothing."""
+    names = planned_target_names(cfg)
+    if names is None:
+        return
+    for name in cfg.task.outputs:
+        if name not in names:
+            raise ConfigError(
+                f"task.outputs.{name}: the data has no target named '{name}' (its targets: {', '.join(names)})"
+                f"{did_you_mean(name, names)}"
+            )
 
 
 def _check_spec(data: DictConfig) -> None:

@@ -68,7 +68,8 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         (["recipe=broken"], "recipe=broken: cannot parse {cwd}/recipes/broken.yaml: while parsing a flow sequence in "
                             "\"{cwd}/recipes/broken.yaml\", line 4, column 15"),
         (["recipe=typo"], "{cwd}/recipes/typo.yaml: train.epochz: no such key in train (keys: epochs, batch_size, "
-                          "learning_rate, seed) (did you mean 'epochs'?)"),
+                          "learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, "
+                          "loss) (did you mean 'epochs'?)"),
         (["recipe=badenum"], "{cwd}/recipes/badenum.yaml: target.name: Invalid value 'phone', expected one of [cpu, gpu"),
         (["recipe=digits", "train.batch_size=many"], "train.batch_size: Value 'many' of type 'str' could not be converted"),
         (["recipe=digits", "train.batch_size=0"], "train.batch_size must be at least 1, got 0"),
@@ -86,8 +87,9 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         (["recipe=digits", "pin=1.0\n"], "cannot parse 'pin=1.0\\n': LexerNoViableAltException"),
         # Keys the schema does not declare, added with + or ++ (only model.params is free-form).
         (["recipe=digits", "+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, "
-                                              "learning_rate, seed) (did you mean 'epochs'?)"),
-        (["recipe=digits", "++nonsense=1"], "nonsense: no such key in the config (keys: model, data, target,"),
+                                              "learning_rate, seed, optimizer, weight_decay, schedule, "
+                                              "early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
+        (["recipe=digits", "++nonsense=1"], "nonsense: no such key in the config (keys: model, task, data, target,"),
         (["recipe=digits", "++train.epochs_typo=2"], "train.epochs_typo: no such key in train"),
         # Numbers: finite, and in the range their consumer takes; booleans only true or false.
         (["recipe=digits", "train.learning_rate=nan"], "train.learning_rate must be a finite number, got nan"),
@@ -131,12 +133,36 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         (["recipe=digits", "hydra.run.dir=afile/run"], "run folder: cannot write 'afile/run' (Not a directory)"),
         (["recipe=digits", "hydra.run.dir=full"], "run folder: cannot write '{cwd}/full/.hydra/config.yaml' (No space left"),
         # Data the data step cannot train on (it runs; nothing is cached, no run folder stays).
-        ([*NPZ, "data.path=nan.npz"], "step 'data': data.path {cwd}/nan.npz: x holds NaN or infinity in 1 of 60 samples "
-                                      "(the first at index 5)"),
+        ([*NPZ, "data.path=nan.npz"], "step 'data': data.path {cwd}/nan.npz: inputs holds NaN or infinity in 1 of 60 samples "
+                                      "read (the first at index 5)"),
         ([*NPZ, "data.path=huge.npz"], "step 'data': data.path {cwd}/huge.npz: the largest label is 1000000000, which "
                                        "would make a 1000000001-unit output layer for 60 samples"),
-        ([*NPZ, "data.path=oneclass.npz"], "step 'data': data.path {cwd}/oneclass.npz: y has a single class (0)"),
+        ([*NPZ, "data.path=oneclass.npz"], "step 'data': data.path {cwd}/oneclass.npz: label has a single class (0)"),
         ([*NPZ, "data.path=nolabels.npz"], "step 'data': data.path {cwd}/nolabels.npz: has no array named y (it has x)"),
+        ([*NPZ, "data.path=nan.npz", "task=regression"],
+         "step 'data': data.path {cwd}/nan.npz: label holds integer class labels (dtype int64) but its task is regression"),
+        # Your model, your data, your task: mismatches caught while planning.
+        (["data=csv", "data.path=t.csv", "data.label=prise"],
+         "data.label: '{cwd}/t.csv' has no column 'prise' (its columns: a, b, price) (did you mean 'price'?)"),
+        (["data=csv", "data.path=t.csv"], "data.label must be set for data=csv"),
+        (["data=csv", "data.path=t.csv", "data.label=price", "data.color=rgb"], "data.color does not apply to data=csv (it is read by data=images)"),
+        (["data=images", "data.path=nope"], "data.path: no such folder 'nope'"),
+        (["data=tfrecord", "data.path=t.csv", "data.label=y"], "data.spec must describe the TFRecord features"),
+        (["model=keras_app", "data.image_size=[32,32]", "data.channels=3", "model.params.alpah=1"],
+         "model.params.alpah: not a parameter of MobileNetV2 (allowed: alpha) (did you mean 'alpha'?)"),
+        (["model=keras_app", "data.channels=3"], "data.image_size: MobileNetV2 needs images of at least 32x32, but the samples are 8x8"),
+        (["model=keras_app", "model.name=MobileNetv2"], "model.name: 'MobileNetv2' is not a tf_keras.applications network"),
+        (["recipe=digits", "task=regression"], "data.name=digits holds classification targets but task=regression: use task=classification"),
+        (["recipe=digits", "task.outputs.price=regression"], "task.outputs.price: the data has no target named 'price' (its targets: label)"),
+        (["recipe=diabetes", "gates.min_accuracy=0.9"], "gates.min_accuracy applies to classification outputs, and this model has none"),
+        (["recipe=digits", "gates.max_mae=3"], "gates.max_mae applies to regression outputs"),
+        (["model=file"], "model=file needs model.path=FILE"),
+        (["model=file", "model.path=model.onnx"], "model.path: model.onnx is not a model tfbuild reads"),
+        (["model=file", "model.path=sm", "data=none", "export.formats=[tflite]", "export.tflite.quantization=int8"],
+         "export.tflite.quantization=int8 calibrates on real samples, and data=none gives none"),
+        (["model=file", "model.path=sm", "optimize=prune"], "optimize=prune fine-tunes a model tfbuild trains"),
+        (["data=none"], "data=none works with model=file only"),
+        (["recipe=digits", "train.optimizer=adamm"], "train.optimizer: Invalid value 'adamm', expected one of [adam, adamw, sgd, rmsprop]"),
     ],
 )
 def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path, args, expected):
@@ -152,6 +178,10 @@ def test_config_errors_are_one_line_with_no_traceback_and_write_nothing(tmp_path
     (tmp_path / "full" / ".hydra").mkdir(parents=True)
     (tmp_path / "full" / ".hydra" / "config.yaml").symlink_to("/dev/full")  # every write: no space left
     _write_bad_data(tmp_path)
+    (tmp_path / "t.csv").write_text("a,b,price\n1,2,3\n")
+    (tmp_path / "model.onnx").write_text("")
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")  # enough for planning, which reads no model
     expected = expected.format(cwd=tmp_path)
     result = run_tfbuild(*args, cwd=tmp_path, python_code=WITH_IMPORT_PROBE)
     assert_refused(result, expected, tmp_path)
