@@ -172,9 +172,14 @@ def _modules(model: DictConfig) -> tuple[list[str], dict[str, str], dict[str, An
 
 def _loss(value: Any) -> Any:
     value = _plain(value)
-    if value is None or isinstance(value, str) or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-        return value
-    raise ConfigError(f"train.loss must be a tf_keras loss name or {{output: loss name}}, got {value!r}")
+    if value is None:
+        return None
+    if not (isinstance(value, str) or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))):
+        raise ConfigError(f"train.loss must be a tf_keras loss name or {{output: loss name}}, got {value!r}")
+    from .training.tasks import check_loss  # a table of names: no TensorFlow
+
+    check_loss(value, None, ConfigError)
+    return value
 
 
 def _plain(node: Any) -> Any:

@@ -232,7 +232,12 @@ def load_model(
     objects = import_modules(modules, planned)
     if not info.keras:
         return load_serving_function(path)
-    available = available_objects(objects)
+    quantizers = None
+    if quantize_scope:  # a quantization-aware model's wrappers and quantizers
+        import tensorflow_model_optimization as tfmot
+
+        quantizers = tfmot.quantization.keras.quantize_scope()
+    available = available_objects(objects) | {n for d in getattr(quantizers, "custom_objects", ()) for n in d}
     missing = [name for name in info.custom_objects if name not in available]
     if missing:
         named = missing[0].split(">")[-1] + (f" (module {', '.join(info.custom_modules)})" if info.custom_modules else "")
@@ -242,10 +247,8 @@ def load_model(
                         f"({', '.join(modules)}) defines or registers")  # fmt: skip
     with contextlib.ExitStack() as scopes:
         scopes.enter_context(keras.utils.custom_object_scope(objects))
-        if quantize_scope:  # a quantization-aware model's wrappers and quantizers
-            import tensorflow_model_optimization as tfmot
-
-            scopes.enter_context(tfmot.quantization.keras.quantize_scope())
+        if quantizers is not None:
+            scopes.enter_context(quantizers)
         try:
             return keras.models.load_model(str(path), compile=False)
         except (ValueError, TypeError, OSError, KeyError) as exc:
