@@ -15,7 +15,7 @@ from tfbuild.cache import Cache
 from tfbuild.resolver import resolve
 from tfbuild.runner import BUILT, CACHED, run_plan
 from tfbuild.steps import REGISTRY
-from tfbuild.steps.data import load_split
+from tfbuild.datasets.split import Split
 
 from tests.conftest import TINY
 
@@ -43,6 +43,11 @@ def test_training_metrics_are_recorded(built):
     assert train["input_shape"] == [8, 8, 1] and train["num_classes"] == 10
 
 
+def _test_inputs(result) -> np.ndarray:
+    split = Split(next(r for r in result.steps if r.spec.name == "data").entry.output_path("split"))
+    return np.asarray(split.inputs("test")["inputs"])
+
+
 def test_saved_model_has_named_serving_signature_and_matches_keras(built):
     root, _, result = built
     import tensorflow as tf
@@ -51,7 +56,7 @@ def test_saved_model_has_named_serving_signature_and_matches_keras(built):
     serve = loaded.signatures["serving_default"]
     assert list(serve.structured_input_signature[1]) == ["inputs"]
     assert list(serve.structured_outputs) == ["probabilities"]
-    x, _ = load_split(next(r for r in result.steps if r.spec.name == "data").entry.output_path("split"), "test")
+    x = _test_inputs(result)
     probabilities = serve(inputs=tf.constant(x[:8]))["probabilities"].numpy()
     assert probabilities.shape == (8, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -61,7 +66,7 @@ def test_tflite_variants_run_on_litert_with_the_expected_io(built):
     root, _, result = built
     from ai_edge_litert.interpreter import Interpreter
 
-    x, y = load_split(next(r for r in result.steps if r.spec.name == "data").entry.output_path("split"), "test")
+    x = _test_inputs(result)
     dtypes = {}
     for q in ("float", "dynamic", "fp16", "int8", "int16x8"):
         interpreter = Interpreter(model_path=str(root / "run" / "tflite" / f"model_{q}.tflite"))
@@ -111,18 +116,6 @@ def test_training_is_deterministic(built, compose_cfg, tmp_path):
     assert digest(first, "train") == digest(second, "train")
     assert digest(first, "tflite[float]") == digest(second, "tflite[float]")
     assert digest(first, "tflite[int8]") == digest(second, "tflite[int8]")
-
-
-def test_digits_loader_reads_the_same_data_as_scikit_learn():
-    from sklearn.datasets import load_digits
-
-    from tfbuild.steps.data import load_source
-
-    split = {"seed": 0, "validation_fraction": 0.1, "test_fraction": 0.2, "limit": None}  # checked against
-    x, y = load_source({"source": "sklearn", "name": "digits", **split}, {})
-    bunch = load_digits()
-    np.testing.assert_array_equal(x, (bunch.images[..., None] / 16.0).astype(np.float32))
-    np.testing.assert_array_equal(y, bunch.target)
 
 
 def test_npz_source_and_mlp(compose_cfg, tmp_path):
