@@ -61,7 +61,7 @@ def test_pin_holds_the_resolved_config_and_a_lock(pinned):
     assert "cache" not in pin and "pin" not in pin, "where and how a build runs is not pinned"
     assert lock["seal"] == seal_of(pin)
     assert set(lock["files"]["train"]) == {"builder"} and set(lock["files"]["verify[tfjs/uint8]"]) == {"npm_lock"}
-    assert lock["data"]["material"]["tools"].keys() == {"numpy", "scikit-learn"}
+    assert lock["data"]["material"]["tools"].keys() == {"numpy", "scikit-learn", "tensorflow"}
 
 
 def test_rebuild_from_an_empty_cache_is_byte_identical(pinned):

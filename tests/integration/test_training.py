@@ -272,7 +272,7 @@ class Scale(keras.layers.Layer):
 """
 MY_MODELS = """\
 import tf_keras as keras
-from my_layers import Scale
+from training_scale_layers import Scale
 
 
 def build(input_shape, num_classes):
@@ -282,11 +282,12 @@ def build(input_shape, num_classes):
 def test_a_custom_layer_trains_and_loads_only_with_its_module_imported(tf, regression, tmp_path, monkeypatch):
     from tfbuild.training.trainer import train
 
-    (tmp_path / "my_layers.py").write_text(MY_LAYERS)
-    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    # Module names of their own: other tests in this process import a my_models of theirs.
+    (tmp_path / "training_scale_layers.py").write_text(MY_LAYERS)
+    (tmp_path / "training_scale_models.py").write_text(MY_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    files = {"builder": tmp_path / "my_models.py", "modules:my_layers": tmp_path / "my_layers.py"}
-    info = train({**BASE, "builder": "my_models.build", "modules": ["my_layers"], "epochs": 1}, regression.folder,
+    files = {"builder": tmp_path / "training_scale_models.py", "modules:training_scale_layers": tmp_path / "training_scale_layers.py"}
+    info = train({**BASE, "builder": "training_scale_models.build", "modules": ["training_scale_layers"], "epochs": 1}, regression.folder,
                  tmp_path / "m.h5", Ticks(), files)  # fmt: skip
     assert [o["task"] for o in info["outputs"].values()] == [REGRESSION]
 
@@ -300,7 +301,7 @@ def test_a_custom_layer_trains_and_loads_only_with_its_module_imported(tf, regre
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
-    assert load(["my_layers"]).stdout.strip() == "Scale"
+    assert load(["training_scale_layers"]).stdout.strip() == "Scale"
     refused = load([])
     assert refused.returncode != 0 and "uses the custom class Scale" in refused.stderr
 

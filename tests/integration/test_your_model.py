@@ -34,15 +34,15 @@ MY_LAYERS = textwrap.dedent('''
 def _train_two_output_model(folder: Path, seed: int) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
     """Plain tf_keras code, as a user writes it: features -> Scale -> Dense -> a 3-class head
     `kind` and a regression head `size`; trained one epoch and saved as .keras."""
-    import sys
+    import importlib.util
 
     import tf_keras as keras
 
-    sys.path.insert(0, str(folder))
-    try:
-        from my_layers import Scale
-    finally:
-        sys.path.remove(str(folder))
+    # Loaded from its file, not by name: other tests in this process have a my_layers of their own.
+    spec = importlib.util.spec_from_file_location("plain_tf_layers", folder / "my_layers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    Scale = module.Scale
     rng = np.random.RandomState(0)
     x = rng.rand(240, 4).astype(np.float32)
     kind = (x[:, 0] * 3).astype(np.int64).clip(0, 2)

@@ -117,7 +117,8 @@ def test_every_export_is_verified_against_the_reloaded_saved_model(compose_cfg):
     verify = plan.step("verify[tfjs/uint8]")
     assert verify.inputs == {"artifact": "tfjs/uint8", "reference": "reference/outputs", "data": "data/split"}
     assert verify.params["backends"] == ["cpu", "wasm"], "digits_all verifies on both"
-    assert verify.params["tolerance"] == {"max_abs_diff": None, "mean_abs_diff": None, "min_top1_agreement": 0.97}
+    assert verify.params["tolerance"] == {"max_abs_diff": None, "mean_abs_diff": None, "max_rel_diff": None,
+                                          "min_cosine": None, "min_top1_agreement": 0.97}
     assert verify.files["npm_lock"].endswith("package-lock.json"), "a new TF.js re-verifies"
     assert plan.step("verify[tflite/float]").params["tolerance"]["max_abs_diff"] == 0.0001
     assert len([s for s in plan.steps if s.kind == "verify"]) == 9
