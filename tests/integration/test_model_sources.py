@@ -12,32 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.integration.user_code import CUSTOM_LAYERS as MY_LAYERS
+
 from tfbuild.models.model_file import check_custom_objects, inspect_model_file
 
-MY_LAYERS = '''\
-import tf_keras as keras
-
-
-class Scale(keras.layers.Layer):  # not registered: found by name through model.modules
-    def __init__(self, factor=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        return x * self.factor
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-
-
-@keras.saving.register_keras_serializable(package="my_pkg")
-class Offset(keras.layers.Layer):  # registered: found once the module is imported
-    def build(self, shape):
-        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="ones")
-
-    def call(self, x):
-        return x + self.bias
-'''
 
 # Plain TensorFlow, as a user writes it: no tfbuild.
 TRAIN = '''\

@@ -13,6 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.integration.user_code import CUSTOM_LAYERS as MY_LAYERS
+
 from tfbuild.datasets.split import ArraySpec
 from tfbuild.errors import DataError
 from tfbuild.training.tasks import CLASSIFICATION, LOSS_NAMES, REGRESSION
@@ -254,22 +256,6 @@ def test_compression_fine_tunes_and_keeps_the_output_names(tf, two_by_two, metho
     assert chosen.strip(model).output_names == ["c", "v"]
 
 
-MY_LAYERS = """\
-import tf_keras as keras
-
-
-@keras.saving.register_keras_serializable(package="my_layers")
-class Scale(keras.layers.Layer):
-    def __init__(self, factor=2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
-
-    def call(self, x):
-        return x * self.factor
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-"""
 MY_MODELS = """\
 import tf_keras as keras
 from training_scale_layers import Scale

@@ -13,22 +13,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_tfbuild
+from tests.integration.user_code import CUSTOM_LAYERS as MY_LAYERS
 
 BENCH = ["benchmark.warmup=1", "benchmark.min_runs=3", "benchmark.min_seconds=0"]
 
-MY_LAYERS = textwrap.dedent('''
-    import tf_keras as keras
-
-
-    class Scale(keras.layers.Layer):
-        """A learned per-feature scale: a layer tf_keras does not know by name."""
-
-        def build(self, input_shape):
-            self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
-
-        def call(self, inputs):
-            return inputs * self.scale
-''')
 
 
 def _train_two_output_model(folder: Path, seed: int) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
