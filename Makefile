@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python benchmarks/build_speed.py
 	$(BIN)/python benchmarks/sweep_speed.py
 	$(BIN)/python benchmarks/bench_repeatability.py
+	$(BIN)/python benchmarks/realistic_model.py
 
 clean:
 	rm -rf outputs/runs outputs/sweeps outputs/cache

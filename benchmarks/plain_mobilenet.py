@@ -4,14 +4,14 @@ baseline that `realistic_model.py` holds tfbuild against.
 Same data (scikit-learn's digits, /16, resized bilinearly to 32x32 and repeated to 3
 channels), same split sizes (seeded permutation: 20% test, 10% validation), same network
 (tf_keras' MobileNetV2, alpha 0.35, weights=None, 10 classes, BatchNormalization momentum 0.9
-as tfbuild's keras_app builder sets it), same training (10 epochs, batch 64, Adam, cosine
+as tfbuild's keras_app builder sets it), same training (15 epochs, batch 32, Adam, cosine
 decay from 0.002 to 0 over all steps, deterministic ops), a SavedModel with a named
 `serving_default`, TFLite float and full int8 (calibrated on 100 training samples) and TF.js
 (float32 weights). No verification, no benchmarks, no caching, no records.
 
 Prints one line `PHASES {json}`: seconds spent in each phase, for the cost comparison.
 
-    python benchmarks/plain_mobilenet.py OUT_DIR [--epochs 10]
+    python benchmarks/plain_mobilenet.py OUT_DIR [--epochs 15]
 """
 
 import argparse
@@ -33,7 +33,7 @@ import tf_keras as keras  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("out", type=Path)
-parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--epochs", type=int, default=15)
 args = parser.parse_args()
 out: Path = args.out
 out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ model = keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(32
 for layer in model.layers:
     if isinstance(layer, keras.layers.BatchNormalization):
         layer.momentum = 0.9  # as tfbuild's keras_app builder: usable statistics after a short training
-BATCH, EPOCHS = 64, args.epochs
+BATCH, EPOCHS = 32, args.epochs
 schedule = keras.optimizers.schedules.CosineDecay(0.002, decay_steps=math.ceil(len(train) / BATCH) * EPOCHS, alpha=0.0)
 model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=EPOCHS, batch_size=BATCH, verbose=0)

@@ -19,7 +19,7 @@ Wall times are medians of --repeat fresh runs (subprocesses, as a user runs them
 tfbuild runs use this checkout's package (PYTHONPATH) and the `tfbuild` next to
 sys.executable.
 
-    python benchmarks/realistic_model.py [--repeat 1] [--epochs 10] [--skip-224]
+    python benchmarks/realistic_model.py [--repeat 1] [--epochs 15] [--skip-224]
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def failures(build: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=1, help="fresh rounds; medians are printed (default 1: long)")
-    parser.add_argument("--epochs", type=int, default=None, help="train.epochs for a quick check (default: the recipe's 10)")
+    parser.add_argument("--epochs", type=int, default=None, help="train.epochs for a quick check (default: the recipe's 15)")
     parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 MobileNetV2 build (d)")
     args = parser.parse_args()
 
