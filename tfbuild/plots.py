@@ -28,6 +28,16 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [low + i * step for i in range(count)]
 
 
+def _tick_texts(ticks: Sequence[float]) -> list[str]:
+    """Tick labels with as many significant digits as it takes to tell them apart (a range
+    of 45.41..45.48 must not read 45.4, 45.4, 45.5)."""
+    for digits in range(3, 9):
+        texts = [f"{t:.{digits}g}" for t in ticks]
+        if len(set(texts)) == len(texts):
+            return texts
+    return texts
+
+
 def _padded(values: Sequence[float]) -> tuple[float, float]:
     low, high = min(values), max(values)
     pad = (high - low) * 0.08 or abs(high) * 0.05 or 1.0
@@ -65,14 +75,16 @@ def scatter_plot(
         return HEIGHT - BOTTOM - (y - y_low) / (y_high - y_low) * (HEIGHT - TOP - BOTTOM)
 
     parts = _frame(title, x_label, y_label)
-    for x in _ticks(x_low, x_high):
-        parts.append(f'<text x="{sx(x):.1f}" y="{HEIGHT - BOTTOM + 15}" text-anchor="middle">{x:.3g}</text>')
-    for y in _ticks(y_low, y_high):
-        parts.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
+    x_ticks, y_ticks = _ticks(x_low, x_high), _ticks(y_low, y_high)
+    for x, text in zip(x_ticks, _tick_texts(x_ticks)):
+        parts.append(f'<text x="{sx(x):.1f}" y="{HEIGHT - BOTTOM + 15}" text-anchor="middle">{text}</text>')
+    for y, text in zip(y_ticks, _tick_texts(y_ticks)):
+        parts.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{text}</text>')
     front = sorted(set(front), key=lambda i: points[i][0])
     if len(front) > 1:
         path = " ".join(f"{sx(points[i][0]):.1f},{sy(points[i][1]):.1f}" for i in front)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#d62728" stroke-dasharray="4 3"/>')
+    placed: list[tuple[float, float]] = []
     for i, (x, y, label) in enumerate(points):
         bold = i in front
         color = "#d62728" if bold else COLORS[0]
@@ -80,7 +92,13 @@ def scatter_plot(
         # Labels of points in the right half go to their left, so they stay inside the chart.
         right = sx(x) > (LEFT + WIDTH - RIGHT) / 2
         anchor = ' text-anchor="end"' if right else ""
-        parts.append(f'<text x="{sx(x) + (-7 if right else 7):.1f}" y="{sy(y) - 5:.1f}" fill="#333"{anchor}>{escape(label)}</text>')
+        # Points that (nearly) coincide, e.g. a float TFLite and TF.js with equal figures: their
+        # labels are stacked, not drawn over each other.
+        label_y = sy(y) - 5
+        while any(abs(px - sx(x)) < 120 and abs(py - label_y) < 12 for px, py in placed):
+            label_y -= 12
+        placed.append((sx(x), label_y))
+        parts.append(f'<text x="{sx(x) + (-7 if right else 7):.1f}" y="{label_y:.1f}" fill="#333"{anchor}>{escape(label)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
