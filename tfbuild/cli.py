@@ -128,7 +128,7 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
         rows = report_rows(result, OmegaConf.to_container(cfg.gates, resolve=True))  # type: ignore[arg-type]
         write_report(run_dir, rows, recipe=recipe)
         violations = gate_violations(rows)
-        console.print(report_table(rows, f"report: {run_dir / 'report.md'}"))
+        console.print(report_table(rows, f"report: {run_dir / 'report.md'}", console.width))
         record = build_record(
             result,
             recipe=recipe,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -133,13 +133,33 @@ def summary_table(result: BuildResult, title: str) -> Table:
     return table
 
 
-def report_table(rows: list[dict], title: str) -> Table:
-    """report.md's table, on the terminal, with the same columns (they follow the tasks)."""
+# Dropped first when the terminal is too narrow for every column (report.md keeps them all).
+NARROW_DROPS = ("gzip", "p95 ms", "samples/s", "bytes", "runtime", "p50 ms")
+
+
+def report_table(rows: list[dict], title: str, width: int | None = None) -> Table:
+    """report.md's table, on the terminal, with the same columns (they follow the tasks). On a
+    terminal `width` columns wide that cannot hold them all, the secondary figures go, in
+    NARROW_DROPS order, rather than every column being cut to "4…"."""
     from .report_table import metric_note, table_cells, table_columns
 
-    note = metric_note(rows)
-    table = Table(title=title, title_justify="left", caption=note or None, caption_justify="left")
     columns = table_columns(rows)
+    dropped: list[str] = []
+    if width is not None:
+        def needed(cols: list[Any]) -> int:  # each cell's text, plus one space each side and a border
+            return 1 + sum(3 + max(len(c.header), *(len(c.cell(r)) for r in rows)) for c in cols)
+
+        # Rows of one artifact on several runtimes (TF.js backends) are told apart by runtime.
+        repeated = len({row["artifact"] for row in rows}) < len(rows)
+        for header in NARROW_DROPS:
+            if needed(columns) <= width or (header == "runtime" and repeated):
+                break
+            columns = [c for c in columns if c.header != header]
+            dropped.append(header)
+    note = metric_note(rows)
+    if dropped:
+        note = (note + " " if note else "") + f"Narrow terminal: {', '.join(dropped)} are in report.md."
+    table = Table(title=title, title_justify="left", caption=note or None, caption_justify="left")
     for i, column in enumerate(columns):
         # Figures and the artifact's name never wrap (a wrapped "94.00% (-1.00%)" reads as two
         # numbers); runtimes and verdicts wrap at spaces when the terminal is narrow.

@@ -209,3 +209,17 @@ def test_diff_refuses_malformed_metrics_in_one_line(tmp_path, capsys):
         diff_main(["diff", str(good), str(bad)])
     err = capsys.readouterr().err
     assert exit_code.value.code == 2 and err.count("\n") == 1 and "metrics.values.mae must be a number or null" in err
+
+
+@pytest.mark.parametrize("build", [regression_build, multi_output_build])
+def test_a_narrow_terminal_drops_secondary_figures_instead_of_cutting_every_column(build):
+    rows = report_rows(build(), NO_GATES)
+    console = Console(width=80, record=True)
+    console.print(report_table(rows, "report", width=80))
+    text = console.export_text()
+    assert "…" not in text, "no cell is cut short"
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "verify" in text and "artifact" in text and "Narrow terminal: gzip" in " ".join(text.split())
+    wide = Console(width=250, record=True)
+    wide.print(report_table(rows, "report", width=250))
+    assert "gzip" in wide.export_text() and "Narrow terminal" not in wide.export_text()
