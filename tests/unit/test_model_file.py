@@ -277,3 +277,32 @@ def test_planning_imports_no_tensorflow(project, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.split("\n")[:2] == ["[]", "['numpy', 'h5py']"]
+
+
+def test_hostile_model_files_are_refused_in_one_line_before_they_are_read_whole(tmp_path):
+    import os
+    import zipfile
+
+    from tfbuild.errors import ConfigError
+    from tfbuild.models.model_file import inspect_model_file
+
+    os.mkfifo(tmp_path / "fifo.keras")  # opening it would block
+    with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b"[" + b" " * (70 * 1024 * 1024))  # 70 MB of spaces: a few KB zipped
+    with zipfile.ZipFile(tmp_path / "deep.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "[" * 100_000 + "]" * 100_000)
+    with zipfile.ZipFile(tmp_path / "walk.keras", "w") as archive:  # parses, but too deep to walk
+        archive.writestr("config.json", '{"a":' * 900 + "1" + "}" * 900)
+    expected = {
+        "fifo.keras": "is not a regular file",
+        "bomb.keras": "config.json expands to 73,400,321 bytes",
+        "deep.keras": "nested too deeply",
+        "walk.keras": "",
+    }
+    for name, text in expected.items():
+        try:
+            inspect_model_file(tmp_path / name)
+        except ConfigError as error:
+            assert str(error).startswith(f"model.path: {tmp_path / name}") and text in str(error), str(error)
+        else:
+            assert name == "walk.keras", f"{name} was accepted"

@@ -35,6 +35,8 @@ from .modules import available_objects, import_modules, module_files
 KEY = "model.path"
 SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
 SAVED_MODEL = "saved_model"
+# A model's config.json: about 100 KB for MobileNetV2, a few MB for the largest applications.
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
 # Classes tf_keras writes into configs but does not export by name.
 INTERNAL = frozenset({"Functional", "TFOpLambda", "SlicingOpLambda"})
 BUILTIN_MODULES = ("keras", "tf_keras", "tensorflow", "builtins")
@@ -67,14 +69,19 @@ def inspect_model_file(path: str | Path) -> ModelFileInfo:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ConfigError(f"{KEY}: {path} is not a model tfbuild reads (a .keras or .h5 file, or a SavedModel folder)")
+    if not path.is_file():  # a FIFO or a device would block or stream forever
+        raise ConfigError(f"{KEY}: {path} is not a regular file")
     config, version = _keras_config(path) if kind == "keras" else _h5_config(path)
     if str(version or "").startswith("3."):
         raise ConfigError(f"{KEY}: {path} was saved by Keras {version}; tfbuild loads Keras 2 (tf_keras) models: "
                           "export it as a SavedModel (model.export(folder)) and use that folder")  # fmt: skip
     if not isinstance(config, dict):
         raise ConfigError(f"{KEY}: {path} holds no model config")
-    inputs, outputs = _signature(config)
-    custom = dict(_custom_objects(config))
+    try:
+        inputs, outputs = _signature(config)
+        custom = dict(_custom_objects(config))
+    except RecursionError:  # parsed, but too deep to walk
+        raise ConfigError(f"{KEY}: {path} has a config nested too deeply to be a model's") from None
     modules = tuple(dict.fromkeys(m for m in custom.values() if m))
     return ModelFileInfo(kind, str(path), inputs, outputs, tuple(custom), modules)
 
@@ -82,9 +89,18 @@ def inspect_model_file(path: str | Path) -> ModelFileInfo:
 def _keras_config(path: Path) -> tuple[Any, str | None]:
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
             names = archive.namelist()
+            for name in ("config.json", "metadata.json"):
+                # A zip entry expands to what its header says: a bomb is refused before it is read.
+                if name in names and archive.getinfo(name).file_size > MAX_CONFIG_BYTES:
+                    raise ConfigError(f"{KEY}: {path}: {name} expands to {archive.getinfo(name).file_size:,} bytes "
+                                      f"(a model's config is far smaller; the limit is {MAX_CONFIG_BYTES:,})")
+            config = json.loads(archive.read("config.json"))
             metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+    except OSError as exc:
+        raise ConfigError(f"{KEY}: cannot read {path} ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{KEY}: {path} has a config.json nested too deeply to be a model's") from None
     except zipfile.BadZipFile:
         raise ConfigError(f"{KEY}: {path} is not a .keras file (not a zip archive)") from None
     except KeyError:
@@ -106,9 +122,13 @@ def _h5_config(path: Path) -> tuple[Any, str | None]:
         raise ConfigError(f"{KEY}: {path} holds weights only, no model (save the model with model.save, "
                           "not model.save_weights)")  # fmt: skip
     text = lambda value: value.decode() if isinstance(value, bytes) else value  # noqa: E731
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{KEY}: {path}: model_config is {len(raw):,} bytes (the limit is {MAX_CONFIG_BYTES:,})")
     try:
         return json.loads(text(raw)), text(version)
-    except ValueError as exc:
+    except RecursionError:
+        raise ConfigError(f"{KEY}: {path} has a model_config nested too deeply to be a model's") from None
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise ConfigError(f"{KEY}: {path} has an unreadable model_config ({exc})") from None
 
 
