@@ -11,10 +11,11 @@ import glob
 import os
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from .errors import ConfigError, did_you_mean
 from .plan import OutputSpec, StepSpec
+from .schema_checks import plain
 
 DATA = "data/split"
 
@@ -49,7 +50,7 @@ def data_step(cfg: DictConfig) -> StepSpec:
         "task_outputs": {k: v.value for k, v in cfg.task.outputs.items()},
     }
     for key in SOURCE_SETTINGS[source]:
-        params[key] = _plain(data[key])
+        params[key] = plain(data[key])
     files = _source_files(data, source)
     params.pop("path", None)  # the files' bytes are in the key, not where they lie
     _check_labels(data, source)
@@ -89,7 +90,7 @@ def planned_input_shape(cfg: DictConfig) -> tuple[int, ...] | None:
         return None
     if base is None:
         return None
-    return image_shape_after(base, _plain(data.image_size), data.channels, error=ConfigError)
+    return image_shape_after(base, plain(data.image_size), data.channels, error=ConfigError)
 
 
 def check_data_settings(cfg: DictConfig, typed_keys: set[str]) -> None:
@@ -143,7 +144,7 @@ def _check_labels(data: DictConfig, source: str) -> None:
     if source in ("csv", "tfrecord") and data.label in (None, "", []):
         raise ConfigError(f"data.label must be set for data={source}: the target column/feature, or a list of them")
     for key in ("label", "features"):
-        value = _plain(data[key])
+        value = plain(data[key])
         if key == "features" and isinstance(value, dict):
             if not value or not all(isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in value.values()):
                 raise ConfigError("data.features: as a dict it maps each input name to a non-empty list of columns, e.g. {image: [p0, p1], meta: [age]}")
@@ -165,8 +166,8 @@ def _check_csv_columns(data: DictConfig, path: str, key: str) -> None:
     if not header:
         raise ConfigError(f"{key}: '{path}' is empty; a CSV needs a header row of column names")
     header = [column.strip() for column in header]
-    features = _plain(data.features)
-    named = {"data.label": _names(_plain(data.label))}
+    features = plain(data.features)
+    named = {"data.label": _names(plain(data.label))}
     if isinstance(features, dict):
         named.update({f"data.features.{name}": columns for name, columns in features.items()})
     else:
@@ -209,7 +210,7 @@ def planned_target_names(cfg: DictConfig) -> list[str] | None:
         return None
     if source == "images" or data.label is None:
         return ["label"]
-    return _names(_plain(data.label))
+    return _names(plain(data.label))
 
 
 def _check_task_outputs(cfg: DictConfig) -> None:
@@ -227,7 +228,7 @@ def _check_task_outputs(cfg: DictConfig) -> None:
 
 
 def _check_spec(data: DictConfig) -> None:
-    spec = _plain(data.spec)
+    spec = plain(data.spec)
     if not spec:
         raise ConfigError("data.spec must describe the TFRecord features: {name: {dtype: float32|int64, shape: [...]}}")
     for name, feature in spec.items():
@@ -257,9 +258,3 @@ def _channels(value: Any) -> int | None:
     if value is not None and value not in (1, 3):
         raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {value}")
     return value
-
-
-def _plain(node: Any) -> Any:
-    if OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return node.value if hasattr(node, "value") else node

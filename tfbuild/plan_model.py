@@ -10,13 +10,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .checks import effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .plan import OutputSpec, StepSpec
 from .plan_data import DATA, planned_input_shape
+from .schema_checks import plain
 
 KERAS_MODEL = "model/keras"
 # What the builder is called with, which model.params cannot set.
@@ -48,7 +49,7 @@ def train_step(cfg: DictConfig, module_files: dict[str, str], loading: dict[str,
     params: dict[str, Any] = {
         "builder": builder,
         **builder_params,
-        "model_params": _plain(cfg.model.params),
+        "model_params": plain(cfg.model.params),
         "epochs": train.epochs,
         "batch_size": train.batch_size,
         "learning_rate": train.learning_rate,
@@ -101,7 +102,7 @@ def _builder(cfg: DictConfig) -> tuple[str, dict[str, str], dict[str, Any]]:
     and extra key params; checks the params. Reads files only: nothing of the user's runs."""
     model = cfg.model
     source = model.source.value
-    params = list(_plain(model.params))
+    params = list(plain(model.params))
     if model._target_ and source != "custom":
         raise ConfigError(
             f"model._target_ is set but model={model.name}: choose model=custom for your own "
@@ -171,7 +172,7 @@ def _modules(model: DictConfig) -> tuple[list[str], dict[str, str], dict[str, An
 
 
 def _loss(value: Any) -> Any:
-    value = _plain(value)
+    value = plain(value)
     if value is None:
         return None
     if not (isinstance(value, str) or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))):
@@ -180,9 +181,3 @@ def _loss(value: Any) -> Any:
 
     check_loss(value, None, ConfigError)
     return value
-
-
-def _plain(node: Any) -> Any:
-    if OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return node

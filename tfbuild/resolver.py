@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .checks import CALIBRATED_TFLITE, Choices, check_config, check_force_names, effective_precision
 from .errors import ConfigError
@@ -18,7 +18,7 @@ from .plan import OutputSpec, Plan, StepSpec, make_plan
 from .plan_data import DATA, check_data_settings, data_step
 from .plan_model import KERAS_MODEL, ModelSource, model_source
 from .runtimes.tfjs_node import NPM_LOCKFILE, node_problem
-from .schema_checks import Origin, keys_named
+from .schema_checks import Origin, keys_named, plain
 
 OPTIMIZED_MODEL = "model/optimized"
 SAVED_MODEL = "saved_model"
@@ -248,7 +248,7 @@ def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec
         "format": artifact.format,
         "variant": artifact.variant,
         "samples": cfg.verify.samples,
-        "tolerance": _plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
+        "tolerance": plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
         **_generated_tasks(cfg),
     }
     files = _tfjs_runtime(cfg, params, choices.tfjs_backends) if artifact.format == "tfjs" else {}
@@ -313,10 +313,3 @@ def _check_node(node: str) -> None:
     problem = node_problem(node)
     if problem:
         raise ConfigError(f"verify.node: {problem}")
-
-
-def _plain(node: Any) -> Any:
-    """A JSON-able copy: containers resolved, enums as their values."""
-    if OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return node

@@ -10,6 +10,7 @@ covered without new code.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import fnmatch
 import functools
 import math
@@ -75,6 +76,14 @@ FLOAT_MAX: dict[str, float] = {
     # The timed phase runs at least this long per artifact and backend: an hour is a mistake.
     "benchmark.min_seconds": 3600.0,
 }
+
+
+def plain(node: Any) -> Any:
+    """A config value as plain JSON-able data: containers resolved, enums as their values
+    (what step params and checks read)."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node.value if isinstance(node, enum.Enum) else node
 
 
 def resolved_values(cfg: DictConfig, origin: Origin = Origin()) -> dict[str, Any]:
