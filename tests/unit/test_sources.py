@@ -405,3 +405,16 @@ def test_reading_and_refusing_import_no_tensorflow(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
                    env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+
+
+def test_an_image_class_folder_that_links_elsewhere_is_refused_since_the_key_would_not_cover_it(tmp_path):
+    from tfbuild.datasets.sources.images import scan
+    from tfbuild.errors import DataError
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "1.png").write_bytes(b"")
+    (tmp_path / "pics" / "cat").mkdir(parents=True)
+    (tmp_path / "pics" / "cat" / "1.png").write_bytes(b"")
+    (tmp_path / "pics" / "dog").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="class folder 'dog' is a link to a folder"):
+        scan(tmp_path / "pics", "data.path pics")

@@ -61,6 +61,12 @@ def scan(folder: Path, source: str) -> tuple[list[str], list[Path], list[int]]:
     if not folder.is_dir():
         raise DataError(f"{source}: is a file; source=images needs a folder with one subfolder of images per class")
     class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    linked = [d.name for d in class_dirs if d.is_symlink()]
+    if linked:
+        # The folder's digest (the data step's key) covers the files inside it, not behind a link
+        # to a folder: images there could change and the cached split would still be served.
+        raise DataError(f"{source}: class folder '{linked[0]}' is a link to a folder; tfbuild keys the files "
+                        "inside data.path only: copy (or bind-mount) the images in")
     if not class_dirs:
         raise DataError(f"{source}: has no class subfolders; put each class's images in a subfolder named after "
                         f"the class ({folder.name}/cat/1.png, {folder.name}/dog/2.png)")
