@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -41,15 +41,8 @@ from .schema_checks import (
     recipe_value,
     resolved_values,
 )
-from .schema import (
-    ExportFormat,
-    OptimizeMethod,
-    TfjsBackend,
-    TfjsQuantization,
-    TfliteQuantization,
-)
-
-CALIBRATED_TFLITE = ("int8", "int16x8")
+from .formats import FORMATS
+from .schema import OptimizeMethod
 
 
 @dataclass(frozen=True)
@@ -57,10 +50,7 @@ class Choices:
     """The "one value or a list" keys, normalized to ordered tuples without repeats."""
 
     formats: tuple[str, ...]
-    tflite: tuple[str, ...]
-    tfjs: tuple[str, ...]
-    tfjs_backends: tuple[str, ...]  # verified on
-    bench_backends: tuple[str, ...]  # timed on
+    variants: Mapping[str, tuple[str, ...]]  # every built format -> its variants (() without variants)
     force: bool | tuple[str, ...]
 
 
@@ -76,26 +66,20 @@ def check_config(cfg: DictConfig, origin: Origin = Origin()) -> Choices:
     _check_data(cfg)
     _check_target(cfg)
     formats = _formats(cfg)
-    choices = Choices(
-        formats=formats,
-        tflite=_variants(cfg, "tflite", TfliteQuantization, formats),
-        tfjs=_variants(cfg, "tfjs", TfjsQuantization, formats),
-        tfjs_backends=one_or_many(cfg.verify.tfjs_backends, TfjsBackend, "verify.tfjs_backends"),
-        bench_backends=one_or_many(cfg.benchmark.tfjs_backends, TfjsBackend, "benchmark.tfjs_backends"),
-        force=_force(cfg.force),
-    )
+    choices = Choices(formats=formats, variants={f: _variants(cfg, f) for f in formats}, force=_force(cfg.force))
     _check_unbuilt_format_settings(cfg, choices, origin)
-    _check_calibration(cfg, choices)
-    _check_optimize(cfg, choices)
+    _check_optimize(cfg)
     _check_verify(cfg)
     _check_benchmark(cfg)
     _check_gates(cfg)
+    for fmt in formats:
+        FORMATS[fmt].check(cfg, choices.variants[fmt], formats)
     return choices
 
 
-def one_or_many(value: Any, allowed: type[Enum], key: str, may_be_empty: bool = False) -> tuple[str, ...]:
+def one_or_many(value: Any, allowed: Sequence[str] | type[Enum], key: str, may_be_empty: bool = False) -> tuple[str, ...]:
     values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-    names = [m.value for m in allowed]
+    names = [m.value for m in allowed] if isinstance(allowed, type) else list(allowed)
     if not values and not may_be_empty:
         raise ConfigError(f"{key} is empty; choose one or more of: {', '.join(names)}")
     out: list[str] = []
@@ -112,32 +96,34 @@ def one_or_many(value: Any, allowed: type[Enum], key: str, may_be_empty: bool = 
 
 def _formats(cfg: DictConfig) -> tuple[str, ...]:
     """The target's formats, then the ones export.formats adds."""
-    target = one_or_many(cfg.target.formats, ExportFormat, "target.formats", may_be_empty=True)
-    asked = one_or_many(cfg.export.formats, ExportFormat, "export.formats", may_be_empty=True)
-    formats = tuple(dict.fromkeys([*target, *asked]))
+    target = one_or_many(cfg.target.formats, list(FORMATS), "target.formats", may_be_empty=True)
+    asked = one_or_many(cfg.export.formats, list(FORMATS), "export.formats", may_be_empty=True)
+    # In the registry's order, whatever order they were asked in: steps, run folders and
+    # reports then list formats the same way in every build.
+    formats = tuple(f for f in FORMATS if f in {*target, *asked})
     if not formats:
         raise ConfigError(
             f"nothing to build: export.formats and target.formats (target={cfg.target.name.value}) are both "
-            f"empty; choose one or more of: {', '.join(f.value for f in ExportFormat)}"
+            f"empty; choose one or more of: {', '.join(FORMATS)}"
         )
     return formats
 
 
-def _variants(cfg: DictConfig, fmt: str, allowed: type[Enum], formats: tuple[str, ...]) -> tuple[str, ...]:
+def _variants(cfg: DictConfig, fmt: str) -> tuple[str, ...]:
     """export.FORMAT.quantization when the recipe or command line sets it, else the target's."""
-    key = f"export.{fmt}.quantization"
+    allowed = FORMATS[fmt].variants
+    if not allowed:
+        return ()
     asked = cfg.export[fmt].quantization
     if asked is not None:
-        return one_or_many(asked, allowed, key)
+        return one_or_many(asked, allowed, f"export.{fmt}.quantization")
     return one_or_many(cfg.target[f"{fmt}_quantization"], allowed, f"target.{fmt}_quantization")
 
 
-# Per format: the keys that only mean something when the format is built.
-FORMAT_SETTINGS = {
-    "tflite": ("export.tflite", "target.tflite_quantization", "verify.tolerances.tflite", "gates.tflite"),
-    "tfjs": ("export.tfjs", "target.tfjs_quantization", "verify.tolerances.tfjs", "gates.tfjs",
-             "verify.tfjs_backends", "benchmark.tfjs_backends"),
-}
+def format_settings(fmt: str) -> tuple[str, ...]:
+    """The keys that only mean something while `fmt` is built."""
+    variants = (f"target.{fmt}_quantization",) if FORMATS[fmt].variants else ()
+    return (f"export.{fmt}", *variants, f"verify.tolerances.{fmt}", f"gates.{fmt}", *FORMATS[fmt].settings)
 
 
 def _check_unbuilt_format_settings(cfg: DictConfig, choices: Choices, origin: Origin) -> None:
@@ -146,15 +132,16 @@ def _check_unbuilt_format_settings(cfg: DictConfig, choices: Choices, origin: Or
     export.FORMAT.quantization (unless the command line chose the formats or the target,
     dropping the format on purpose). conf/ and pinned recipes set every variant's tolerances
     by design, so those are not checked in files."""
-    unbuilt = [fmt for fmt in FORMAT_SETTINGS if fmt not in choices.formats]
+    # The SavedModel is always built (everything converts from it): its settings always apply.
+    unbuilt = [fmt for fmt in FORMATS if fmt not in choices.formats and fmt != "saved_model"]
     for key, typed in keys_named(origin.command_line):
         for fmt in unbuilt:
-            if any(key == p or key.startswith(f"{p}.") for p in FORMAT_SETTINGS[fmt]):
+            if any(key == p or key.startswith(f"{p}.") for p in format_settings(fmt)):
                 raise ConfigError(_not_built(cfg, typed, fmt, choices.formats))
     typed_keys = {key for key, _ in keys_named(origin.command_line)}
     if origin.recipe is None or typed_keys & {"export.formats", "target.formats", "target"}:
         return
-    for fmt in unbuilt:
+    for fmt in (f for f in unbuilt if FORMATS[f].variants):
         written = recipe_value(origin.recipe, f"export.{fmt}.quantization")
         if written is not None:
             setting = f"{origin.recipe_file}: export.{fmt}.quantization={_listed(written)}"
@@ -241,18 +228,8 @@ def _check_target(cfg: DictConfig) -> None:
             )
 
 
-def _check_calibration(cfg: DictConfig, choices: Choices) -> None:
-    if "tflite" not in choices.formats:
-        return
-    calibrated = [q for q in choices.tflite if q in CALIBRATED_TFLITE]
-    if calibrated and cfg.data.calibration_samples < 1:
-        raise ConfigError(
-            f"export.tflite.quantization={calibrated[0]} needs calibration data: set "
-            "data.calibration_samples to 1 or more (100 is typical)"
-        )
-
-
-def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
+def _check_optimize(cfg: DictConfig) -> None:
+    """The method's own settings; what a format cannot take from it is the format's check."""
     optimize = cfg.optimize
     if optimize.method == OptimizeMethod.none:
         return
@@ -266,22 +243,14 @@ def _check_optimize(cfg: DictConfig, choices: Choices) -> None:
                 "optimize=qat fine-tunes in float32 without XLA: use precision=float32 "
                 "target.jit_compile=false, or optimize=none|prune|cluster"
             )
-        if "tfjs" in choices.formats:
-            raise ConfigError(
-                "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
-                "remove tfjs from export.formats, or use optimize=none|prune|cluster"
-            )
-        if "tflite" in choices.formats and "int16x8" in choices.tflite:
-            raise ConfigError(
-                "optimize=qat trains for int8 and cannot be converted to int16x8: remove int16x8 "
-                "from export.tflite.quantization, or use optimize=none|prune|cluster"
-            )
 
 
 def _check_verify(cfg: DictConfig) -> None:
     tolerances = cfg.verify.tolerances
-    nodes = [("verify.tolerances.saved_model", tolerances.saved_model)]
-    nodes += [(f"verify.tolerances.{f}.{v}", t) for f in ("tflite", "tfjs") for v, t in tolerances[f].items()]
+    nodes = []
+    for name, node in tolerances.items():
+        variants = FORMATS[name].variants if name in FORMATS else ()
+        nodes += [(f"verify.tolerances.{name}.{v}", node[v]) for v in variants] or [(f"verify.tolerances.{name}", node)]
     for key, tolerance in nodes:
         for bound in ("max_abs_diff", "mean_abs_diff", "max_rel_diff"):
             if tolerance[bound] is not None and tolerance[bound] < 0:
@@ -327,7 +296,7 @@ def _check_gates(cfg: DictConfig) -> None:
 def _gate_nodes(gates: DictConfig) -> list[tuple[str, DictConfig]]:
     """(key path, node) for the top-level gate, each format's and each variant's."""
     nodes = [("gates", gates)]
-    for fmt in ("saved_model", "tflite", "tfjs"):
+    for fmt in FORMATS:
         nodes.append((f"gates.{fmt}", gates[fmt]))
         nodes += [(f"gates.{fmt}.{v}", node) for v, node in gates[fmt].items() if isinstance(node, DictConfig)]
     return nodes

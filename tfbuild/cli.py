@@ -171,7 +171,10 @@ def _check_lock(console: Any, lock: dict[str, Any], record: dict[str, Any], reci
 
 
 def _say_unverified(console: Any, plan: Plan) -> None:
-    n = sum(1 for s in plan.steps if s.kind in ("tflite", "tfjs"))
+    from .formats import FORMATS
+
+    conversions = {step.kind for fmt in FORMATS.values() for step in fmt.steps}
+    n = sum(1 for s in plan.steps if s.kind in conversions)
     if n:
         were, runtime = ("s were", "their runtimes") if n > 1 else (" was", "its runtime")
         console.print(f"[yellow]verification is off (verify.enabled=false): {n} artifact{were} not run on {runtime}[/]")
@@ -242,6 +245,19 @@ def _remove_empty_parents(folder: Path, stop: Path) -> None:
             return
 
 
+def formats_help() -> str:
+    """`tfbuild --help`'s lines on formats, from the registry (conf/hydra/help/tfbuild.yaml)."""
+    from .formats import FORMATS
+
+    lines = [f"export.formats                 {', '.join(FORMATS)} (one value or a list), built besides the target's"]
+    for fmt in FORMATS.values():
+        lines.append(f"  {fmt.name:<28} {fmt.summary}")
+        if fmt.variants:
+            key = f"export.{fmt.name}.quantization"
+            lines.append(f"  {key:<28} {', '.join(fmt.variants)} (default: the target's)")
+    return "\n".join("  " + line for line in lines).lstrip()
+
+
 def main() -> None:
     # Builders named by `model._target_` are looked up from where tfbuild runs, as with `python -m`.
     sys.path.insert(0, os.getcwd())
@@ -251,6 +267,7 @@ def main() -> None:
     # touches only the commands that select it.
     index = discover(recipe_dirs())
     OmegaConf.register_new_resolver("tfbuild_run_name", lambda recipe: recipe or "no_recipe", replace=True)
+    OmegaConf.register_new_resolver("tfbuild_formats_help", formats_help, replace=True)
     register_configs()
     register_recipes(index)
     worst_exit = 0  # the worst exit code of the jobs run by this process (a sweep runs several)

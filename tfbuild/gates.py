@@ -25,7 +25,6 @@ METRIC_LIMITS: dict[str, tuple[str, str, bool, str, bool, str]] = {
     "max_mae": (REGRESSION, "mae", False, "MAE", True, "{:.4g}"),
     "max_mae_increase": (REGRESSION, "mae", True, "MAE increase", True, "{:.4g}"),
 }
-FORMATS = ("saved_model", "tflite", "tfjs")
 
 
 def limits_for(gates: Mapping[str, Any], fmt: str, variant: str | None) -> dict[str, tuple[float, str]]:
@@ -71,6 +70,8 @@ def _fitting(task: str) -> str:
 
 def _scopes(gates: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
     yield "gates", gates
+    from .formats import FORMATS
+
     for fmt in FORMATS:
         node = gates.get(fmt) or {}
         yield f"gates.{fmt}", node

@@ -14,10 +14,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from .errors import ConfigError, did_you_mean
+from .artifacts import DATA
 from .plan import OutputSpec, StepSpec
 from .schema_checks import plain
 
-DATA = "data/split"
 
 SKLEARN_DATASETS = {  # name -> the task its targets are for
     "digits": "classification", "iris": "classification", "wine": "classification",

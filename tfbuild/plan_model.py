@@ -15,11 +15,11 @@ from omegaconf import DictConfig
 from .checks import effective_precision
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
+from .artifacts import KERAS_MODEL
 from .plan import OutputSpec, StepSpec
 from .plan_data import DATA, planned_input_shape
 from .schema_checks import plain
 
-KERAS_MODEL = "model/keras"
 # What the builder is called with, which model.params cannot set.
 BUILDER_ARGUMENTS = ("input_shape", "num_classes", "task")
 

@@ -1,8 +1,9 @@
-"""Composed config -> Plan. Reads the config (and asks whether Node.js is there when TF.js
-exports will be verified); never imports TensorFlow, writes nothing.
+"""Composed config -> Plan. Reads the config (and asks whether the runtimes that will verify
+the exports are there: Node.js, Chromium); never imports TensorFlow, writes nothing.
 
 Each step receives only the parameters it reads, so a change reaches exactly the steps that
-depend on it: a new TFLite quantization adds one step and leaves training cached.
+depend on it: a new TFLite quantization adds one step and leaves training cached. The
+formats' steps come from their modules (tfbuild/formats/); this module names none of them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .checks import CALIBRATED_TFLITE, Choices, check_config, check_force_names, effective_precision
-from .errors import ConfigError
+from .artifacts import DATA, KERAS_MODEL, OPTIMIZED_MODEL, PORTABLE, REFERENCE, SAVED_MODEL
+from .checks import Choices, check_config, check_force_names, effective_precision
+from .errors import ConfigError, PlanError
+from .formats import FORMATS
+from .formats.base import PlanContext
 from .plan import OutputSpec, Plan, StepSpec, make_plan
-from .plan_data import DATA, check_data_settings, data_step
-from .plan_model import KERAS_MODEL, ModelSource, model_source
-from .runtimes.tfjs_node import NPM_LOCKFILE, node_problem
+from .plan_data import check_data_settings, data_step
+from .plan_model import ModelSource, model_source
 from .schema_checks import Origin, keys_named, plain
-
-OPTIMIZED_MODEL = "model/optimized"
-SAVED_MODEL = "saved_model"
-PORTABLE = "saved_model/portable"
-REFERENCE = "reference/outputs"
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ def resolve(cfg: DictConfig, origin: Origin = Origin()) -> Resolved:
     """`origin` (the command line and the recipe file) lets errors name where a value came from."""
     choices = check_config(cfg, origin)
     check_data_settings(cfg, {key for key, _ in keys_named(origin.command_line)})
-    _check_model_and_data(cfg, choices)
+    _check_model_and_data(cfg)
     model_steps, source_model = model_source(cfg)
     generated = cfg.data.source.value == "none"
     steps = [] if generated else [data_step(cfg)]
@@ -55,38 +53,30 @@ def resolve(cfg: DictConfig, origin: Origin = Origin()) -> Resolved:
     if needs_portable(cfg):
         steps.append(portable_step(cfg, model))
         source = PORTABLE
-    exports: list[StepSpec] = []
-    if "tflite" in choices.formats:
-        exports += [tflite_step(cfg, q, source) for q in choices.tflite]
-    if "tfjs" in choices.formats:
-        exports += [tfjs_step(q, source) for q in choices.tfjs]
+    # Names people see (a served model's) default to the recipe's name, else the model's.
+    name = origin.recipe_file.stem if origin.recipe_file else str(cfg.model.name)
+    context = PlanContext(cfg, source, choices.variants, name)
+    exports = _merged(export_steps(context))
     steps += exports
-    if "tfjs" in choices.formats and (cfg.verify.enabled or cfg.benchmark.enabled):
-        _check_node(cfg.verify.node)
     # With a portable twin, the served SavedModel is itself checked against it.
-    verified = [*exports, *([saved_model] if source == PORTABLE else [])]
+    artifacts = [*_artifacts(exports), *(saved_model.outputs if source == PORTABLE else ())]
+    verified = [a for a in artifacts if FORMATS[a.format].verify is not None]
     if cfg.verify.enabled and verified:
         steps.append(reference_step(cfg, source))
-        steps += [verify_step(cfg, choices, step) for step in verified]
+        steps += [verify_step(cfg, artifact) for artifact in verified]
     if cfg.benchmark.enabled:
-        steps += [benchmark_step(cfg, choices, artifact) for artifact in _artifacts(steps)]
+        timed = [*saved_model.outputs, *_artifacts(exports)]
+        steps += [benchmark_step(cfg, a) for a in timed if FORMATS[a.format].benchmark is not None]
     plan = make_plan(steps)
     check_force_names(choices.force, [s.name for s in plan.steps], [s.kind for s in plan.steps])
     return Resolved(plan, choices)
 
 
-def _check_model_and_data(cfg: DictConfig, choices: Choices) -> None:
+def _check_model_and_data(cfg: DictConfig) -> None:
     """What the model's source and the data source must agree on, before any work."""
     from_file = cfg.model.source.value == "file"
-    if cfg.data.source.value == "none":
-        if not from_file:
-            raise ConfigError(f"data=none works with model=file only: model={cfg.model.name} must be trained on data (choose data=...)")
-        calibrated = [q for q in choices.tflite if q in CALIBRATED_TFLITE] if "tflite" in choices.formats else []
-        if calibrated:
-            raise ConfigError(
-                f"export.tflite.quantization={calibrated[0]} calibrates on real samples, and data=none gives none: "
-                "choose data=... (the samples your model sees), or a variant without calibration (float, dynamic, fp16)"
-            )
+    if cfg.data.source.value == "none" and not from_file:
+        raise ConfigError(f"data=none works with model=file only: model={cfg.model.name} must be trained on data (choose data=...)")
     if from_file and cfg.optimize.method.value != "none":
         raise ConfigError(
             f"optimize={cfg.optimize.method.value} fine-tunes a model tfbuild trains; with model=file export "
@@ -185,50 +175,6 @@ def _model_input(model: ModelSource) -> dict[str, str]:
     return {"model": model.artifact} if model.artifact else {}
 
 
-def tflite_step(cfg: DictConfig, quantization: str, source: str = SAVED_MODEL) -> StepSpec:
-    params: dict[str, Any] = {"quantization": quantization}
-    inputs = {"saved_model": source}
-    if quantization in CALIBRATED_TFLITE:
-        params["calibration_samples"] = cfg.data.calibration_samples
-        inputs["data"] = DATA
-    filename = f"model_{quantization}.tflite"
-    return StepSpec(
-        name=f"tflite[{quantization}]",
-        kind="tflite",
-        params=params,
-        inputs=inputs,
-        outputs=(
-            OutputSpec(
-                role="model",
-                artifact=f"tflite/{quantization}",
-                path=filename,
-                publish=f"tflite/{filename}",
-                format="tflite",
-                variant=quantization,
-            ),
-        ),
-    )
-
-
-def tfjs_step(quantization: str, source: str = SAVED_MODEL) -> StepSpec:
-    return StepSpec(
-        name=f"tfjs[{quantization}]",
-        kind="tfjs",
-        params={"quantization": quantization},
-        inputs={"saved_model": source},
-        outputs=(
-            OutputSpec(
-                role="model",
-                artifact=f"tfjs/{quantization}",
-                path=f"tfjs_{quantization}",
-                publish=f"tfjs/{quantization}",
-                format="tfjs",
-                variant=quantization,
-            ),
-        ),
-    )
-
-
 def reference_step(cfg: DictConfig, source: str = SAVED_MODEL) -> StepSpec:
     """The SavedModel reloaded from disk and run on the test inputs: what every export must match."""
     return StepSpec(
@@ -240,18 +186,41 @@ def reference_step(cfg: DictConfig, source: str = SAVED_MODEL) -> StepSpec:
     )
 
 
-def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec:
-    (artifact,) = export.outputs
+def export_steps(context: PlanContext) -> list[StepSpec]:
+    """Every built format's steps, variant by variant, in the registry's order."""
+    steps: list[StepSpec] = []
+    for name, variants in context.variants.items():
+        plan = FORMATS[name].plan
+        if plan is not None:  # saved_model: planned above, whatever the formats
+            steps += [step for variant in (variants or (None,)) for step in plan(context, variant)]
+    return steps
+
+
+def _merged(steps: list[StepSpec]) -> list[StepSpec]:
+    """One step per name: a format may plan a step another format plans too (the web bundle
+    needs its TF.js variant whether or not tfjs is built); the first, which publishes when its
+    own format asked for it, is kept. Two different steps under one name are a plug-in bug."""
+    kept: dict[str, StepSpec] = {}
+    for step in steps:
+        first = kept.setdefault(step.name, step)
+        if first is not step and (first.kind, first.params, first.inputs) != (step.kind, step.params, step.inputs):
+            raise PlanError(f"two different steps are both named {step.name!r}: formats must name their steps apart")
+    return list(kept.values())
+
+
+def verify_step(cfg: DictConfig, artifact: OutputSpec) -> StepSpec:
     assert artifact.format is not None
+    fmt = FORMATS[artifact.format]
     tolerances = cfg.verify.tolerances[artifact.format]
+    extra, files = fmt.runtime_params(cfg, "verify")
     params: dict[str, Any] = {
         "format": artifact.format,
         "variant": artifact.variant,
         "samples": cfg.verify.samples,
         "tolerance": plain(tolerances if artifact.variant is None else tolerances[artifact.variant]),
         **_generated_tasks(cfg),
+        **extra,
     }
-    files = _tfjs_runtime(cfg, params, choices.tfjs_backends) if artifact.format == "tfjs" else {}
     return StepSpec(
         name=f"verify[{artifact.artifact}]",
         kind="verify",
@@ -261,8 +230,10 @@ def verify_step(cfg: DictConfig, choices: Choices, export: StepSpec) -> StepSpec
     )
 
 
-def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> StepSpec:
+def benchmark_step(cfg: DictConfig, artifact: OutputSpec) -> StepSpec:
+    assert artifact.format is not None
     bench = cfg.benchmark
+    extra, files = FORMATS[artifact.format].runtime_params(cfg, "benchmark")
     params: dict[str, Any] = {
         "format": artifact.format,
         "variant": artifact.variant,
@@ -270,14 +241,8 @@ def benchmark_step(cfg: DictConfig, choices: Choices, artifact: OutputSpec) -> S
         "min_runs": bench.min_runs,
         "min_seconds": bench.min_seconds,
         "batch_size": bench.batch_size,
+        **extra,
     }
-    if artifact.format == "saved_model" and cfg.target.jit_compile:
-        params["xla"] = True  # timed with and without XLA
-    files: dict[str, str] = {}
-    if artifact.format == "tfjs":
-        files = _tfjs_runtime(cfg, params, choices.bench_backends)
-    else:  # TF.js in Node has one thread, whatever is asked
-        params["threads"] = bench.threads
     return StepSpec(
         name=f"benchmark[{artifact.artifact}]",
         kind="benchmark",
@@ -294,22 +259,6 @@ def _generated_tasks(cfg: DictConfig) -> dict[str, Any]:
     return {"task": cfg.task.name.value, "task_outputs": {k: v.value for k, v in cfg.task.outputs.items()}}
 
 
-def _tfjs_runtime(cfg: DictConfig, params: dict[str, Any], backends: tuple[str, ...]) -> dict[str, str]:
-    """What running an artifact in TF.js under Node reads: the backends, the Node.js binary,
-    and (as a file input) the npm lockfile that pins TF.js, so a new TF.js re-runs the step."""
-    params["backends"] = list(backends)
-    params["node"] = cfg.verify.node
-    return {"npm_lock": str(NPM_LOCKFILE)}
-
-
 def _artifacts(steps: list[StepSpec]) -> list[OutputSpec]:
-    """Every model artifact users get: the SavedModel (published or not, it is the reference
-    row of the report) and each export."""
-    return [out for s in steps for out in s.outputs if out.artifact == SAVED_MODEL or out.format in ("tflite", "tfjs")]
-
-
-def _check_node(node: str) -> None:
-    # Checked while planning, so a missing Node.js costs seconds, not a training run.
-    problem = node_problem(node)
-    if problem:
-        raise ConfigError(f"verify.node: {problem}")
+    """The artifacts users get from these steps (the ones a format produced)."""
+    return [out for step in steps for out in step.outputs if out.format is not None]

@@ -19,11 +19,11 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 from .errors import BuildFailed
+from .formats import FORMATS
 from .plan import Plan
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from <linux/fs.h>
 BUILD_RECORD = "build.json"  # written by the CLI (record.py) after the build
-FORMAT_FOLDERS = ("saved_model", "tflite", "tfjs")  # where each format publishes (resolver.py)
 
 
 def owned_paths(plan: Plan) -> list[str]:
@@ -33,7 +33,7 @@ def owned_paths(plan: Plan) -> list[str]:
     from .report import FILES as REPORT_FILES  # report imports the runner, which imports us
 
     roots = {PurePosixPath(out.publish).parts[0] for step in plan.steps for out in step.outputs if out.publish}
-    names = sorted(roots | set(FORMAT_FOLDERS) | set(REPORT_FILES) | {BUILD_RECORD})
+    names = sorted(roots | set(FORMATS) | set(REPORT_FILES) | {BUILD_RECORD})  # a format publishes under its name
     for name in names:  # a plan's publish paths are the resolver's; still, stay inside the folder
         if name in ("", ".", "..") or "/" in name or "\\" in name:
             raise ValueError(f"refusing to publish to '{name}': not a plain name inside the run folder")

@@ -8,11 +8,15 @@ at compose time with the key's full name. Values that may be "one value or a lis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from functools import partial
+from typing import Any, Dict, List, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
+
+from .formats import FORMATS
+from .formats.base import Format
 
 
 class TargetName(str, Enum):
@@ -38,37 +42,11 @@ class PrecisionPolicy(str, Enum):
     mixed_bfloat16 = "mixed_bfloat16"
 
 
-class ExportFormat(str, Enum):
-    saved_model = "saved_model"
-    tflite = "tflite"
-    tfjs = "tfjs"
-
-
-class TfliteQuantization(str, Enum):
-    float = "float"
-    dynamic = "dynamic"
-    fp16 = "fp16"
-    int8 = "int8"
-    int16x8 = "int16x8"
-
-
-class TfjsQuantization(str, Enum):
-    none = "none"
-    float16 = "float16"
-    uint8 = "uint8"
-    uint16 = "uint16"
-
-
 class OptimizeMethod(str, Enum):
     none = "none"
     prune = "prune"  # magnitude pruning to a target sparsity
     qat = "qat"  # quantization-aware training, for the int8 TFLite variant
     cluster = "cluster"  # weight clustering: few distinct values per kernel
-
-
-class TfjsBackend(str, Enum):
-    cpu = "cpu"  # plain JavaScript: runs everywhere
-    wasm = "wasm"  # WebAssembly: what most browsers run fastest without WebGL
 
 
 class DataSource(str, Enum):
@@ -208,7 +186,7 @@ class OptimizeConfig:
 
 
 @dataclass
-class TargetConfig:
+class TargetBase:
     """Where the model trains and runs. Each conf/target/ profile sets these (and the benchmark
     settings that suit it); a recipe can override any of them."""
 
@@ -230,12 +208,10 @@ class TargetConfig:
     # The precision policy used when the recipe chooses none with precision=...
     precision: PrecisionPolicy = PrecisionPolicy.float32
     # What the target needs built, whatever the recipe asks: the built formats are these
-    # plus export.formats (one value or a list of saved_model, tflite, tfjs).
+    # plus export.formats (one value or a list of the registered formats: tfbuild --help).
     formats: Any = field(default_factory=lambda: ["saved_model"])
-    # The TFLite and TF.js variants the target ships, used unless the recipe or command line
-    # sets export.tflite.quantization / export.tfjs.quantization.
-    tflite_quantization: Any = field(default_factory=lambda: ["float", "int8"])
-    tfjs_quantization: Any = field(default_factory=lambda: ["none"])
+    # Generated per format with variants (build_schema): FORMAT_quantization, the variants the
+    # target ships unless the recipe or command line sets export.FORMAT.quantization.
 
 
 @dataclass
@@ -245,28 +221,13 @@ class PrecisionConfig:
 
 
 # Settings here are the recipe's or the command line's; they take precedence over the target's
-# (target.*), which take precedence over the schema's defaults.
+# (target.*), which take precedence over the schema's defaults. Each format adds export.NAME
+# (its module's `export_config`).
 @dataclass
-class TfliteExportConfig:
-    # One value or a list of float, dynamic, fp16, int8, int16x8: one build step per value.
-    # null: the target's (target.tflite_quantization). Set while tflite is not built: an error.
-    quantization: Any = None
-
-
-@dataclass
-class TfjsExportConfig:
-    # One value or a list of none, float16, uint8, uint16: one build step per value.
-    # null: the target's (target.tfjs_quantization). Set while tfjs is not built: an error.
-    quantization: Any = None
-
-
-@dataclass
-class ExportConfig:
-    # One value or a list of saved_model, tflite, tfjs, built in addition to the target's
-    # (target.formats): a recipe asking for TFLite still gets the browser target's TF.js.
+class ExportBase:
+    # One value or a list of formats, built in addition to the target's (target.formats): a
+    # recipe asking for TFLite still gets the browser target's TF.js.
     formats: Any = field(default_factory=list)
-    tflite: TfliteExportConfig = field(default_factory=TfliteExportConfig)
-    tfjs: TfjsExportConfig = field(default_factory=TfjsExportConfig)
 
 
 @dataclass
@@ -286,34 +247,8 @@ class Tolerance:
     min_top1_agreement: Optional[float] = None
 
 
-# The per-variant defaults live in conf/config.yaml, where users read them.
 @dataclass
-class TfliteTolerances:
-    float: Tolerance = field(default_factory=Tolerance)
-    dynamic: Tolerance = field(default_factory=Tolerance)
-    fp16: Tolerance = field(default_factory=Tolerance)
-    int8: Tolerance = field(default_factory=Tolerance)
-    int16x8: Tolerance = field(default_factory=Tolerance)
-
-
-@dataclass
-class TfjsTolerances:
-    none: Tolerance = field(default_factory=Tolerance)
-    float16: Tolerance = field(default_factory=Tolerance)
-    uint8: Tolerance = field(default_factory=Tolerance)
-    uint16: Tolerance = field(default_factory=Tolerance)
-
-
-@dataclass
-class TolerancesConfig:
-    # The served SavedModel against its float32 twin, when mixed precision or XLA needs one.
-    saved_model: Tolerance = field(default_factory=Tolerance)
-    tflite: TfliteTolerances = field(default_factory=TfliteTolerances)
-    tfjs: TfjsTolerances = field(default_factory=TfjsTolerances)
-
-
-@dataclass
-class VerifyConfig:
+class VerifyBase:
     # Run every exported artifact on its own runtime against the SavedModel. Turning it off
     # is recorded in build.json and said at the end of the build.
     enabled: bool = True
@@ -324,7 +259,8 @@ class VerifyConfig:
     tfjs_backends: Any = field(default_factory=lambda: ["wasm"])
     # The Node.js executable that runs TF.js (a name on PATH or a path).
     node: str = "node"
-    tolerances: TolerancesConfig = field(default_factory=TolerancesConfig)
+    # verify.tolerances.FORMAT(.VARIANT): generated from each format's defaults (build_schema).
+    tolerances: Any = None
 
 
 @dataclass
@@ -364,33 +300,6 @@ class Gate:
     max_p95_ms: Optional[float] = None
 
 
-# Per-format limits refine the top-level ones, and per-variant limits the format's: e.g.
-# gates.tflite.max_bytes, gates.tflite.int8.max_p95_ms.
-@dataclass
-class TfliteGates(Gate):
-    float: Gate = field(default_factory=Gate)
-    dynamic: Gate = field(default_factory=Gate)
-    fp16: Gate = field(default_factory=Gate)
-    int8: Gate = field(default_factory=Gate)
-    int16x8: Gate = field(default_factory=Gate)
-
-
-@dataclass
-class TfjsGates(Gate):
-    none: Gate = field(default_factory=Gate)
-    float16: Gate = field(default_factory=Gate)
-    uint8: Gate = field(default_factory=Gate)
-    uint16: Gate = field(default_factory=Gate)
-
-
-@dataclass
-class GatesConfig(Gate):
-    # The top-level limits apply to every artifact.
-    saved_model: Gate = field(default_factory=Gate)
-    tflite: TfliteGates = field(default_factory=TfliteGates)
-    tfjs: TfjsGates = field(default_factory=TfjsGates)
-
-
 @dataclass
 class CacheConfig:
     # The shared step cache; relative paths are taken from the directory tfbuild runs in.
@@ -398,18 +307,18 @@ class CacheConfig:
 
 
 @dataclass
-class TfbuildConfig:
+class TfbuildBase:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    target: TargetConfig = field(default_factory=TargetConfig)
+    target: TargetBase = field(default_factory=TargetBase)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    export: ExportBase = field(default_factory=ExportBase)
+    verify: VerifyBase = field(default_factory=VerifyBase)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    gates: GatesConfig = field(default_factory=GatesConfig)
+    gates: Gate = field(default_factory=Gate)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # Print the plan, each step with why it would run, and build nothing.
     dry_run: bool = False
@@ -427,7 +336,60 @@ class TfbuildConfig:
     lock: Any = None
 
 
+def build_schema(formats: Mapping[str, Format]) -> type:
+    """The whole config's schema: the engine's keys, plus what each registered format adds
+    (export.NAME, target.NAME_quantization, verify.tolerances.NAME, gates.NAME). Subclassing
+    keeps every field where the base class put it, only with the format-specific type."""
+    with_variants = [f for f in formats.values() if f.variants]
+    target = make_dataclass("TargetConfig", [
+        (f"{f.name}_quantization", Any, field(default_factory=partial(list, f.default_variants))) for f in with_variants
+    ], bases=(TargetBase,))  # fmt: skip
+    export = make_dataclass("ExportConfig", [
+        (f.name, f.export_config, field(default_factory=f.export_config)) for f in formats.values() if f.export_config
+    ], bases=(ExportBase,))  # fmt: skip
+    tolerances = make_dataclass("TolerancesConfig", [
+        (f.name, *_tolerances(f)) for f in formats.values() if f.verify is not None
+    ])  # fmt: skip
+    verify = make_dataclass("VerifyConfig", [("tolerances", tolerances, field(default_factory=tolerances))],
+                            bases=(VerifyBase,))
+    gates = make_dataclass("GatesConfig", [(f.name, *_gates(f)) for f in formats.values()], bases=(Gate,))
+    return make_dataclass("TfbuildConfig", [
+        (name, kind, field(default_factory=kind)) for name, kind in
+        (("target", target), ("export", export), ("verify", verify), ("gates", gates))
+    ], bases=(TfbuildBase,))  # fmt: skip
+
+
+def _tolerances(fmt: Format) -> tuple[type, Any]:
+    if not fmt.variants:
+        return Tolerance, field(default_factory=partial(Tolerance, **fmt.tolerances.get("", {})))
+    kind = make_dataclass(f"{fmt.name.title()}Tolerances", [
+        (v, Tolerance, field(default_factory=partial(Tolerance, **fmt.tolerances.get(v, {})))) for v in fmt.variants
+    ])  # fmt: skip
+    return kind, field(default_factory=kind)
+
+
+def _gates(fmt: Format) -> tuple[type, Any]:
+    """gates.NAME refines the top-level limits, and gates.NAME.VARIANT the format's."""
+    if not fmt.variants:
+        return Gate, field(default_factory=Gate)
+    kind = make_dataclass(f"{fmt.name.title()}Gates", [(v, Gate, field(default_factory=Gate)) for v in fmt.variants],
+                          bases=(Gate,))
+    return kind, field(default_factory=kind)
+
+
+TfbuildConfig = build_schema(FORMATS)
+_built: dict[tuple[int, ...], type] = {tuple(map(id, FORMATS.values())): TfbuildConfig}
+
+
+def current_schema() -> type:
+    """The schema of the formats registered now (a test or plug-in may have added one)."""
+    key = tuple(map(id, FORMATS.values()))
+    if key not in _built:
+        _built[key] = build_schema(FORMATS)
+    return _built[key]
+
+
 def register_configs(cs: Optional[ConfigStore] = None) -> None:
     """Register the schema under the name that `conf/config.yaml` lists first."""
     cs = cs or ConfigStore.instance()
-    cs.store(name="tfbuild_schema", node=TfbuildConfig)
+    cs.store(name="tfbuild_schema", node=current_schema())

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, did_you_mean
-from .schema import TfbuildConfig
+from .schema import current_schema
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _where(key: str, origin: Origin) -> str:
 def check_known_keys(values: dict[str, Any]) -> None:
     """Every key must be one the schema declares, except inside free-form maps (model.params):
     a key added with +key=... or ++key=... is otherwise silently ignored."""
-    for path, schema_type, _ in _walk(values, TfbuildConfig, ""):
+    for path, schema_type, _ in _walk(values, current_schema(), ""):
         if schema_type is None:
             raise ConfigError(unknown_key(path))
 
@@ -141,7 +141,10 @@ def unknown_key(path: str) -> str:
     """'KEY: no such key in SECTION (keys: ...) (did you mean ...?)'."""
     where, _, bad = path.rpartition(".")
     allowed = field_names(schema_type_at(where))
-    return f"{path}: no such key in {where or 'the config'} (keys: {', '.join(allowed)}){did_you_mean(bad, allowed)}"
+    hint = did_you_mean(bad, allowed)
+    if not where and not hint and bad in field_names(schema_type_at("export")):  # a format's settings are under export.
+        hint = f" (did you mean export.{path}?)"
+    return f"{path}: no such key in {where or 'the config'} (keys: {', '.join(allowed)}){hint}"
 
 
 def check_no_missing(values: dict[str, Any]) -> None:
@@ -248,7 +251,7 @@ def _unwrap(hint: Any) -> Any:
 
 def schema_type_at(path: str) -> Any:
     """The schema's type at a dotted path (a dataclass, int, an Enum, FREE_FORM), or None."""
-    node: Any = TfbuildConfig
+    node: Any = current_schema()
     for part in [p for p in path.split(".") if p]:
         if node is FREE_FORM:
             return FREE_FORM

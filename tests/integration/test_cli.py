@@ -61,7 +61,7 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         (["recipe=digits", "data=npz", "data.path=missing.npz"], "data.path: no such file 'missing.npz'"),
         (["recipe=digits", "cache.dir=/proc/version"], "cache.dir: '/proc/version' exists and is not a folder"),
         (["recipe=digits_all", "verify.node=/no/such/node"], "verify.node: Node.js not found (`/no/such/node` does not exist"),
-        (["recipe=digits_all", "optimize=qat"], "optimize=qat cannot be exported to TF.js"),
+        (["recipe=digits_all", "optimize=qat", "export.tflite.quantization=int8"], "optimize=qat cannot be exported to TF.js"),
         (["recipe=digits", "optimize=quantum"], "optimize=quantum: not one of cluster, none, prune, qat"),
         (["recipe=digits", "optimize=prune", "optimize.sparsity=1.2"], "optimize.sparsity must be between 0 and 1"),
         (["recipe=digits", "verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),

@@ -20,8 +20,8 @@ from tfbuild.errors import DataError
 from tfbuild.runtimes.litert import LiteRtModel, run_tflite
 from tfbuild.runtimes.savedmodel import SavedModelSession, run_saved_model, signature_dtypes
 from tfbuild.runtimes.tfjs_node import node_problem, run_tfjs
-from tfbuild.steps.tfjs import TfjsStep
-from tfbuild.steps.tflite import TfliteStep
+from tfbuild.formats.tfjs import TfjsStep
+from tfbuild.formats.tflite import TfliteStep
 
 from tests.integration.multi_io import (
     TOKEN_TARGETS, TWO_IO_TARGETS, save_serving, step_context, token_inputs, token_model, two_io_inputs,

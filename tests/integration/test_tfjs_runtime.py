@@ -24,7 +24,7 @@ needs_node = pytest.mark.skipif(NODE_PROBLEM is not None, reason=str(NODE_PROBLE
 def converted(tmp_path_factory):
     """(TF.js folder, 300 samples: more than one batch, SavedModel outputs on them)."""
     from tfbuild.runtimes.savedmodel import run_saved_model
-    from tfbuild.steps.tfjs import TfjsStep
+    from tfbuild.formats.tfjs import TfjsStep
 
     root = tmp_path_factory.mktemp("tfjs")
     save_serving(two_io_model(), root / "saved_model")

@@ -5,7 +5,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from tfbuild.hydra_errors import one_line_error
-from tfbuild.schema import ExportFormat, PrecisionPolicy, TargetName, TfbuildConfig
+from tfbuild.formats import FORMATS
+from tfbuild.schema import PrecisionPolicy, TargetName, TfbuildConfig
 
 from tests.conftest import RECIPES
 
@@ -49,7 +50,7 @@ def test_every_public_key_exists(compose_cfg):
                 "data.calibration_samples", "cache.dir", "dry_run"):
         assert key.split(".")[0] in cfg
     assert {t.value for t in TargetName} == {"cpu", "gpu", "multi_gpu", "tpu", "edge", "browser"}
-    assert {f.value for f in ExportFormat} == {"saved_model", "tflite", "tfjs"}
+    assert {"saved_model", "tflite", "tfjs"} <= set(FORMATS)
     assert TfbuildConfig().force is False
 
 

@@ -27,16 +27,13 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig
 
+from ..artifacts import DATA, PORTABLE, REFERENCE, SAVED_MODEL
 from ..plan import StepSpec
-from ..plan_data import DATA
 
 Arrays = dict[str, Any]  # input or output name -> array [N, ...]
 Runs = dict[str, Arrays]  # runtime label (e.g. "TF.js 4.22.0 wasm") -> outputs
 Scorer = Callable[[Arrays], dict[str, Any]]  # outputs -> task metrics on the test targets
 
-SAVED_MODEL = "saved_model"  # the artifact every export converts from (or its portable twin)
-PORTABLE = "saved_model/portable"
-REFERENCE = "reference/outputs"
 __all__ = ["DATA", "PORTABLE", "REFERENCE", "SAVED_MODEL", "Format", "PlanContext"]
 
 

@@ -62,3 +62,16 @@ def batches(n: int, size: int) -> list[slice]:
     """Consecutive slices of `size` covering n samples (one empty slice when n is 0, so a
     runtime still reports its outputs' shapes)."""
     return [slice(start, min(start + size, n)) for start in range(0, n, size)] or [slice(0, 0)]
+
+
+def first_sample(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Batch 1: what latency is timed on."""
+    return {name: a[:1] for name, a in inputs.items()}
+
+
+def tiled(inputs: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """Each input's samples repeated up to a batch of `n` (the same rows for every input):
+    what throughput is timed on."""
+    import numpy as np
+
+    return {name: np.resize(a, (n, *a.shape[1:])) for name, a in inputs.items()}

@@ -60,3 +60,16 @@ def throughput_figures(ms: Sequence[float], batch_size: int) -> dict[str, float 
     """Samples per second at `batch_size`, from the median batch time."""
     p50 = percentile(sorted(ms), 50)
     return {"batch_size": batch_size, "batch_p50_ms": round(p50, 5), "samples_per_s": round(batch_size * 1000.0 / p50, 1), "runs": len(ms)}
+
+
+def figures(runtime: str, threads: int, latency_ms: Sequence[float], batch_ms: Sequence[float], batch: int,
+            metrics: dict[str, Any], samples: int) -> dict[str, Any]:
+    """One runtime's row of a benchmark: what every format's benchmark returns per runtime."""
+    return {
+        "runtime": runtime,
+        "threads": threads,
+        "latency": latency_figures(latency_ms),
+        "throughput": throughput_figures(batch_ms, batch),
+        "metrics": metrics,
+        "samples": samples,
+    }

@@ -1,4 +1,5 @@
-"""`tflite[variant]`: the SavedModel converted to .tflite, one step per quantization.
+"""The TFLite format: `tflite[variant]` converts the SavedModel to .tflite, one step per
+quantization; LiteRT (the runtime edge users run) verifies and times it.
 
 float    no optimization
 dynamic  dynamic-range: int8 weights, float activations
@@ -13,16 +14,31 @@ takes and gives the tensors the SavedModel names. The converted model is loaded 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..conversion import tflite_unsupported_ops
-from ..errors import DataError
-from ..signature import SIGNATURE
-from .base import StepContext
-from .compressed import gzip_bytes
+from omegaconf import DictConfig
 
+from ..conversion import tflite_unsupported_ops
+from ..errors import ConfigError, DataError
+from ..plan import OutputSpec, StepSpec
+from ..signature import SIGNATURE
+from ..steps.base import StepContext
+from ..steps.compressed import gzip_bytes
+from .base import DATA, Arrays, Format, PlanContext, Runs, Scorer
+
+VARIANTS = ("float", "dynamic", "fp16", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")
+# How far each variant may be from the SavedModel on the test inputs (verify.tolerances.tflite).
+# Float must match numerically; quantized variants are held to top-1 agreement.
+TOLERANCES = {
+    "float": {"max_abs_diff": 0.0001, "min_top1_agreement": 0.99},
+    "dynamic": {"min_top1_agreement": 0.97},
+    "fp16": {"max_abs_diff": 0.01, "min_top1_agreement": 0.98},
+    "int8": {"min_top1_agreement": 0.95},
+    "int16x8": {"min_top1_agreement": 0.97},
+}
 Calibration = Callable[[], Iterator[dict[str, Any]]]
 
 
@@ -122,3 +138,87 @@ class TfliteStep:
             "inputs": {name: tensor_summary(d) for name, d in model.input_details().items()},
             "outputs": {name: tensor_summary(d) for name, d in model.output_details().items()},
         }
+
+
+@dataclass
+class TfliteExport:
+    # One value or a list of float, dynamic, fp16, int8, int16x8: one build step per value.
+    # null: the target's (target.tflite_quantization). Set while tflite is not built: an error.
+    quantization: Any = None
+
+
+def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
+    assert quantization is not None
+    params: dict[str, Any] = {"quantization": quantization}
+    inputs = {"saved_model": ctx.source}
+    if quantization in CALIBRATED:
+        params["calibration_samples"] = ctx.cfg.data.calibration_samples
+        inputs["data"] = DATA
+    filename = f"model_{quantization}.tflite"
+    output = OutputSpec(role="model", artifact=TFLITE.artifact(quantization), path=filename,
+                        publish=f"tflite/{filename}", format="tflite", variant=quantization)
+    return [StepSpec(name=f"tflite[{quantization}]", kind="tflite", params=params, inputs=inputs, outputs=(output,))]
+
+
+def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
+    from ..runtimes.litert import LiteRtModel, litert_version
+
+    return {litert_version(): LiteRtModel(path, None).predict(inputs)}
+
+
+def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: Any) -> dict[str, Any]:
+    from ..runtimes.feeds import first_sample, tiled
+    from ..runtimes.litert import LiteRtModel, litert_version
+    from ..runtimes.timing import figures, time_calls
+
+    model = LiteRtModel(path, params["threads"])
+    outputs = model.predict(inputs)
+    # Timed: set input, invoke, read output, on an input already quantized (as on a device).
+    one = model.prepare(first_sample(inputs))
+    latency = time_calls(lambda: model.invoke(one), protocol)
+    batch = model.prepare(tiled(inputs, params["batch_size"]))
+    batches = time_calls(lambda: model.invoke(batch), protocol)
+    runtime = litert_version()
+    samples = len(next(iter(outputs.values())))
+    return {runtime: figures(runtime, params["threads"], latency, batches, params["batch_size"], score(outputs), samples)}
+
+
+def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"threads": cfg.benchmark.threads} if purpose == "benchmark" else {}), {}
+
+
+def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) -> None:
+    calibrated = [q for q in variants if q in CALIBRATED]
+    if calibrated and cfg.data.source.value == "none":
+        raise ConfigError(
+            f"export.tflite.quantization={calibrated[0]} calibrates on real samples, and data=none gives none: "
+            "choose data=... (the samples your model sees), or a variant without calibration (float, dynamic, fp16)"
+        )
+    if calibrated and cfg.data.calibration_samples < 1:
+        raise ConfigError(
+            f"export.tflite.quantization={calibrated[0]} needs calibration data: set "
+            "data.calibration_samples to 1 or more (100 is typical)"
+        )
+    if cfg.optimize.method.value == "qat" and "int16x8" in variants:
+        raise ConfigError(
+            "optimize=qat trains for int8 and cannot be converted to int16x8: remove int16x8 "
+            "from export.tflite.quantization, or use optimize=none|prune|cluster"
+        )
+
+
+TFLITE = Format(
+    name="tflite",
+    title="TFLite",
+    summary="a .tflite flatbuffer per quantization, verified and timed on LiteRT (phones, edge devices)",
+    steps=(TfliteStep(),),
+    plan=plan,
+    variants=VARIANTS,
+    default_variants=("float", "int8"),
+    export_config=TfliteExport,
+    tolerances=TOLERANCES,
+    verify=verify,
+    benchmark=benchmark,
+    runtime_params=runtime_params,
+    check=check,
+    tools=("ai-edge-litert",),
+)

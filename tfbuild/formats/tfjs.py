@@ -1,0 +1,181 @@
+"""The TF.js format: `tfjs[variant]` converts the SavedModel to a TF.js graph model, one step
+per quantization; real TF.js runs it (in Node.js, and in headless Chromium).
+
+none     float32 weights
+float16  float16 weights
+uint8    weights quantized to 8 bits (affine, per tensor), dequantized when the model loads
+uint16   weights quantized to 16 bits
+
+tensorflowjs writes `model.json` with node attributes in a different key order on every
+conversion; it is rewritten with sorted keys so that equal models give equal bytes (and the
+verify step runs the rewritten file, so the rewrite is checked on real TF.js).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..conversion import tfjs_unsupported_ops
+from ..errors import ConfigError
+from ..plan import OutputSpec, StepSpec
+from ..signature import SIGNATURE
+from ..steps.base import StepContext
+from ..steps.compressed import gzip_bytes
+from .base import Arrays, Format, PlanContext, Runs, Scorer
+
+# Float weights must match numerically; 8-bit weights are held to top-1 agreement.
+TOLERANCES = {
+    "none": {"max_abs_diff": 0.0001, "min_top1_agreement": 0.99},
+    "float16": {"max_abs_diff": 0.01, "min_top1_agreement": 0.98},
+    "uint8": {"min_top1_agreement": 0.97},
+    "uint16": {"max_abs_diff": 0.01, "min_top1_agreement": 0.98},
+}
+QUANTIZATION_MAPS: dict[str, dict[str, str] | None] = {
+    "none": None,
+    "float16": {"float16": "*"},
+    "uint8": {"uint8": "*"},
+    "uint16": {"uint16": "*"},
+}
+
+
+def canonicalize_model_json(path: Path) -> None:
+    model = json.loads(path.read_text())
+    path.write_text(json.dumps(model, sort_keys=True, separators=(",", ":")))
+
+
+class TfjsStep:
+    kind = "tfjs"
+    version = 2  # 2: signature names in info; unsupported ops named
+    tools = ("tensorflowjs", "tensorflow")
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        from ..tfenv import import_tensorflow
+
+        import_tensorflow()
+        from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+
+        quantization = ctx.params["quantization"]
+        out = ctx.outputs["model"]
+        try:
+            # With signature_def, model.json carries the signature's input and output names.
+            convert_tf_saved_model(
+                str(ctx.inputs["saved_model"]),
+                str(out),
+                signature_def=SIGNATURE,
+                saved_model_tags="serve",
+                quantization_dtype_map=QUANTIZATION_MAPS[quantization],
+            )
+        except ValueError as error:
+            unsupported = tfjs_unsupported_ops(error)
+            if unsupported is None:
+                raise
+            raise unsupported from None
+        canonicalize_model_json(out / "model.json")
+        shards = sorted(p for p in out.iterdir() if p.name != "model.json")
+        model = json.loads((out / "model.json").read_text())
+        weights, signature = model["weightsManifest"], model.get("signature") or {}
+        compressed = gzip_bytes(out)
+        return {
+            "quantization": quantization,
+            "weights": sum(len(group["weights"]) for group in weights),
+            "shards": [p.name for p in shards],
+            "signature": SIGNATURE,
+            "inputs": sorted(signature.get("inputs") or {}),
+            "outputs": sorted(signature.get("outputs") or {}),
+            "gzip_bytes": compressed,
+            "summary": f"gzip {compressed / 1024:.1f} KB",
+        }
+
+
+@dataclass
+class TfjsExport:
+    # One value or a list of none, float16, uint8, uint16: one build step per value.
+    # null: the target's (target.tfjs_quantization). Set while tfjs is not built: an error.
+    quantization: Any = None
+
+
+def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
+    assert quantization is not None
+    output = OutputSpec(role="model", artifact=TFJS.artifact(quantization), path=f"tfjs_{quantization}",
+                        publish=f"tfjs/{quantization}", format="tfjs", variant=quantization)
+    return [StepSpec(name=f"tfjs[{quantization}]", kind="tfjs", params={"quantization": quantization},
+                     inputs={"saved_model": ctx.source}, outputs=(output,))]
+
+
+def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
+    from ..runtimes.tfjs_node import run_tfjs
+
+    run = run_tfjs(path, inputs, params["backends"], node=params["node"])
+    return {f"TF.js {run.version} {backend}": outputs for backend, outputs in run.outputs.items()}
+
+
+def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: Any) -> dict[str, Any]:
+    from ..runtimes.tfjs_node import run_tfjs
+    from ..runtimes.timing import figures
+
+    run = run_tfjs(path, inputs, params["backends"], node=params["node"], bench=(protocol, params["batch_size"]))
+    rows = {}
+    for backend in params["backends"]:
+        runtime = f"TF.js {run.version} {backend}"
+        outputs = run.outputs[backend]
+        # TF.js in Node runs on one thread (wasm threads are off under Node).
+        rows[runtime] = figures(runtime, 1, run.latency_ms[backend], run.batch_ms[backend], params["batch_size"],
+                                score(outputs), len(next(iter(outputs.values()))))
+    return rows
+
+
+def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """What running an artifact in TF.js reads: the backends, the Node.js binary, and (as a
+    file input) the npm lockfile that pins TF.js, so a new TF.js re-runs the step."""
+    from ..runtimes.tfjs_node import NPM_LOCKFILE
+
+    section = cfg.verify if purpose == "verify" else cfg.benchmark
+    backends = backend_names(section.tfjs_backends, f"{purpose}.tfjs_backends")
+    return {"backends": list(backends), "node": cfg.verify.node}, {"npm_lock": str(NPM_LOCKFILE)}
+
+
+def backend_names(value: Any, key: str) -> tuple[str, ...]:
+    from ..checks import one_or_many
+
+    return one_or_many(value, NODE_BACKENDS, key)
+
+
+def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) -> None:
+    from ..runtimes.tfjs_node import node_problem
+
+    backend_names(cfg.verify.tfjs_backends, "verify.tfjs_backends")
+    backend_names(cfg.benchmark.tfjs_backends, "benchmark.tfjs_backends")
+    if cfg.optimize.method.value == "qat":
+        raise ConfigError(
+            "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
+            "remove tfjs from export.formats, or use optimize=none|prune|cluster"
+        )
+    # Checked while planning, so a missing Node.js costs seconds, not a training run.
+    if cfg.verify.enabled or cfg.benchmark.enabled:
+        problem = node_problem(cfg.verify.node)
+        if problem:
+            raise ConfigError(f"verify.node: {problem}")
+
+
+NODE_BACKENDS = ("cpu", "wasm")
+TFJS = Format(
+    name="tfjs",
+    title="TF.js",
+    summary="a TF.js graph model per weight quantization, verified and timed in real TF.js (Node.js)",
+    steps=(TfjsStep(),),
+    plan=plan,
+    variants=tuple(QUANTIZATION_MAPS),
+    default_variants=("none",),
+    export_config=TfjsExport,
+    tolerances=TOLERANCES,
+    verify=verify,
+    benchmark=benchmark,
+    runtime_params=runtime_params,
+    check=check,
+    settings=("verify.tfjs_backends", "benchmark.tfjs_backends"),
+)
