@@ -82,6 +82,6 @@ TWO_IO_TARGETS = {
 TOKEN_TARGETS = {"probs": ArraySpec((), "int64", "classification", 3)}
 
 
-def step_context(params: dict[str, Any], inputs: dict[str, Path], out: Path) -> StepContext:
-    """What the runner hands a tflite or tfjs step: its params, input artifacts, output path."""
-    return StepContext(spec=None, params=params, inputs=inputs, files={}, outputs={"model": out})  # type: ignore[arg-type]
+def step_context(params: dict[str, Any], inputs: dict[str, Path], out: Path, role: str = "model") -> StepContext:
+    """What the runner hands an export step: its params, input artifacts, output path (under `role`)."""
+    return StepContext(spec=None, params=params, inputs=inputs, files={}, outputs={role: out})  # type: ignore[arg-type]

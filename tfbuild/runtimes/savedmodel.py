@@ -74,7 +74,8 @@ class SavedModelSession:
         if signature not in meta.signature_def:
             self._session.close()
             raise DataError(f"{self._name} has no signature '{signature}' (it has: {sorted(meta.signature_def)})")
-        signature_def = meta.signature_def[signature]
+        # The SignatureDef proto (method name, dtypes, shapes): what a server checks requests against.
+        self.signature_def = signature_def = meta.signature_def[signature]
         self.input_names = sorted(signature_def.inputs)
         self.output_names = sorted(signature_def.outputs)
         self._dtypes = {n: tf.dtypes.as_dtype(signature_def.inputs[n].dtype).as_numpy_dtype for n in self.input_names}
