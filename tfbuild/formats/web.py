@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 NAME = "web"
 VARIANTS = ("none", "float16", "uint8", "uint16")  # TF.js weight quantizations
-RESULTS = "tfbuildResults"  # the page's results object (web_page/app.js)
 # The same bounds as the TF.js artifact the page runs: webgl, wasm and cpu in Chromium are
 # TF.js's own kernels, as in Node. TODO(lead): share with formats/tfjs.py.
 TOLERANCES = {
@@ -129,7 +128,7 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
 
     web = settings(cfg)
     _backends(web.backends)
-    if not isinstance(web.samples, int) or not 1 <= web.samples <= 10_000:
+    if isinstance(web.samples, bool) or not isinstance(web.samples, int) or not 1 <= web.samples <= 10_000:
         raise ConfigError(f"export.web.samples must be a number of test samples from 1 to 10000, got {web.samples!r}")
     if plain(OmegaConf.select(cfg, "optimize.method")) == "qat":
         raise ConfigError("optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops), so "

@@ -104,7 +104,7 @@ def _judge(run: PageRun, meta: Mapping[str, Any], backends: Sequence[str]) -> No
     if not results:
         reasons.append(f"the page set no window.{RESULTS} (its scripts did not run)")
     elif run.timed_out:
-        reasons.append(f"not done within {run.elapsed_ms / 1000:.3g} s (last status: {results.get('status')})")
+        reasons.append(f"not done within {run.elapsed_ms / 1000:.3g} s (it said: {results.get('message') or results.get('status')})")
     elif results.get("error"):
         reasons.append(f"the page shows an error: {results['error']}")
     ran = results.get("backends") or {}

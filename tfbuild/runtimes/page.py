@@ -23,6 +23,7 @@ from .static_server import StaticServer
 SCRIPT = Path(__file__).with_name("page_run.js")
 # Node, puppeteer and Chromium start in a few seconds here; the page's own work comes on top.
 LAUNCH_S = 30.0
+LOAD_FAILED = ("Failed to load resource:",)
 
 
 class PageError(RuntimeError):
@@ -42,9 +43,12 @@ class PageRun:
 
     def problems(self) -> list[str]:
         """What went wrong that the page did not say itself, one short phrase each."""
-        found = [f"console error: {e}" for e in self.console_errors]
-        found += [f"request failed: {r}" for r in self.failed_requests]
-        found += [f"request to another origin (refused): {r}" for r in self.offsite_requests]
+        # dict.fromkeys: a file asked for twice (a retry) is one problem.
+        found = [f"request failed: {r}" for r in dict.fromkeys(self.failed_requests)]
+        found += [f"request to another origin (refused): {r}" for r in dict.fromkeys(self.offsite_requests)]
+        # Chromium logs every failed request again, without its URL: said above already.
+        echoes = LOAD_FAILED if found else ()
+        found += [f"console error: {e}" for e in self.console_errors if not e.startswith(echoes)]
         return found
 
 
@@ -84,7 +88,7 @@ def open_page(
         except OSError as error:
             raise PageError(f"could not start `{node}`: {error}") from None
     if done.returncode != 0:
-        raise PageError(_failure_line(done))
+        raise PageError(f"Chromium could not run {page} of {folder}: {_failure_line(done)}")
     try:
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -111,5 +115,5 @@ def _failure_line(done: subprocess.CompletedProcess) -> str:
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     ours = [line for line in lines if line.startswith("page_run: ")]
     if ours:
-        return ours[-1]
+        return ours[-1].removeprefix("page_run: ")
     return f"page_run exited with code {done.returncode}: {lines[-1] if lines else 'no message'}"

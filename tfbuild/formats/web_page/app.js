@@ -3,14 +3,14 @@
 // the folder works wherever it is served.
 //
 // For machines (tfbuild's check opens this page in Chromium) the same figures are in
-// `window.tfbuildResults`: {done, status, error, tfjs, samples, backends: {name: {outputs:
+// `window.tfbuildResults`: {done, status, message, error, tfjs, samples, backends: {name: {outputs:
 // {output: {shape, values}}, latency_ms, load_ms} | {error}}}; `done` is set last, whether the
 // run went well or not. Prediction cells carry data-backend/-sample/-output/-prediction.
 'use strict';
 
 const BACKENDS = ['webgl', 'wasm', 'cpu']; // in the order people are most likely to use them
 
-const results = {done: false, status: 'loading', error: null, tfjs: null, samples: 0, backends: {}};
+const results = {done: false, status: 'loading', message: '', error: null, tfjs: null, samples: 0, backends: {}};
 window.tfbuildResults = results;
 
 const $ = (id) => document.getElementById(id);
@@ -30,6 +30,7 @@ function el(tag, attrs = {}, ...children) {
 
 function setStatus(state, text) {
   results.status = state;
+  results.message = text;
   const status = $('status');
   status.dataset.status = state;
   status.textContent = text;
@@ -131,7 +132,9 @@ function median(values) {
 async function runOn(backend, meta, inputs) {
   // setBackend resolves false (it does not throw) when a backend cannot start, e.g. no WebGL
   // or a missing .wasm binary.
-  if (!(await tf.setBackend(backend))) throw new Error('not available in this browser');
+  if (!(await tf.setBackend(backend))) {
+    throw new Error(backend === 'wasm' ? 'failed to start: are its .wasm files beside the page?' : 'not available in this browser');
+  }
   await tf.ready();
   let started = performance.now();
   const model = await tf.loadGraphModel(meta.model);
