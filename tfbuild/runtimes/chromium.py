@@ -28,10 +28,10 @@ def find_chromium(name: str | None = None) -> Path | None:
     return None
 
 
-def chromium_problem(name: str | None = None, key: str = "verify.browser_backends") -> str | None:
+def chromium_problem(name: str | None = None, key: str = "verify.browser_backends", without: str | None = None) -> str | None:
     """None when Chromium and puppeteer-core are there; else one line saying what is missing,
-    how to install it, and how to go without (`key`=[])."""
-    without = f"or verify in Node.js only with {key}=[]"
+    how to install it, and how to go without (`without`, by default `key`=[])."""
+    without = without or f"or verify in Node.js only with {key}=[]"
     if find_chromium(name) is None:
         what = f"`{name}`" if name else "chromium (looked for " + ", ".join(CANDIDATES) + " on PATH)"
         return f"Chromium not found: {what}; {INSTALL_HINT}, {without}"
