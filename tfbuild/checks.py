@@ -191,6 +191,14 @@ def effective_precision(cfg: DictConfig) -> str:
     return policy.value
 
 
+def needs_portable(cfg: DictConfig) -> bool:
+    """True when the served SavedModel (mixed precision, XLA) is not what exports convert:
+    they (and the reference) then come from a float32, XLA-free twin. precision is how
+    tfbuild trains; a model brought as a file is exported as it is."""
+    trained_mixed = effective_precision(cfg) != "float32" and cfg.model.source.value != "file"
+    return trained_mixed or bool(cfg.target.jit_compile)
+
+
 def _check_target(cfg: DictConfig) -> None:
     """The target's strategy against its settings and this machine; no TensorFlow needed."""
     target = cfg.target

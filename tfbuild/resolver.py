@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .artifacts import DATA, KERAS_MODEL, OPTIMIZED_MODEL, PORTABLE, REFERENCE, SAVED_MODEL
-from .checks import Choices, check_config, check_force_names, effective_precision
+from .checks import Choices, check_config, check_force_names, needs_portable
 from .errors import ConfigError, PlanError
 from .formats import FORMATS
 from .formats.base import PlanContext
@@ -143,12 +143,6 @@ def saved_model_step(cfg: DictConfig, choices: Choices, model: ModelSource) -> S
             ),
         ),
     )
-
-
-def needs_portable(cfg: DictConfig) -> bool:
-    # precision is how tfbuild trains; a model brought as a file is exported as it is.
-    trained_mixed = effective_precision(cfg) != "float32" and cfg.model.source.value != "file"
-    return trained_mixed or bool(cfg.target.jit_compile)
 
 
 def portable_step(cfg: DictConfig, model: ModelSource) -> StepSpec:

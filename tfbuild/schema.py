@@ -254,11 +254,18 @@ class VerifyBase:
     enabled: bool = True
     # Held-out test samples to compare on; null = the whole test split.
     samples: Optional[int] = None
-    # One value or a list of cpu, wasm: TF.js backends each TF.js artifact is run on (cpu is
-    # plain JavaScript, about 25x slower than wasm on real models: ask for it when it matters).
+    # One value or a list of cpu, wasm (or []): TF.js backends each TF.js artifact is run on
+    # in Node.js (cpu is plain JavaScript, about 25x slower than wasm on real models).
     tfjs_backends: Any = field(default_factory=lambda: ["wasm"])
-    # The Node.js executable that runs TF.js (a name on PATH or a path).
+    # One value or a list of webgl, wasm, cpu, webgpu (or []): TF.js backends each TF.js
+    # artifact is run on in headless Chromium, loaded over HTTP as a page loads it (webgl
+    # runs on SwiftShader without a GPU; webgpu only where the browser offers it).
+    browser_backends: Any = field(default_factory=list)
+    # The Node.js executable that runs TF.js and drives Chromium (a name on PATH or a path).
     node: str = "node"
+    # The Chromium executable (a name on PATH or a path); null: TFBUILD_CHROMIUM, else the
+    # first of chromium, chromium-browser, google-chrome on PATH.
+    chromium: Optional[str] = None
     # verify.tolerances.FORMAT(.VARIANT): generated from each format's defaults (build_schema).
     tolerances: Any = None
 
@@ -277,8 +284,12 @@ class BenchmarkConfig:
     # Threads the runtime may use: LiteRT's num_threads, the SavedModel session's intra-op
     # pool. TF.js in Node is single-threaded whatever this says (recorded as 1).
     threads: int = 1
-    # One value or a list of cpu, wasm: the TF.js backends timed (one report row each).
+    # One value or a list of cpu, wasm (or []): the TF.js backends timed in Node.js (one
+    # report row each).
     tfjs_backends: Any = field(default_factory=lambda: ["wasm"])
+    # One value or a list of webgl, wasm, cpu, webgpu (or []): the TF.js backends timed in
+    # headless Chromium (one report row each).
+    browser_backends: Any = field(default_factory=list)
 
 
 @dataclass

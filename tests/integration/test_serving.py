@@ -15,9 +15,9 @@ import pytest
 from tfbuild.datasets.split import Split
 from tfbuild.errors import DataError
 from tfbuild.formats.serving import SERVING, BundleInvalid, ServingStep
-from tfbuild.formats.serving_batching import parse_batching
-from tfbuild.formats.serving_bundle import WARMUP
-from tfbuild.formats.serving_verify import check_signature
+from tfbuild.formats.serving.batching import parse_batching
+from tfbuild.formats.serving.bundle import WARMUP
+from tfbuild.formats.serving.verify import check_signature
 from tfbuild.runtimes.savedmodel import SavedModelSession, run_saved_model
 from tfbuild.tfenv import import_tensorflow
 

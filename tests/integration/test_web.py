@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 from tfbuild.agreement import compare_outputs, violations
 from tfbuild.datasets.split import ArraySpec, Split, SplitWriter
 from tfbuild.formats.base import PlanContext
-from tfbuild.formats.web import TOLERANCES, WEB, WebStep
-from tfbuild.formats.web_bundle import PAGE_FILES, RUNTIME_FILES, write_bundle
-from tfbuild.formats.web_check import RESULTS, SHOWN, check_page
+from tfbuild.formats.tfjs import TOLERANCES
+from tfbuild.formats.web import WEB, WebStep
+from tfbuild.formats.web.bundle import PAGE_FILES, RUNTIME_FILES, write_bundle
+from tfbuild.formats.web.check import RESULTS, SHOWN, check_page
 from tfbuild.runtimes.chromium import chromium_problem
 from tfbuild.runtimes.page import PageError, open_page
 from tfbuild.runtimes.tfjs_node import NODE_MODULES, node_problem
@@ -71,12 +72,15 @@ def built(tmp_path_factory):
     """The float model's bundle, the folders it came from, and the SavedModel's outputs on the
     bundled samples (the reference the page is held to)."""
     from tfbuild.runtimes.savedmodel import run_saved_model
-    from tfbuild.steps.tfjs import TfjsStep
+    from tfbuild.formats.tfjs import TfjsStep
 
     root = tmp_path_factory.mktemp("web")
     save_serving(two_io_model(), root / "saved_model")
     TfjsStep().run(step_context({"quantization": "none"}, {"saved_model": root / "saved_model"}, root / "tfjs"))
-    cfg = OmegaConf.create({"export": {"web": {"samples": SAMPLES}}, "data": {"source": "npz"}})
+    from tfbuild.schema import current_schema
+
+    cfg = OmegaConf.structured(current_schema())
+    cfg.export.web.samples = SAMPLES
     _, step = WEB.plan(PlanContext(cfg, "saved_model", {}, "two heads"), "none")
     built = SimpleNamespace(root=root, tfjs=root / "tfjs", split=labelled_split(root / "split"), step=step)
     built.info = build_bundle(built, root / "bundle")

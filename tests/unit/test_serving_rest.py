@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tfbuild.formats.serving_bundle import BundleInvalid
-from tfbuild.formats.serving_rest import read_rows, request_text, response_text
+from tfbuild.formats.serving.bundle import BundleInvalid
+from tfbuild.formats.serving.rest import read_rows, request_text, response_text
 
 
 def test_one_input_is_a_bare_value_several_are_objects(tmp_path):

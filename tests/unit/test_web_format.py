@@ -9,19 +9,19 @@ from omegaconf import OmegaConf
 
 from tfbuild.errors import ConfigError
 from tfbuild.formats.base import PlanContext
-from tfbuild.formats.web import TOLERANCES, WEB, WebExport, settings
+from tfbuild.formats.tfjs import TFJS
+from tfbuild.formats.web import WEB, WebExport
 from tfbuild.plan import OutputSpec, StepSpec, make_plan
 from tfbuild.runtimes.tfjs_node import NPM_LOCKFILE
 
 
 def config(**web):
-    return OmegaConf.create({
-        "export": {"web": web},
-        "data": {"source": "sklearn"},
-        "task": {"name": "classification", "outputs": {}},
-        "optimize": {"method": "none"},
-        "verify": {"enabled": True, "samples": None, "node": "node"},
-    })  # fmt: skip
+    """The whole config with the schema's defaults (conf/ not composed: no recipe, no target)."""
+    from tfbuild.schema import current_schema
+
+    cfg = OmegaConf.structured(current_schema())
+    cfg.export.web.merge_with(web)
+    return cfg
 
 
 def test_the_format_declares_tfjs_variants_partial_verification_and_no_benchmark():
@@ -69,8 +69,7 @@ def test_two_variants_plan_as_a_graph():
     assert all(order.index(f"tfjs[{v}]") < order.index(f"web[{v}]") for v in ("none", "uint8"))
 
 
-def test_settings_default_to_the_schema_when_export_web_is_absent():
-    assert settings(OmegaConf.create({})) == WebExport()
+def test_settings_default():
     assert WebExport().samples == 8 and WebExport().backends == ["webgl", "wasm"]
 
 
@@ -103,7 +102,7 @@ def test_bad_settings_are_one_line_naming_the_key(web, verify, message):
 def test_qat_is_refused_like_tfjs():
     cfg = config()
     cfg.optimize.method = "qat"
-    with pytest.raises(ConfigError, match="optimize=qat cannot be exported to TF.js .* neither to web"):
+    with pytest.raises(ConfigError, match="optimize=qat cannot be exported to TF.js .* remove web from"):
         WEB.check(cfg, ("uint8",), ("web",))
 
 
@@ -120,4 +119,4 @@ def test_a_missing_chromium_is_found_while_planning_and_says_how_to_go_without()
 
 
 def test_tolerances_are_tfjs_ones():
-    assert TOLERANCES["none"]["max_abs_diff"] == 0.0001 and TOLERANCES["uint8"] == {"min_top1_agreement": 0.97}
+    assert WEB.tolerances is TFJS.tolerances

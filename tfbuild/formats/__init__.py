@@ -14,10 +14,12 @@ from typing import Iterator
 
 from .base import Format
 from .saved_model import SAVED_MODEL
+from .serving import SERVING
 from .tfjs import TFJS
 from .tflite import TFLITE
+from .web import WEB
 
-FORMATS: dict[str, Format] = {f.name: f for f in (SAVED_MODEL, TFLITE, TFJS)}
+FORMATS: dict[str, Format] = {f.name: f for f in (SAVED_MODEL, TFLITE, TFJS, WEB, SERVING)}
 
 
 def variant_formats() -> list[Format]:

@@ -150,16 +150,21 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
 
     backend_names(cfg.verify.tfjs_backends, "verify.tfjs_backends")
     backend_names(cfg.benchmark.tfjs_backends, "benchmark.tfjs_backends")
-    if cfg.optimize.method.value == "qat":
-        raise ConfigError(
-            "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
-            "remove tfjs from export.formats, or use optimize=none|prune|cluster"
-        )
+    refuse_qat(cfg, "tfjs")
     # Checked while planning, so a missing Node.js costs seconds, not a training run.
     if cfg.verify.enabled or cfg.benchmark.enabled:
         problem = node_problem(cfg.verify.node)
         if problem:
             raise ConfigError(f"verify.node: {problem}")
+
+
+def refuse_qat(cfg: DictConfig, fmt: str) -> None:
+    """Every format made of a TF.js model (tfjs, web) cannot take a quantization-aware one."""
+    if cfg.optimize.method.value == "qat":
+        raise ConfigError(
+            "optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops): "
+            f"remove {fmt} from export.formats, or use optimize=none|prune|cluster"
+        )
 
 
 NODE_BACKENDS = ("cpu", "wasm")

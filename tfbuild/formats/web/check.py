@@ -14,14 +14,14 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..runtimes.feeds import match_inputs
-from ..runtimes.page import PageError, PageRun, open_page
-from ..runtimes.tfjs_graph import TfjsRuntimeError, weight_bytes
-from ..runtimes.tfjs_node import time_limit
-from .base import Arrays, Runs
-from .web_bundle import MODEL_DIR, SAMPLES_BIN, SAMPLES_JSON
+from ...runtimes.feeds import match_inputs
+from ...runtimes.page import PageError, PageRun, open_page
+from ...runtimes.tfjs_graph import TfjsRuntimeError, weight_bytes
+from ...runtimes.tfjs_node import time_limit
+from ..base import Arrays, Runs
+from .bundle import MODEL_DIR, SAMPLES_BIN, SAMPLES_JSON
 
-RESULTS = "tfbuildResults"  # the page's results object (web_page/app.js)
+RESULTS = "tfbuildResults"  # the page's results object (page/app.js)
 SHOWN = "[data-prediction]"  # the page's prediction cells
 PAGE_BACKENDS = ("webgl", "wasm", "cpu")  # what the page runs, in app.js's order
 MAX_REASONS = 3

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..signature import SIGNATURE
-from .serving_bundle import BundleInvalid
+from ...signature import SIGNATURE
+from .bundle import BundleInvalid
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ A server installed locally gets the same folder with `export.serving.models_dir=
 or ignores the config file: `tensorflow_model_server --rest_api_port=8501 --model_name=MODEL
 --model_base_path=$PWD/MODEL`.
 
-Verification (serving_verify.py) reads the config files with TF Serving's protos, loads the
+Verification (verify.py) reads the config files with TF Serving's protos, loads the
 version with the serve tag in a TF1 session, checks the Predict signature, replays every
 warmup record and request.json; the warmup and request rows are the first test samples, so
 they are compared with the reference's first rows (partial_verify). No benchmark: the
@@ -33,10 +33,10 @@ from typing import Any, List, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, did_you_mean
-from ..plan import OutputSpec, StepSpec
-from .base import DATA, SAVED_MODEL, Format, PlanContext
-from .serving_bundle import MAX_WARMUP_RECORDS, BundleInvalid, safe_name
+from ...errors import ConfigError, did_you_mean
+from ...plan import OutputSpec, StepSpec
+from ..base import DATA, SAVED_MODEL, Format, PlanContext
+from .bundle import MAX_WARMUP_RECORDS, BundleInvalid, safe_name
 
 __all__ = ["SERVING", "BundleInvalid", "ServingBatching", "ServingExport", "ServingStep"]
 ARTIFACT = "serving"
@@ -125,7 +125,7 @@ def _check_int(key: str, value: Any, low: int, high: int, why: str) -> None:
 
 
 def _check_batching(batching: ServingBatching) -> None:
-    from .serving_batching import batching_message, batching_problem
+    from .batching import batching_message, batching_problem
 
     for name, value in asdict(batching).items():
         if name == "allowed_batch_sizes":
@@ -177,15 +177,26 @@ class ServingStep:
     tools = ("tensorflow", "tensorflow-serving-api")
 
     def run(self, ctx: Any) -> dict[str, Any]:
-        from .serving_bundle import build_bundle
+        from .bundle import build_bundle
 
         return build_bundle(ctx.inputs["saved_model"], ctx.inputs["data"], ctx.outputs["serving"], ctx.params)
 
 
 def verify(path: Path, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    from .serving_verify import verify_bundle
+    from .verify import verify_bundle
 
     return verify_bundle(path, inputs, params)
+
+
+def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
+    from ...checks import needs_portable
+    from ...schema_checks import plain
+
+    if purpose == "verify" and needs_portable(cfg):
+        # The bundle serves the mixed-precision or XLA model and the reference comes from its
+        # float32, XLA-free twin: the bundle is held to what the served SavedModel is held to.
+        return {"tolerance": plain(cfg.verify.tolerances.saved_model)}, {}
+    return {}, {}
 
 
 SERVING = Format(
@@ -199,6 +210,7 @@ SERVING = Format(
     tolerances={"": {"max_abs_diff": 1e-5, "min_top1_agreement": 0.99}},
     verify=verify,
     partial_verify=True,
+    runtime_params=runtime_params,
     check=check,
     tools=("tensorflow", "tensorflow-serving-api"),
 )

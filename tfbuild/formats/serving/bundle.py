@@ -105,7 +105,7 @@ def write_text(path: Path, text: str) -> None:
 
 def write_config_files(folder: Path, settings: Mapping[str, Any]) -> None:
     """models.config and, when batching is set, batching_parameters.txt."""
-    from .serving_batching import batching_text
+    from .batching import batching_text
 
     write_text(folder / CONFIG, models_config_text(settings["model_name"], settings["models_dir"], settings["version"]))
     if settings["batching"] is not None:
@@ -118,13 +118,13 @@ def build_bundle(saved_model: Path, split_dir: Path, out: Path, params: Mapping[
     A signature the server could not serve, or no test sample to write, is a DataError."""
     import numpy as np
 
-    from ..datasets.split import Split
-    from ..errors import DataError
-    from ..runtimes.feeds import match_inputs
-    from ..runtimes.savedmodel import SavedModelSession
-    from .serving_rest import WRITABLE_KINDS, request_text, response_text
-    from .serving_verify import check_batched, check_signature, numpy_dtypes
-    from .serving_warmup import write_warmup
+    from ...datasets.split import Split
+    from ...errors import DataError
+    from ...runtimes.feeds import match_inputs
+    from ...runtimes.savedmodel import SavedModelSession
+    from .rest import WRITABLE_KINDS, request_text, response_text
+    from .verify import check_batched, check_signature, numpy_dtypes
+    from .warmup import write_warmup
 
     name, version = params["model_name"], params["version"]
     split = Split(split_dir)

@@ -1,6 +1,6 @@
 """The `web` bundle: a static folder that runs a TF.js model in the browser, deployable as it is.
 
-    index.html, app.js, style.css        the page (tfbuild/formats/web_page/)
+    index.html, app.js, style.css        the page (tfbuild/formats/web/page/)
     tf.min.js, tf-backend-wasm.min.js    TF.js and its wasm backend, byte copies from the
     tfjs-backend-wasm*.wasm              npm packages the repo pins (no CDN: works offline)
     model/model.json, model/*.bin        the TF.js graph model, byte copies
@@ -20,15 +20,15 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..errors import DataError
-from ..runtimes.feeds import match_inputs
-from ..runtimes.tfjs_graph import graph_signature
-from ..runtimes.tfjs_node import NODE_MODULES
+from ...errors import DataError
+from ...runtimes.feeds import match_inputs
+from ...runtimes.tfjs_graph import graph_signature
+from ...runtimes.tfjs_node import NODE_MODULES
 
 if TYPE_CHECKING:
-    from ..datasets.split import Split
+    from ...datasets.split import Split
 
-PAGE_DIR = Path(__file__).with_name("web_page")
+PAGE_DIR = Path(__file__).with_name("page")
 PAGE_FILES = ("index.html", "app.js", "style.css")
 # bundle file -> where it comes from under node_modules (keyed by the npm lockfile).
 RUNTIME_FILES = {
@@ -100,7 +100,7 @@ def _write_samples(out: Path, model_dir: Path, split: Split, limit: int, tasks: 
 def _outputs(names: list[str], split: Split, count: int, tasks: tuple[str, dict[str, str]]) -> list[dict[str, Any]]:
     """Per model output: its task, and (with labelled data) the paired target's values on the
     bundled samples and its class names."""
-    from ..metrics import CLASSIFICATION, output_tasks, pair_outputs
+    from ...metrics import CLASSIFICATION, output_tasks, pair_outputs
 
     if split.generated or not split.target_names:
         by_task = output_tasks(names, None, task=tasks[0], task_outputs=tasks[1])

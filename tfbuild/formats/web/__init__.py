@@ -11,36 +11,22 @@ compared with the reference's first rows (`partial_verify`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..errors import ConfigError
-from ..plan import OutputSpec, StepSpec
-from .base import DATA, Arrays, Format, PlanContext, Runs
+from ...errors import ConfigError
+from ...plan import OutputSpec, StepSpec
+from ..base import DATA, Arrays, Format, PlanContext, Runs
+from ..tfjs import TFJS, refuse_qat
 
 if TYPE_CHECKING:
-    from ..steps.base import StepContext
+    from ...steps.base import StepContext
 
 NAME = "web"
-VARIANTS = ("none", "float16", "uint8", "uint16")  # TF.js weight quantizations
-# The same bounds as the TF.js artifact the page runs: webgl, wasm and cpu in Chromium are
-# TF.js's own kernels, as in Node. TODO(lead): share with formats/tfjs.py.
-TOLERANCES = {
-    "none": {"max_abs_diff": 0.0001, "min_top1_agreement": 0.99},
-    "float16": {"max_abs_diff": 0.01, "min_top1_agreement": 0.98},
-    "uint8": {"min_top1_agreement": 0.97},
-    "uint16": {"max_abs_diff": 0.01, "min_top1_agreement": 0.98},
-}
-
-
-class WebBackend(str, Enum):
-    webgl = "webgl"
-    wasm = "wasm"
-    cpu = "cpu"
+BACKENDS = ("webgl", "wasm", "cpu")  # what the page tries, in this order
 
 
 @dataclass
@@ -57,20 +43,13 @@ class WebExport:
     title: Optional[str] = None
 
 
-def settings(cfg: DictConfig) -> WebExport:
-    """export.web as a WebExport: the schema's defaults where the config says nothing."""
-    given = OmegaConf.select(cfg, "export.web", default=None)
-    merged = OmegaConf.merge(OmegaConf.structured(WebExport), given if given is not None else {})
-    return WebExport(**OmegaConf.to_container(merged, resolve=True, enum_to_str=True))  # type: ignore[arg-type]
-
-
 def plan(ctx: PlanContext, variant: str | None) -> list[StepSpec]:
-    from ..runtimes.tfjs_node import NPM_LOCKFILE
-    from ..schema_checks import plain
-    from .web_bundle import PAGE_DIR, PAGE_FILES
+    from ...runtimes.tfjs_node import NPM_LOCKFILE
+    from ...schema_checks import plain
+    from .bundle import PAGE_DIR, PAGE_FILES
 
     assert variant is not None
-    web = settings(ctx.cfg)
+    web = ctx.cfg.export.web
     params: dict[str, Any] = {"quantization": variant, "samples": web.samples, "title": web.title or ctx.name}
     if plain(ctx.cfg.data.source) == "none":  # no targets to take the outputs' tasks from
         params["task"] = plain(ctx.cfg.task.name)
@@ -86,19 +65,11 @@ def plan(ctx: PlanContext, variant: str | None) -> list[StepSpec]:
         outputs=(OutputSpec(role="bundle", artifact=f"web/{variant}", path=f"web_{variant}",
                             publish=f"web/{variant}", format=NAME, variant=variant),),  # fmt: skip
     )
-    return [_tfjs_step(variant, ctx.source), web_step]
-
-
-def _tfjs_step(variant: str, source: str) -> StepSpec:
-    # TODO(lead): use formats.tfjs plan. Unpublished: when tfjs is built too, its published
+    # The bundle's TF.js model, kept in the cache only: when tfjs is built too, its published
     # step of the same name is the one the resolver keeps.
-    return StepSpec(
-        name=f"tfjs[{variant}]",
-        kind="tfjs",
-        params={"quantization": variant},
-        inputs={"saved_model": source},
-        outputs=(OutputSpec(role="model", artifact=f"tfjs/{variant}", path=f"tfjs_{variant}"),),
-    )
+    tfjs = [replace(s, outputs=tuple(replace(o, publish=None, format=None) for o in s.outputs))
+            for s in TFJS.plan(ctx, variant)]  # fmt: skip
+    return [*tfjs, web_step]
 
 
 def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -106,33 +77,25 @@ def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[
     TF.js) is an input already. No benchmark of its own: the tfjs rows time TF.js."""
     if purpose != "verify":
         return {}, {}
-    web = settings(cfg)
-    return {"backends": list(_backends(web.backends)), "node": cfg.verify.node, "chromium": _chromium(cfg)}, {}
-
-
-def _chromium(cfg: DictConfig) -> str | None:
-    # verify.chromium: the browser every page check uses (null: TFBUILD_CHROMIUM, else PATH).
-    return OmegaConf.select(cfg, "verify.chromium", default=None)
+    backends = _backends(cfg.export.web.backends)
+    return {"backends": list(backends), "node": cfg.verify.node, "chromium": cfg.verify.chromium}, {}
 
 
 def _backends(value: Any) -> tuple[str, ...]:
-    from ..checks import one_or_many
+    from ...checks import one_or_many
 
-    return one_or_many(value, WebBackend, "export.web.backends")
+    return one_or_many(value, BACKENDS, "export.web.backends")
 
 
 def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) -> None:
-    from ..runtimes.chromium import chromium_problem
-    from ..runtimes.tfjs_node import node_problem
-    from ..schema_checks import plain
+    from ...runtimes.chromium import chromium_problem
+    from ...runtimes.tfjs_node import node_problem
 
-    web = settings(cfg)
+    web = cfg.export.web
     _backends(web.backends)
-    if isinstance(web.samples, bool) or not isinstance(web.samples, int) or not 1 <= web.samples <= 10_000:
+    if not 1 <= web.samples <= 10_000:
         raise ConfigError(f"export.web.samples must be a number of test samples from 1 to 10000, got {web.samples!r}")
-    if plain(OmegaConf.select(cfg, "optimize.method")) == "qat":
-        raise ConfigError("optimize=qat cannot be exported to TF.js (the converter has no FakeQuant ops), so "
-                          "neither to web: remove web from export.formats, or use optimize=none|prune|cluster")  # fmt: skip
+    refuse_qat(cfg, NAME)
     if not cfg.verify.enabled:
         return
     if cfg.verify.samples is not None and cfg.verify.samples < web.samples:
@@ -142,13 +105,13 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
         )
     # Checked while planning, so a missing browser costs a second, not a training run.
     without = "or build web without verification (verify.enabled=false)"
-    problem = node_problem(cfg.verify.node) or chromium_problem(_chromium(cfg), without=without)
+    problem = node_problem(cfg.verify.node) or chromium_problem(cfg.verify.chromium, without=without)
     if problem:
         raise ConfigError(f"export.formats has web, verified in Chromium: {problem}")
 
 
 def verify(path: Path, inputs: Arrays, params: Mapping[str, Any]) -> Runs:
-    from .web_check import check_page
+    from .check import check_page
 
     return check_page(path, inputs, list(params["backends"]), node=params.get("node", "node"),
                       chromium=params.get("chromium"))  # fmt: skip
@@ -160,8 +123,8 @@ class WebStep:
     tools: tuple[str, ...] = ()  # TF.js (the npm lockfile) and the page's files are keyed as files
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        from ..datasets.split import Split
-        from .web_bundle import write_bundle
+        from ...datasets.split import Split
+        from .bundle import write_bundle
 
         p = ctx.params
         page = {role.split("/", 1)[1]: Path(path) for role, path in ctx.files.items() if role.startswith("page/")}
@@ -179,10 +142,11 @@ WEB = Format(
     summary="a static folder to deploy as it is: the TF.js model, TF.js, and a page that runs bundled test samples",
     steps=(WebStep(),),
     plan=plan,
-    variants=VARIANTS,
+    variants=TFJS.variants,
     default_variants=("uint8",),
     export_config=WebExport,
-    tolerances=TOLERANCES,
+    # The same bounds as the TF.js model the page runs: TF.js's own kernels, as in Node.
+    tolerances=TFJS.tolerances,
     verify=verify,
     partial_verify=True,
     benchmark=None,

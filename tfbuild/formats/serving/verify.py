@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..signature import SIGNATURE
-from .serving_bundle import BATCHING, CONFIG, PLATFORM, REQUEST, RESPONSE, WARMUP, BundleInvalid, safe_name
-from .serving_rest import REST_DTYPES, read_rows
-from .serving_warmup import replay_warmup
+from ...signature import SIGNATURE
+from .bundle import BATCHING, CONFIG, PLATFORM, REQUEST, RESPONSE, WARMUP, BundleInvalid, safe_name
+from .rest import REST_DTYPES, read_rows
+from .warmup import replay_warmup
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,7 +44,7 @@ class Served:
 def verify_bundle(path: Path, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Runtime label -> outputs: the bundle on `inputs`, then its warmup records and its
     request.json replayed (their first rows are the first test samples). Raises BundleInvalid."""
-    from ..runtimes.feeds import sample_count
+    from ...runtimes.feeds import sample_count
 
     folder = Path(path)
     served = read_models_config(folder)
@@ -132,7 +132,7 @@ def check_batching(folder: Path) -> None:
     """batching_parameters.txt, when present, parses and holds to the server's rules."""
     from google.protobuf import text_format
 
-    from .serving_batching import batching_problem, parse_batching
+    from .batching import batching_problem, parse_batching
 
     path = folder / BATCHING
     if not path.exists():
@@ -149,7 +149,7 @@ def check_batching(folder: Path) -> None:
 
 def load(served: Served, folder: Path) -> Any:
     """The version folder in a TF1 session with the serve tag, as the server loads it."""
-    from ..runtimes.savedmodel import SavedModelSession
+    from ...runtimes.savedmodel import SavedModelSession
 
     try:
         return SavedModelSession(served.folder, threads=0)
@@ -160,7 +160,7 @@ def load(served: Served, folder: Path) -> Any:
 
 def check_signature(signature_def: Any, label: str) -> None:
     """serving_default is a Predict signature with named tensors REST and gRPC can carry."""
-    from ..tfenv import import_tensorflow
+    from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     if signature_def.method_name != PREDICT_METHOD:
@@ -189,7 +189,7 @@ def predict_rows(session: Any, inputs: Mapping[str, Any], label: str) -> dict[st
     """The session on every sample of `inputs`, in batches, as float32 (what verify compares)."""
     import numpy as np
 
-    from ..runtimes.feeds import batch_size, batches, match_inputs, sample_count
+    from ...runtimes.feeds import batch_size, batches, match_inputs, sample_count
 
     feeds = match_inputs(dict(inputs), session.input_names, label)
     n = sample_count(feeds, label)
@@ -204,7 +204,7 @@ def predict_rows(session: Any, inputs: Mapping[str, Any], label: str) -> dict[st
 
 def numpy_dtypes(tensors: Mapping[str, Any]) -> dict[str, Any]:
     """{name: NumPy dtype} of a SignatureDef's inputs or outputs."""
-    from ..tfenv import import_tensorflow
+    from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     return {name: tf.dtypes.as_dtype(info.dtype).as_numpy_dtype for name, info in tensors.items()}

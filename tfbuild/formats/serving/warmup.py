@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..signature import SIGNATURE
-from .serving_bundle import MAX_WARMUP_RECORDS, WARMUP, BundleInvalid
+from ...signature import SIGNATURE
+from .bundle import MAX_WARMUP_RECORDS, WARMUP, BundleInvalid
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def write_warmup(version_dir: Path, model_name: str, samples: list[dict[str, np.ndarray]]) -> int:
     """One PredictionLog record per sample ({signature input: array [1, ...]}, the signature's
     dtypes), as the server reads them at load. Returns the record count."""
-    from ..tfenv import import_tensorflow
+    from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     from tensorflow_serving.apis import prediction_log_pb2
@@ -63,7 +63,7 @@ def replay_warmup(session: Any, version_folder: Path, label: str) -> tuple[int, 
 def read_records(path: Path, label: str) -> list[bytes]:
     """The TFRecord file's records, each length and CRC checked by TensorFlow's record reader
     (the server reads warmup files with the same C++ reader)."""
-    from ..tfenv import import_tensorflow
+    from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     records: list[bytes] = []
@@ -80,7 +80,7 @@ def warmup_feeds(record: bytes, signature_def: Any, label: str) -> dict[str, np.
     from google.protobuf.message import DecodeError
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from ..tfenv import import_tensorflow
+    from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     log = prediction_log_pb2.PredictionLog()
