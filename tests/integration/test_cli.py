@@ -64,7 +64,7 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         (["recipe=digits_all", "optimize=qat", "export.tflite.quantization=int8"], "optimize=qat cannot be exported to TF.js"),
         (["recipe=digits", "optimize=quantum"], "optimize=quantum: not one of cluster, none, prune, qat"),
         (["recipe=digits", "optimize=prune", "optimize.sparsity=1.2"], "optimize.sparsity must be between 0 and 1"),
-        (["recipe=digits", "verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
+        (["recipe=digits", "export.formats=tfjs", "verify.tfjs_backends=webgl"], "verify.tfjs_backends: 'webgl' is not one of cpu, wasm"),
         (["recipe=broken"], "recipe=broken: cannot parse {cwd}/recipes/broken.yaml: while parsing a flow sequence in "
                             "\"{cwd}/recipes/broken.yaml\", line 4, column 15"),
         (["recipe=typo"], "{cwd}/recipes/typo.yaml: train.epochz: no such key in train (keys: epochs, batch_size, "
