@@ -55,11 +55,14 @@ class VerifyStep:
             rows = len(next(iter(outputs.values()), []))
             # A runtime that answers for the first samples only (a page's bundled samples,
             # warmup records) is held to the reference's first rows.
-            expected = {name: r[:rows] for name, r in reference.items()} if fmt.partial_verify else reference
+            expected, labels = reference, targets
+            if fmt.partial_verify:
+                expected = {name: r[:rows] for name, r in reference.items()}
+                labels = {name: t[:rows] for name, t in targets.items()}
             per_output = _compared(outputs, expected, tasks, runtime)
             info["runtimes"][runtime] = {
                 "samples": rows, **worst(per_output.values()), "outputs": per_output,
-                "metrics": task_metrics(outputs, targets, split.tasks()),
+                "metrics": task_metrics(outputs, labels, split.tasks()),
             }  # fmt: skip
             problems += [f"{runtime}: {v}" for v in violations(per_output, p["tolerance"])]
         info.update(worst(info["runtimes"].values()))
