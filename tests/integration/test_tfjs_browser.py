@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,13 @@ import pytest
 
 from tfbuild.runtimes.chromium import chromium_problem
 from tfbuild.runtimes.processes import marked_pids
-from tfbuild.runtimes.tfjs_browser import BROWSER_BACKENDS, SECONDS_PER_MB, browser_version, run_tfjs_browser
+from tfbuild.runtimes.tfjs_browser import (
+    BROWSER_BACKENDS,
+    SECONDS_PER_MB,
+    BrowserSession,
+    browser_version,
+    run_tfjs_browser,
+)
 from tfbuild.runtimes.tfjs_node import TfjsRuntimeError, node_problem, run_tfjs, time_limit
 from tfbuild.runtimes.timing import Protocol
 
@@ -60,11 +69,18 @@ def converted(browser, tmp_path_factory):
     return folders, x, run_saved_model(root / "saved_model", x)
 
 
-def leftovers(marker: Path) -> list[str]:
-    """Processes whose command line names `marker` (a run's own folder), pgrep's view."""
+@pytest.fixture(scope="module")
+def session(browser, tmp_path_factory):
+    """One Chromium for the module's parity runs (what a verify step over variants can do)."""
+    with BrowserSession(workdir=tmp_path_factory.mktemp("session")) as shared:
+        yield shared
+
+
+def leftovers(marker: Path | str) -> list[str]:
+    """Processes whose command line contains `marker` (a run's own folder), pgrep's view."""
     if shutil.which("pgrep") is None:
         return [str(pid) for pid in marked_pids(str(marker))]
-    done = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True)
+    done = subprocess.run(["pgrep", "-f", "--", str(marker)], capture_output=True, text=True)
     return done.stdout.split()
 
 
@@ -74,9 +90,9 @@ def top1(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_runs_on_webgl_wasm_and_cpu_like_the_saved_model_and_node(converted, variant, tmp_path):
+def test_every_variant_runs_on_webgl_wasm_and_cpu_like_the_saved_model_and_node(converted, session, variant):
     folders, x, reference = converted
-    run = run_tfjs_browser(folders[variant], x, BACKENDS, workdir=tmp_path / "work")
+    run = session.run(folders[variant], x, BACKENDS)
     assert run.version == "4.22.0" and run.batch_size == 256 and run.browser.split("/")[0] in {"HeadlessChrome", "Chrome"}
     for backend in BACKENDS:
         outputs = run.outputs[backend]
@@ -98,7 +114,54 @@ def test_every_variant_runs_on_webgl_wasm_and_cpu_like_the_saved_model_and_node(
     for name in ("digit", "size"):
         np.testing.assert_allclose(run.outputs["wasm"][name], node.outputs["wasm"][name], atol=1e-6, rtol=0)
         np.testing.assert_allclose(run.outputs["webgl"][name], node.outputs["wasm"][name], atol=1e-4, rtol=0)
-    assert leftovers(tmp_path / "work") == []  # Chromium and its helpers are gone
+
+
+@pytest.mark.slow
+def test_a_session_keeps_one_chromium_across_models_and_errors_and_leaves_nothing(converted, tmp_path):
+    folders, x, reference = converted
+    few = {name: v[:20] for name, v in x.items()}
+    missing = shutil.copytree(folders["none"], tmp_path / "missing")
+    (missing / "group1-shard1of1.bin").unlink()
+    work = tmp_path / "work"
+    with BrowserSession(workdir=work) as session:
+        first = session.run(folders["float16"], few, ["wasm"])
+        browsers = set(leftovers(f"--user-data-dir={work}"))
+        with pytest.raises(TfjsRuntimeError, match="listed in model.json is missing"):
+            session.run(missing, few, ["wasm"])
+        after = session.run(folders["none"], few, ["wasm"])  # a failed model spoils nothing
+        assert set(leftovers(f"--user-data-dir={work}")) & browsers, "the same Chromium ran all three"
+    np.testing.assert_allclose(first.outputs["wasm"]["digit"], reference["digit"][:20], atol=1e-2)
+    np.testing.assert_allclose(after.outputs["wasm"]["digit"], reference["digit"][:20], atol=1e-4)
+    assert leftovers(work) == []
+    with pytest.raises(TfjsRuntimeError, match="this browser session has ended"):
+        session.run(folders["none"], few, ["wasm"])
+
+
+@pytest.mark.slow
+def test_a_killed_python_leaves_no_chromium(browser, tmp_path):
+    # Python killed outright (SIGKILL: no finally, no atexit) while its session is open.
+    work = tmp_path / "work"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal
+        from tfbuild.runtimes.tfjs_browser import BrowserSession
+        session = BrowserSession(workdir={str(work)!r})
+        print("open", flush=True)
+        input()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert child.stdout.readline().strip() == "open"
+    chromium = f"--user-data-dir={work}"  # Chromium's processes; the Node driver's differ
+    deadline = time.monotonic() + 30
+    while not leftovers(chromium) and time.monotonic() < deadline:  # Chromium is starting
+        time.sleep(0.1)
+    assert leftovers(chromium), "Chromium never started"
+    child.stdin.write("\n")
+    child.stdin.flush()
+    child.wait(timeout=30)
+    deadline = time.monotonic() + 10  # the driver sees its stdin close, Chromium its pipe
+    while leftovers(work) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(work) == []
 
 
 @pytest.mark.slow
@@ -169,7 +232,7 @@ def test_a_hung_run_ends_at_its_time_limit_with_one_line_and_no_chromium_left(co
         message = str(caught.value)
         assert "\n" not in message and message.startswith(f"TF.js in Chromium (wasm) did not finish 5 samples of {hung} within 6 s")
         # It hung with Chromium up (fetching the shard), and that Chromium was ended.
-        assert "; it was at loading the page and TF.js" in message and "verify.browser_backends=[]" in message
+        assert "; it was at checking the model files" in message and "verify.browser_backends=[]" in message
         assert leftovers(tmp_path / "work") == []
     finally:  # let the server's blocked thread go: open the FIFO's other end, then close it
         threading.Thread(target=lambda: os.close(os.open(hung / "group1-shard1of1.bin", os.O_WRONLY | os.O_NONBLOCK)), daemon=True).start()

@@ -1,19 +1,18 @@
 // Runs in the page browser_run.js opens (browser_page.html): loads TF.js from the local
-// server, then for each backend in turn starts it, loads the model over HTTP with
-// tf.loadGraphModel (as a web app does), and runs it a batch at a time on request:
+// server once, then for each model it is given and each backend in turn starts the backend,
+// loads the model over HTTP with tf.loadGraphModel (as a web app does), and runs it a batch
+// at a time on request:
 //
-//   await tfbuild.init(backends, debug)  -> {tfjs, samples, batches}
-//   await tfbuild.setup(backend)         -> {outputs, load_ms, info}
-//   await tfbuild.runBatch(k)            -> {predict_ms, outputs: [{shape, data: base64 f32}]}
+//   await tfbuild.init(configUrl, backends, debug) -> {tfjs, samples, batches}
+//   await tfbuild.setup(backend)                   -> {outputs, load_ms, info}
+//   await tfbuild.runBatch(k)   -> {predict_ms, outputs: [{shape, data: base64 float32}]}
 //   await tfbuild.bench({warmup, minRuns, minMs, batch}) -> {latency_ms, batch_ms}
-//   tfbuild.finish()                     -> the model and the backend are disposed
+//   tfbuild.finish()                               -> the model and its tensors are disposed
 //
-// One page for all backends: loading TF.js again in a fresh page cost ~0.5 s per backend
-// here, and finish() removes the backend (its GL context or wasm memory) before the next
-// starts, so no backend runs on another's state. config.json (written by
-// tfbuild/runtimes/tfjs_browser.py) lists the model, the inputs' names, and one .npy per
-// input per batch: the server sends whole files only, so each batch is its own file and the
-// page never holds more than one batch of samples.
+// One page for every backend and model: loading TF.js again in a fresh page cost ~0.5 s
+// here. A config.json (written by tfbuild/runtimes/tfjs_browser.py) lists the model, the
+// inputs' names, and one .npy per input per batch: the server sends whole files only, so
+// each batch is its own file and the page never holds more than one batch of samples.
 'use strict';
 
 (() => {
@@ -136,8 +135,12 @@
   // only); a run on the wrong backend would verify the wrong thing, so both are checked.
   async function startBackend(backend, info) {
     if (backend === 'webgpu') await checkWebGpu(info); // again, for the adapter's name
-    if (BACKEND_SCRIPTS[backend]) await loadScript(BACKEND_SCRIPTS[backend]);
-    if (backend === 'wasm') tf.wasm.setWasmPaths(new URL('lib/', location.href).href);
+    const script = BACKEND_SCRIPTS[backend];
+    if (script && !loadedScripts.has(script)) {
+      await loadOnce(script);
+      // Once only: the wasm backend refuses new paths after it has started.
+      if (backend === 'wasm') tf.wasm.setWasmPaths(new URL('lib/', location.href).href);
+    }
     const ok = await tf.setBackend(backend);
     await tf.ready();
     if (!ok || tf.getBackend() !== backend) {
@@ -162,11 +165,18 @@
     }
   }
 
-  async function init(backends, debug) {
-    state.config = await (await fetchOk('config.json')).json();
+  const loadedScripts = new Set();
+
+  async function loadOnce(src) {
+    if (!loadedScripts.has(src)) await loadScript(src);
+    loadedScripts.add(src);
+  }
+
+  async function init(configUrl, backends, debug) {
+    state.config = await (await fetchOk(configUrl)).json();
     // Say so before loading anything: no WebGPU means no run, however the others went.
     if (backends.includes('webgpu')) await checkWebGpu({});
-    await loadScript(TFJS);
+    await loadOnce(TFJS);
     if (!debug) tf.enableProdMode(); // silences TF.js's console hints only
     await checkWeights(state.config.model);
     return {tfjs: tf.version.tfjs, samples: state.config.samples, batches: state.config.batches.length};
@@ -193,9 +203,6 @@
   function finish() {
     if (state.model) state.model.dispose();
     state.model = null;
-    // Removing the backend frees its memory (textures, the wasm heap); the next setBackend
-    // starts the next one from scratch.
-    tf.removeBackend(state.backend);
   }
 
   // execute() is the synchronous path a web app uses for static graphs; graphs with control

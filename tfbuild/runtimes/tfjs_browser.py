@@ -5,43 +5,46 @@ What a browser user gets is not what Node gets: the webgl backend (shaders, floa
 where float32 ones are missing), the browser's WebAssembly engine, and the model fetched over
 HTTP. So the converted folder is served on 127.0.0.1 with TF.js's dist files and a runner
 page (browser_page.html/.js), and browser_run.js drives the system's Chromium through
-puppeteer-core: one browser per call, one page per backend. The outputs come back as arrays.
+puppeteer-core. `run_tfjs_browser` starts one Chromium for its call; a `BrowserSession`
+keeps one (and its page, with TF.js loaded) for many models, which is what makes browser
+verification of several variants cost about what Node's does (benchmarks/browser_vs_node.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
 from .chromium import chromium_problem, find_chromium
 from .feeds import Inputs, batch_size, batches, match_inputs, sample_count
-from .processes import end_marked
+from .line_driver import DriverError, DriverTimeout, LineDriver
 from .static_server import StaticServer
-from .tfjs_graph import TfjsRuntimeError, graph_signature, weight_bytes
-from .tfjs_node import NODE_MODULES, TfjsRun, failure_line, node_problem, parse_report, time_limit, write_npy
+from .tfjs_graph import GraphSignature, TfjsRuntimeError, graph_signature, weight_bytes
+from .tfjs_node import NODE_MODULES, TfjsRun, node_problem, time_limit, write_npy
 from .timing import Protocol
 
 if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay for it
     import numpy as np
 
-__all__ = ["BROWSER_BACKENDS", "TfjsBrowserRun", "browser_version", "run_tfjs_browser"]
+__all__ = ["BROWSER_BACKENDS", "BrowserSession", "TfjsBrowserRun", "browser_version", "run_tfjs_browser"]
 
 BROWSER_BACKENDS = ("webgl", "wasm", "cpu", "webgpu")
 HERE = Path(__file__).parent
 SCRIPT = HERE / "browser_run.js"
-PAGE_FILES = ("browser_page.html", "browser_page.js")
+PAGE = "browser_page.html"
+PAGE_FILES = (PAGE, "browser_page.js")
 # Served under lib/: TF.js's union bundle (core, converter, cpu and webgl; the ES2017 build,
 # which loaded in half the time of the ES5 tf.min.js here and runs in any browser we drive),
 # the wasm backend and its binaries (which one loads is the browser's pick: SIMD here;
@@ -114,76 +117,154 @@ def run_tfjs_browser(
     `chromium`: an executable name or path (None: TFBUILD_CHROMIUM or the usual names).
     `workdir`, if given, keeps the served folder, outputs and Chromium profile there.
     A backend that cannot start (no WebGL context, no WebGPU adapter) is an error naming it,
-    never a silent fallback to another backend.
+    never a silent fallback to another backend. One Chromium for the call; to run several
+    models on one, use a BrowserSession.
     """
-    import numpy as np
+    _check_backends(backends)
+    with BrowserSession(chromium=chromium, node=node, workdir=workdir) as session:
+        return session.run(model_dir, inputs, backends, bench=bench, timeout_s=timeout_s)
 
+
+def _check_backends(backends: Sequence[str]) -> None:
     unknown = [b for b in backends if b not in BROWSER_BACKENDS]
     if unknown or not backends or len(set(backends)) != len(backends):
         raise ValueError(f"backends must be a non-empty subset of {BROWSER_BACKENDS}, got {list(backends)}")
-    problem = chromium_problem(chromium) or node_problem(node)
-    if problem is not None:
-        raise TfjsRuntimeError(problem)
-    executable = find_chromium(chromium)
-    model_dir = Path(model_dir).resolve()
-    signature = graph_signature(model_dir)
-    feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
-    samples = sample_count(feeds, model_dir)
-    if samples == 0:
-        raise DataError(f"no samples to run TF.js model {model_dir} on")
-    batch = batch_size(feeds)
-    if timeout_s is None:
-        values = sum(math.prod(x.shape[1:]) for x in feeds.values())
-        startup = STARTUP_S + STARTUP_PER_BACKEND_S * len(backends)
-        timeout_s = time_limit(
-            samples, values, weight_bytes(model_dir), backends, bench, factors=SECONDS_PER_MB, startup_s=startup
-        )
 
-    keep = contextlib.nullcontext(str(workdir)) if workdir is not None else None
-    with keep or tempfile.TemporaryDirectory(prefix="tfjs-browser-") as folder:
-        work = Path(folder).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        for ours in ("site", "outputs", "chromium-profile"):  # a kept workdir's last run
-            shutil.rmtree(work / ours, ignore_errors=True)
-        site = _write_site(work / "site", model_dir, feeds, signature, batch, bench)
-        profile = work / "chromium-profile"
-        command = [
-            node, str(SCRIPT), "--backends", ",".join(backends), "--out", str(work / "outputs"),
-            "--label", str(model_dir), "--profile", str(profile),
-        ]  # fmt: skip
-        if bench is not None:
-            protocol, bench_batch = bench
-            command += ["--bench", f"{protocol.warmup},{protocol.min_runs},{protocol.min_seconds * 1000:g},{bench_batch}"]
-        env = {**os.environ, "TFBUILD_CHROMIUM": str(executable)}
-        with StaticServer(site) as server:
-            command[2:2] = ["--url", server.url(PAGE_FILES[0])]
-            done = _drive(command, env, work, timeout_s, f"--user-data-dir={profile}", backends, samples, model_dir)
-        if done.returncode != 0:
-            raise TfjsRuntimeError(failure_line(done, "browser_run"))
-        report = parse_report(done.stdout, "browser_run")
+
+class BrowserSession:
+    """One headless Chromium, and one page with TF.js loaded, for many `run`s:
+
+        with BrowserSession() as browser:
+            for folder in variants:
+                outputs = browser.run(folder, inputs, ["wasm", "webgl"]).outputs
+
+    Chromium starts with the session (while the first run writes its inputs) and ends with
+    it; a run past its time limit ends the session too (a hung page cannot be trusted), and
+    later runs raise. Nothing outlives the session: not a `with` left by an exception, not
+    an interpreter exiting, not (the script watches its stdin) a Python process killed.
+    """
+
+    def __init__(self, *, chromium: str | None = None, node: str = "node", workdir: Path | None = None) -> None:
+        problem = chromium_problem(chromium) or node_problem(node)
+        if problem is not None:
+            raise TfjsRuntimeError(problem)
+        self._temp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="tfjs-browser-")
+        self.workdir = Path(workdir if workdir is not None else self._temp.name).resolve()  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for ours in ("site", "outputs", "chromium-profile"):  # a kept workdir's last session
+            shutil.rmtree(self.workdir / ours, ignore_errors=True)
+        self._site = _write_shared_site(self.workdir / "site")
+        self._runs = 0
+        self._server = StaticServer(self._site).__enter__()
+        profile = self.workdir / "chromium-profile"
+        env = {**os.environ, "TFBUILD_CHROMIUM": str(find_chromium(chromium))}
+        try:
+            self._driver: LineDriver | None = LineDriver(
+                [node, str(SCRIPT), "--profile", str(profile)], env=env, cwd=self.workdir,
+                marker=f"--user-data-dir={profile}", name="browser_run",
+            )  # fmt: skip
+        except DriverError as error:
+            self._server.__exit__(None, None, None)
+            raise TfjsRuntimeError(str(error)) from None
+        # If the session is never closed, the interpreter's exit still ends Chromium.
+        self._finalizer = weakref.finalize(self, _end, self._driver, self._server, self._temp)
+
+    def __enter__(self) -> "BrowserSession":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finalizer()
+        self._driver = None
+
+    def run(
+        self,
+        model_dir: Path,
+        inputs: Inputs,
+        backends: Sequence[str] = ("webgl",),
+        *,
+        bench: tuple[Protocol, int] | None = None,
+        timeout_s: float | None = None,
+    ) -> TfjsBrowserRun:
+        """As `run_tfjs_browser`, in this session's Chromium."""
+        import numpy as np
+
+        _check_backends(backends)
+        if self._driver is None:
+            raise TfjsRuntimeError("this browser session has ended (closed, or stopped at a time limit): start a new one")
+        model_dir = Path(model_dir).resolve()
+        signature = graph_signature(model_dir)
+        feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
+        samples = sample_count(feeds, model_dir)
+        if samples == 0:
+            raise DataError(f"no samples to run TF.js model {model_dir} on")
+        batch = batch_size(feeds)
+        if timeout_s is None:
+            values = sum(math.prod(x.shape[1:]) for x in feeds.values())
+            startup = STARTUP_S + STARTUP_PER_BACKEND_S * len(backends)
+            timeout_s = time_limit(
+                samples, values, weight_bytes(model_dir), backends, bench, factors=SECONDS_PER_MB, startup_s=startup
+            )
+
+        self._runs += 1
+        prefix = f"runs/{self._runs}/"
+        out = self.workdir / "outputs" / str(self._runs)
+        _write_run(self._site / prefix, prefix, model_dir, feeds, signature, batch, bench)
+        request = {
+            "url": self._server.url(PAGE), "config": f"{prefix}config.json", "prefix": prefix,
+            "label": str(model_dir), "out": str(out), "backends": list(backends),
+            "bench": None if bench is None else {
+                "warmup": bench[0].warmup, "minRuns": bench[0].min_runs,
+                "minMs": bench[0].min_seconds * 1000, "batch": bench[1],
+            },
+        }  # fmt: skip
+        try:
+            report = self._driver.request(request, timeout_s)
+        except DriverTimeout as stuck:
+            self.close()
+            where = f"; it was at {stuck.stage}" if stuck.stage else ""
+            raise TfjsRuntimeError(
+                f"TF.js in Chromium ({', '.join(backends)}) did not finish {samples} samples of {model_dir} within "
+                f"{timeout_s:.3g} s (the limit for this model size and sample count{where}); verify fewer samples "
+                f"(verify.samples), {WITHOUT}"
+            ) from None
+        except DriverError as error:
+            if not self._driver.alive:
+                self.close()
+            raise TfjsRuntimeError(str(error)) from None
+        finally:
+            if self._temp is not None:  # a kept workdir keeps every run's files
+                shutil.rmtree(self._site / prefix, ignore_errors=True)
+
         run = TfjsBrowserRun(str(report.get("tfjs")), {}, {}, {}, {}, batch, timeout_s, str(report.get("browser", "")))
         for backend in backends:
-            entry = report["backends"].get(backend)
-            if entry is None:
+            entry = dict(report["backends"].get(backend) or {})
+            if not entry:
                 raise TfjsRuntimeError(f"browser_run reported no result for backend '{backend}'")
-            # np.load reads the whole file now, so the temporary folder can go.
+            # np.load reads the whole file now, so the folder can go.
             run.outputs[backend] = {name: np.load(file) for name, file in entry.pop("outputs").items()}
             run.timings[backend] = {"load_ms": float(entry.pop("load_ms")), "predict_ms": float(entry.pop("predict_ms"))}
             if "latency_ms" in entry:
                 run.latency_ms[backend] = [float(v) for v in entry.pop("latency_ms")]
                 run.batch_ms[backend] = [float(v) for v in entry.pop("batch_ms")]
             run.backend_info[backend] = entry  # what is left: renderer, simd, ...
-    return run
+        if self._temp is not None:
+            shutil.rmtree(out, ignore_errors=True)
+        return run
 
 
-def _write_site(
-    site: Path, model_dir: Path, feeds: dict[str, Any], signature: Any, batch: int, bench: tuple[Protocol, int] | None
-) -> Path:
-    """The served folder: model/ (a link to the artifact itself, so what is verified is what
-    ships), lib/ (TF.js from node_modules), the runner page, the inputs one .npy per input per
-    batch, and config.json saying where everything is."""
+def _end(driver: LineDriver, server: StaticServer, temp: tempfile.TemporaryDirectory | None) -> None:
+    driver.close()
+    server.__exit__(None, None, None)
+    if temp is not None:
+        temp.cleanup()
+
+
+def _write_shared_site(site: Path) -> Path:
+    """What every run's page shares: the runner page and lib/ (TF.js, linked from node_modules)."""
     (site / "lib").mkdir(parents=True)
-    (site / "model").symlink_to(model_dir, target_is_directory=True)
     for name, relative in {**LIBRARIES, **OPTIONAL_LIBRARIES}.items():
         source = NODE_MODULES / relative
         if source.is_file():
@@ -192,63 +273,36 @@ def _write_site(
             raise TfjsRuntimeError(f"{source} is missing: run `make setup` (npm ci), {WITHOUT}")
     for name in PAGE_FILES:
         (site / name).symlink_to(HERE / name)
+    return site
+
+
+def _write_run(
+    folder: Path, prefix: str, model_dir: Path, feeds: dict[str, Any], signature: GraphSignature, batch: int,
+    bench: tuple[Protocol, int] | None,
+) -> None:  # fmt: skip
+    """One run's files under the site's `prefix`: model/ (a link to the artifact itself, so
+    what is verified is what ships), the inputs one .npy per input per batch, and
+    config.json saying where everything is (paths from the site's root, as the page asks)."""
+    folder.mkdir(parents=True)
+    (folder / "model").symlink_to(model_dir, target_is_directory=True)
 
     def write(part: str, rows: slice) -> dict[str, Any]:
-        (site / part).mkdir(parents=True)
+        (folder / part).mkdir(parents=True)
         files = []
         for i, (name, x) in enumerate(feeds.items()):
-            write_npy(site / part / f"{i}.npy", x[rows], signature.inputs[name])
-            files.append(f"{part}/{i}.npy")
+            write_npy(folder / part / f"{i}.npy", x[rows], signature.inputs[name])
+            files.append(f"{prefix}{part}/{i}.npy")
         return {"rows": rows.stop - rows.start, "files": files}
 
     samples = sample_count(feeds, "inputs")
     config = {
-        "model": "model/model.json",
+        "model": f"{prefix}model/model.json",
         "inputs": [{"name": name} for name in feeds],
         "outputs": list(signature.outputs),
         "samples": samples,
         "batches": [write(f"inputs/{k}", rows) for k, rows in enumerate(batches(samples, batch))],
         # The bench's first `batch` samples (fewer if there are fewer), as tfjs_run.js takes them.
         "bench": write("bench", slice(0, min(bench[1], samples))) if bench is not None else None,
-        "libs": {"webgpu": (site / "lib" / "tf-backend-webgpu.es2017.min.js").exists()},
+        "libs": {"webgpu": (folder.parent.parent / "lib" / "tf-backend-webgpu.es2017.min.js").exists()},
     }
-    (site / "config.json").write_text(json.dumps(config))
-    return site
-
-
-def _drive(
-    command: list[str], env: dict[str, str], cwd: Path, timeout_s: float, marker: str,
-    backends: Sequence[str], samples: int, model_dir: Path,
-) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run browser_run.js; whatever happens (success, error, time limit, Ctrl-C), no Chromium
-    outlives the call: the driver's group is ended, then any process carrying `marker`."""
-    try:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, start_new_session=True
-        )
-    except OSError as error:
-        raise TfjsRuntimeError(f"could not start `{command[0]}`: {error}") from None
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _end_group(process)
-        _, stderr = process.communicate()
-        stages = [line[len("stage: ") :] for line in stderr.splitlines() if line.startswith("stage: ")]
-        where = f"; it was at {stages[-1]}" if stages else ""
-        raise TfjsRuntimeError(
-            f"TF.js in Chromium ({', '.join(backends)}) did not finish {samples} samples of {model_dir} within "
-            f"{timeout_s:.3g} s (the limit for this model size and sample count{where}); verify fewer samples "
-            f"(verify.samples), {WITHOUT}"
-        ) from None
-    finally:
-        _end_group(process)
-        end_marked(marker)
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def _end_group(process: subprocess.Popen) -> None:
-    """SIGKILL the driver's process group (start_new_session made the driver its leader)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    (folder / "config.json").write_text(json.dumps(config))
