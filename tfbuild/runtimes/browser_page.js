@@ -16,7 +16,7 @@
 'use strict';
 
 (() => {
-  const state = {config: null, model: null, outputs: null, useAsync: false, backend: null};
+  const state = {config: null, model: null, outputs: null, useAsync: false};
   // Scripts under lib/ (tfjs_browser.py links them from node_modules): the union bundle has
   // core, converter, cpu and webgl; its ES2017 build loaded in half the time of the ES5 one.
   const TFJS = 'lib/tf.es2017.min.js';
@@ -183,7 +183,6 @@
   }
 
   async function setup(backend) {
-    state.backend = backend;
     state.useAsync = false;
     const info = {};
     await startBackend(backend, info);
