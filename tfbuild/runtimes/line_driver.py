@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .processes import end_marked
+from .tfjs_node import failure_line
 
 __all__ = ["DriverError", "DriverTimeout", "LineDriver"]
 
@@ -109,11 +110,8 @@ class LineDriver:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
         self._readers[1].join(timeout=5)
-        ours = [line for line in self._stderr if line.startswith(f"{self.name}: ")]
-        if ours:
-            return ours[-1]
-        detail = self._stderr[-1] if self._stderr else "no message"
-        return f"{self.name} exited with code {self._process.returncode}: {detail}"
+        done = subprocess.CompletedProcess(self._process.args, self._process.returncode, "", "\n".join(self._stderr))
+        return failure_line(done, self.name)
 
     def close(self, graceful: bool = True) -> None:
         """End the conversation: stdin closed (the script ends its Chromium and exits; not

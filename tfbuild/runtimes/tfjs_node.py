@@ -36,7 +36,7 @@ PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")
 BACKENDS = ("cpu", "wasm")
 MIN_NODE_MAJOR = 18
 DISABLE_HINT = "or turn TF.js verification off with verify.enabled=false"
-__all__ = ["TfjsRun", "TfjsRuntimeError", "failure_line", "node_problem", "parse_report", "run_tfjs", "time_limit", "write_npy"]
+__all__ = ["TfjsRun", "TfjsRuntimeError", "failure_line", "node_problem", "run_tfjs", "time_limit", "write_npy"]
 
 # The time limit grows with the work: seconds per sample ~ (weight bytes + input bytes) x a
 # per-backend factor, set well above what was measured so a loaded machine still passes: a
@@ -170,7 +170,7 @@ def run_tfjs(
             raise TfjsRuntimeError(f"could not start `{node}`: {error}") from None
         if done.returncode != 0:
             raise TfjsRuntimeError(failure_line(done, "tfjs_run"))
-        report = parse_report(done.stdout, "tfjs_run")
+        report = _parse_report(done.stdout)
         outputs, timings, latency, batches = {}, {}, {}, {}
         for backend in backends:
             entry = report["backends"].get(backend)
@@ -233,12 +233,11 @@ def failure_line(done: subprocess.CompletedProcess, script: str) -> str:
     return f"{script} exited with code {done.returncode}: {detail}"
 
 
-def parse_report(stdout: str, script: str) -> dict[str, Any]:
-    """The JSON line `script` (tfjs_run, browser_run) printed last on stdout."""
+def _parse_report(stdout: str) -> dict[str, Any]:
     lines = [line for line in stdout.splitlines() if line.strip()]
     try:
         report = json.loads(lines[-1])
         report["backends"]  # noqa: B018 - the one key everything below needs
     except (IndexError, ValueError, KeyError, TypeError):
-        raise TfjsRuntimeError(f"{script} printed no JSON result (stdout: {stdout[-200:]!r})") from None
+        raise TfjsRuntimeError(f"tfjs_run printed no JSON result (stdout: {stdout[-200:]!r})") from None
     return report
