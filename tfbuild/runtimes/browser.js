@@ -25,6 +25,10 @@ async function launch(executablePath, extraArgs = []) {
     executablePath,
     headless: true,
     args: [...FLAGS, ...extraArgs],
+    // The DevTools protocol over a pipe, not a port: Chromium then exits by itself when the
+    // Node process that drives it ends, even one killed outright at a time limit (with a
+    // port, such a Chromium kept running).
+    pipe: true,
     // The page's own time limits apply; puppeteer's default 30 s protocol timeout is too
     // short for a large model on the cpu backend.
     protocolTimeout: 0,

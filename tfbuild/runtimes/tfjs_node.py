@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import DataError
 from ..recipes import PROJECT_ROOT
@@ -36,7 +36,7 @@ PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")
 BACKENDS = ("cpu", "wasm")
 MIN_NODE_MAJOR = 18
 DISABLE_HINT = "or turn TF.js verification off with verify.enabled=false"
-__all__ = ["TfjsRun", "TfjsRuntimeError", "node_problem", "run_tfjs", "time_limit"]
+__all__ = ["TfjsRun", "TfjsRuntimeError", "failure_line", "node_problem", "run_tfjs", "time_limit", "write_npy"]
 
 # The time limit grows with the work: seconds per sample ~ (weight bytes + input bytes) x a
 # per-backend factor, set well above what was measured so a loaded machine still passes: a
@@ -152,7 +152,7 @@ def run_tfjs(
             command += ["--outputs", ",".join(signature.outputs)]
         for i, (name, x) in enumerate(feeds.items()):
             file = work / f"input_{i}.npy"
-            _write_npy(file, x, signature.inputs[name])
+            write_npy(file, x, signature.inputs[name])
             command += ["--input", f"{name}={file}"]
         if bench is not None:
             protocol, bench_batch = bench
@@ -169,7 +169,7 @@ def run_tfjs(
         except OSError as error:
             raise TfjsRuntimeError(f"could not start `{node}`: {error}") from None
         if done.returncode != 0:
-            raise TfjsRuntimeError(_failure_line(done))
+            raise TfjsRuntimeError(failure_line(done, "tfjs_run"))
         report = _parse_report(done.stdout)
         outputs, timings, latency, batches = {}, {}, {}, {}
         for backend in backends:
@@ -186,10 +186,19 @@ def run_tfjs(
 
 
 def time_limit(
-    samples: int, input_values: int, weights: int, backends: Sequence[str], bench: tuple[Protocol, int] | None
+    samples: int,
+    input_values: int,
+    weights: int,
+    backends: Sequence[str],
+    bench: tuple[Protocol, int] | None,
+    *,
+    factors: Mapping[str, float] = SECONDS_PER_MB,
+    startup_s: float = STARTUP_S,
 ) -> float:
     """Seconds a run may take: start-up, plus each backend's samples (and timed calls) at a
-    generous per-sample cost that grows with the model's weights and input size."""
+    generous per-sample cost that grows with the model's weights and input size. `factors`
+    (seconds per sample per MB, by backend) and `startup_s` default to Node's; the browser
+    runtime passes its own."""
     size_mb = max((weights + 4 * input_values) / 1e6, 0.05)  # weights + one sample; a floor for tiny models
     calls, extra_s = samples, 0.0
     if bench is not None:
@@ -197,10 +206,10 @@ def time_limit(
         # Warm-up and timed calls at batch 1 and at `batch`; the minimum time is spent twice.
         calls += (protocol.warmup + protocol.min_runs) * (1 + batch)
         extra_s = 2 * protocol.min_seconds
-    return STARTUP_S + sum(calls * SECONDS_PER_MB[b] * size_mb + extra_s for b in backends)
+    return startup_s + sum(calls * factors[b] * size_mb + extra_s for b in backends)
 
 
-def _write_npy(file: Path, x: "np.ndarray", dtype: str) -> None:
+def write_npy(file: Path, x: "np.ndarray", dtype: str) -> None:
     """`x` as a C-ordered .npy of `dtype`, a slice at a time (a memory-mapped split is never
     loaded whole)."""
     import numpy as np
@@ -214,14 +223,14 @@ def _write_npy(file: Path, x: "np.ndarray", dtype: str) -> None:
     del out
 
 
-def _failure_line(done: subprocess.CompletedProcess) -> str:
-    """The script's own `tfjs_run: ...` line; otherwise (a crash, a kill) the last thing said."""
+def failure_line(done: subprocess.CompletedProcess, script: str) -> str:
+    """The script's own `<script>: ...` line; otherwise (a crash, a kill) the last thing said."""
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-    ours = [line for line in lines if line.startswith("tfjs_run: ")]
+    ours = [line for line in lines if line.startswith(f"{script}: ")]
     if ours:
         return ours[-1]
     detail = lines[-1] if lines else "no message"
-    return f"tfjs_run exited with code {done.returncode}: {detail}"
+    return f"{script} exited with code {done.returncode}: {detail}"
 
 
 def _parse_report(stdout: str) -> dict[str, Any]:
