@@ -54,7 +54,7 @@ def build(root: Path) -> dict[str, Path]:
 
     from tfbuild.models.builders import cnn
     from tfbuild.steps.base import StepContext
-    from tfbuild.steps.tfjs import TfjsStep
+    from tfbuild.formats.tfjs import TfjsStep
 
     x_train, y_train, _ = digits()
     keras.utils.set_random_seed(0)

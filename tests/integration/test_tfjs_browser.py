@@ -57,7 +57,7 @@ def browser():
 def converted(browser, tmp_path_factory):
     """({variant: TF.js folder}, inputs, SavedModel outputs on them); one conversion each."""
     from tfbuild.runtimes.savedmodel import run_saved_model
-    from tfbuild.steps.tfjs import TfjsStep
+    from tfbuild.formats.tfjs import TfjsStep
 
     root = tmp_path_factory.mktemp("tfjs-browser")
     save_serving(two_io_model(), root / "saved_model")

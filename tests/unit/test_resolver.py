@@ -201,7 +201,7 @@ def test_a_machine_with_the_gpus_passes_the_check(compose_cfg, monkeypatch):
         ("multi_gpu", "mirrored", "mixed_float16", False, ["saved_model"], {}),
         ("tpu", "tpu", "mixed_bfloat16", True, ["saved_model"], {}),
         ("edge", "default", "float32", False, ["tflite"], {"threads": 4}),
-        ("browser", "default", "float32", False, ["tfjs"], {"tfjs_backends": ["wasm", "cpu"]}),
+        ("browser", "default", "float32", False, ["tfjs"], {"tfjs_backends": [], "browser_backends": ["webgl", "wasm"]}),
     ],
 )
 def test_each_profile_chooses_strategy_precision_xla_formats_and_runtime(
@@ -264,7 +264,9 @@ def test_planning_never_imports_tensorflow():
 # --- which formats and variants are built: command line > recipe > target > defaults ---
 
 def exports(compose_cfg, *overrides):
-    return [s.name for s in plan_of(compose_cfg, *overrides).steps if s.kind in ("tflite", "tfjs")]
+    """The TFLite and TF.js artifacts users get (a web bundle's own TF.js model is not one)."""
+    steps = plan_of(compose_cfg, *overrides).steps
+    return [s.name for s in steps if s.kind in ("tflite", "tfjs") and s.outputs[0].publish is not None]
 
 
 def test_a_recipes_formats_and_the_targets_combine(compose_cfg):

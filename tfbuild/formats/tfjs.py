@@ -108,54 +108,91 @@ def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
 
 
 def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
-    from ..runtimes.tfjs_node import run_tfjs
-
-    run = run_tfjs(path, inputs, params["backends"], node=params["node"])
-    return {f"TF.js {run.version} {backend}": outputs for backend, outputs in run.outputs.items()}
+    return {label: outputs for label, (outputs, _, _) in _runs(path, inputs, params).items()}
 
 
 def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: Any) -> dict[str, Any]:
-    from ..runtimes.tfjs_node import run_tfjs
     from ..runtimes.timing import figures
 
-    run = run_tfjs(path, inputs, params["backends"], node=params["node"], bench=(protocol, params["batch_size"]))
     rows = {}
-    for backend in params["backends"]:
-        runtime = f"TF.js {run.version} {backend}"
-        outputs = run.outputs[backend]
-        # TF.js in Node runs on one thread (wasm threads are off under Node).
-        rows[runtime] = figures(runtime, 1, run.latency_ms[backend], run.batch_ms[backend], params["batch_size"],
-                                score(outputs), len(next(iter(outputs.values()))))
+    for label, (outputs, latency, batches) in _runs(path, inputs, params, bench=(protocol, params["batch_size"])).items():
+        # TF.js runs on one thread (wasm threads are off under Node and on a page that is
+        # not cross-origin isolated).
+        rows[label] = figures(label, 1, latency, batches, params["batch_size"], score(outputs),
+                              len(next(iter(outputs.values()))))  # fmt: skip
     return rows
 
 
+def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[str, tuple[Arrays, list, list]]:
+    """runtime label -> (outputs, latency ms, batch ms): in Node.js on params["backends"],
+    then in Chromium on params["browser_backends"] (one Chromium for the whole build)."""
+    runs: dict[str, tuple[Arrays, list, list]] = {}
+    if params["backends"]:
+        from ..runtimes.tfjs_node import run_tfjs
+
+        run = run_tfjs(path, inputs, params["backends"], node=params["node"], bench=bench)
+        for backend in params["backends"]:
+            runs[f"TF.js {run.version} {backend}"] = (
+                run.outputs[backend], run.latency_ms.get(backend, []), run.batch_ms.get(backend, []))
+    if params.get("browser_backends"):
+        from ..runtimes.tfjs_browser import browser_version, shared_session
+
+        session = shared_session(params["chromium"], params["node"])
+        run = session.run(path, inputs, params["browser_backends"], bench=bench)
+        browser = browser_version(params["chromium"])
+        for backend in params["browser_backends"]:
+            runs[f"TF.js {run.version} {backend} ({browser})"] = (
+                run.outputs[backend], run.latency_ms.get(backend, []), run.batch_ms.get(backend, []))
+    return runs
+
+
 def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """What running an artifact in TF.js reads: the backends, the Node.js binary, and (as a
-    file input) the npm lockfile that pins TF.js, so a new TF.js re-runs the step."""
+    """What running an artifact in TF.js reads: the backends (in Node.js and in Chromium),
+    the Node.js and Chromium executables, and (as a file input) the npm lockfile that pins
+    TF.js and puppeteer-core, so a new TF.js re-runs the step."""
     from ..runtimes.tfjs_node import NPM_LOCKFILE
 
-    section = cfg.verify if purpose == "verify" else cfg.benchmark
-    backends = backend_names(section.tfjs_backends, f"{purpose}.tfjs_backends")
-    return {"backends": list(backends), "node": cfg.verify.node}, {"npm_lock": str(NPM_LOCKFILE)}
+    node_backends, browser_backends = backends_of(cfg, purpose)
+    params: dict[str, Any] = {"backends": list(node_backends), "node": cfg.verify.node}
+    if browser_backends:
+        params.update(browser_backends=list(browser_backends), chromium=cfg.verify.chromium)
+    return params, {"npm_lock": str(NPM_LOCKFILE)}
 
 
-def backend_names(value: Any, key: str) -> tuple[str, ...]:
+def backends_of(cfg: DictConfig, purpose: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(Node.js backends, Chromium backends) of verify.* or benchmark.*; one of them may be []."""
     from ..checks import one_or_many
+    from ..runtimes.tfjs_browser import BROWSER_BACKENDS
 
-    return one_or_many(value, NODE_BACKENDS, key)
+    section = cfg.verify if purpose == "verify" else cfg.benchmark
+    node = one_or_many(section.tfjs_backends, NODE_BACKENDS, f"{purpose}.tfjs_backends", may_be_empty=True)
+    browser = one_or_many(section.browser_backends, BROWSER_BACKENDS, f"{purpose}.browser_backends", may_be_empty=True)
+    if not node and not browser:
+        raise ConfigError(
+            f"{purpose}.tfjs_backends and {purpose}.browser_backends are both empty: TF.js would run nowhere; "
+            f"choose Node.js backends ({', '.join(NODE_BACKENDS)}) or browser ones ({', '.join(BROWSER_BACKENDS)})"
+        )
+    return node, browser
 
 
 def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) -> None:
+    from ..runtimes.chromium import chromium_problem
     from ..runtimes.tfjs_node import node_problem
 
-    backend_names(cfg.verify.tfjs_backends, "verify.tfjs_backends")
-    backend_names(cfg.benchmark.tfjs_backends, "benchmark.tfjs_backends")
     refuse_qat(cfg, "tfjs")
-    # Checked while planning, so a missing Node.js costs seconds, not a training run.
-    if cfg.verify.enabled or cfg.benchmark.enabled:
+    backends = {purpose: backends_of(cfg, purpose) for purpose in ("verify", "benchmark")}
+    used = [purpose for purpose in backends if cfg[purpose].enabled]
+    in_browser = any(backends[purpose][1] for purpose in used)
+    # Checked while planning, so a missing Node.js or Chromium costs seconds, not a training
+    # run. Node.js also drives Chromium.
+    if used:
         problem = node_problem(cfg.verify.node)
         if problem:
             raise ConfigError(f"verify.node: {problem}")
+    if in_browser:
+        problem = chromium_problem(cfg.verify.chromium)
+        if problem:
+            raise ConfigError(f"verify.chromium: {problem}")
 
 
 def refuse_qat(cfg: DictConfig, fmt: str) -> None:
@@ -171,7 +208,7 @@ NODE_BACKENDS = ("cpu", "wasm")
 TFJS = Format(
     name="tfjs",
     title="TF.js",
-    summary="a TF.js graph model per weight quantization, verified and timed in real TF.js (Node.js)",
+    summary="a TF.js graph model per weight quantization, verified and timed in real TF.js (Node.js, Chromium)",
     steps=(TfjsStep(),),
     plan=plan,
     variants=tuple(QUANTIZATION_MAPS),
@@ -182,5 +219,5 @@ TFJS = Format(
     benchmark=benchmark,
     runtime_params=runtime_params,
     check=check,
-    settings=("verify.tfjs_backends", "benchmark.tfjs_backends"),
+    settings=("verify.tfjs_backends", "benchmark.tfjs_backends", "verify.browser_backends", "benchmark.browser_backends"),
 )

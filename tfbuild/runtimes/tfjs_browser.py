@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,10 @@ class BrowserSession:
         self._finalizer()
         self._driver = None
 
+    @property
+    def ended(self) -> bool:
+        return self._driver is None
+
     def run(
         self,
         model_dir: Path,
@@ -309,3 +314,19 @@ def _write_run(
         "libs": {"webgpu": (folder.parent.parent / "lib" / "tf-backend-webgpu.es2017.min.js").exists()},
     }
     (folder / "config.json").write_text(json.dumps(config))
+
+
+_shared: dict[tuple[str | None, str], BrowserSession] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_session(chromium: str | None = None, node: str = "node") -> BrowserSession:
+    """One Chromium for the whole build: every TF.js variant's verify and benchmark steps run
+    in it, so Chromium and TF.js start once a build, not once a step (starting them costs
+    more than running a small model's test split). Ended when the interpreter exits; a
+    session that ended (a time limit) is replaced by a fresh one."""
+    with _shared_lock:
+        session = _shared.get((chromium, node))
+        if session is None or session.ended:
+            session = _shared[(chromium, node)] = BrowserSession(chromium=chromium, node=node)
+        return session
