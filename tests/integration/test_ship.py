@@ -49,7 +49,7 @@ def test_every_tfjs_quantization_is_verified_in_chromium_on_three_backends(shipp
     _, record = shipped
     for quantization in QUANTIZATIONS:
         runtimes = _verify_info(record, f"tfjs/{quantization}")["runtimes"]
-        in_browser = {label.split()[2] for label in runtimes if "(Chromium" in label}
+        in_browser = {label.split()[2] for label in runtimes if " in Chromium " in label}
         assert in_browser == {"webgl", "wasm", "cpu"}, runtimes.keys()
         assert any(label.startswith("TF.js 4.22.0 wasm") and "Chromium" not in label for label in runtimes)
 

@@ -139,9 +139,10 @@ def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[st
 
         session = shared_session(params["chromium"], params["node"])
         run = session.run(path, inputs, params["browser_backends"], bench=bench)
-        browser = browser_version(params["chromium"])
+        # "Chromium 150": the major version keeps the label short in tables and plots.
+        browser = browser_version(params["chromium"]).split(".")[0]
         for backend in params["browser_backends"]:
-            runs[f"TF.js {run.version} {backend} ({browser})"] = (
+            runs[f"TF.js {run.version} {backend} in {browser}"] = (
                 run.outputs[backend], run.latency_ms.get(backend, []), run.batch_ms.get(backend, []))
     return runs
 

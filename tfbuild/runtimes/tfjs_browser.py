@@ -27,13 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import DataError
 from .chromium import chromium_problem, find_chromium
-from .feeds import Inputs, batch_size, batches, match_inputs, sample_count
+from .feeds import Inputs, batches, sample_count
 from .line_driver import DriverError, DriverTimeout, LineDriver
 from .static_server import StaticServer
-from .tfjs_graph import GraphSignature, TfjsRuntimeError, graph_signature, weight_bytes
-from .tfjs_node import NODE_MODULES, TfjsRun, node_problem, time_limit, write_npy
+from .tfjs_graph import GraphSignature, TfjsRuntimeError, weight_bytes
+from .tfjs_node import NODE_MODULES, TfjsRun, model_feeds, node_problem, time_limit, write_npy
 from .timing import Protocol
 
 if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay for it
@@ -202,13 +201,7 @@ class BrowserSession:
         _check_backends(backends)
         if self._driver is None:
             raise TfjsRuntimeError("this browser session has ended (closed, or stopped at a time limit): start a new one")
-        model_dir = Path(model_dir).resolve()
-        signature = graph_signature(model_dir)
-        feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
-        samples = sample_count(feeds, model_dir)
-        if samples == 0:
-            raise DataError(f"no samples to run TF.js model {model_dir} on")
-        batch = batch_size(feeds)
+        model_dir, signature, feeds, samples, batch = model_feeds(model_dir, inputs)
         if timeout_s is None:
             values = sum(math.prod(x.shape[1:]) for x in feeds.values())
             startup = STARTUP_S + STARTUP_PER_BACKEND_S * len(backends)

@@ -129,13 +129,7 @@ def run_tfjs(
     problem = node_problem(node)
     if problem is not None:
         raise TfjsRuntimeError(problem)
-    model_dir = Path(model_dir).resolve()
-    signature = graph_signature(model_dir)
-    feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
-    samples = sample_count(feeds, model_dir)
-    if samples == 0:
-        raise DataError(f"no samples to run TF.js model {model_dir} on")
-    batch = batch_size(feeds)
+    model_dir, signature, feeds, samples, batch = model_feeds(model_dir, inputs)
     if timeout_s is None:
         values = sum(math.prod(x.shape[1:]) for x in feeds.values())
         timeout_s = time_limit(samples, values, weight_bytes(model_dir), backends, bench)
@@ -183,6 +177,18 @@ def run_tfjs(
                 latency[backend] = [float(v) for v in entry["latency_ms"]]
                 batches[backend] = [float(v) for v in entry["batch_ms"]]
     return TfjsRun(str(report["tfjs"]), outputs, timings, latency, batches, batch, timeout_s)
+
+
+def model_feeds(model_dir: Path, inputs: Inputs) -> tuple[Path, Any, dict[str, Any], int, int]:
+    """(the folder, its signature, inputs by the signature's names, sample count, samples per
+    call): what running a TF.js folder needs, in Node or in a browser."""
+    model_dir = Path(model_dir).resolve()
+    signature = graph_signature(model_dir)
+    feeds = match_inputs(inputs, list(signature.inputs), f"TF.js model {model_dir}")
+    samples = sample_count(feeds, model_dir)
+    if samples == 0:
+        raise DataError(f"no samples to run TF.js model {model_dir} on")
+    return model_dir, signature, feeds, samples, batch_size(feeds)
 
 
 def time_limit(
