@@ -3,6 +3,7 @@ integration tests; tests that change something build into a copy of its cache.""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,13 @@ def cache_copy(root: Path, tmp_path: Path) -> Cache:
     """A private copy of the shared build's cache: reuse its steps without changing it."""
     shutil.copytree(root / "cache", tmp_path / "cache")
     return Cache(tmp_path / "cache")
+
+
+def require_browser(problem: str | None) -> None:
+    """Chromium (and Node, which drives it) are there; else skip with the reason, or fail
+    when CI is set: CI must run the browser tests (`.ci/run` installs Chromium)."""
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests: {problem}")
+    pytest.skip(problem)

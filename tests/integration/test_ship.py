@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, run_tfbuild
+from tests.integration.conftest import require_browser
 from tfbuild.runtimes.chromium import chromium_problem
 
 pytestmark = pytest.mark.slow
@@ -23,9 +24,7 @@ QUANTIZATIONS = ("none", "float16", "uint8", "uint16")
 def shipped(tmp_path_factory):
     """A browser build of digits with every TF.js variant verified on three backends in
     Chromium (and, for comparison, in Node), plus a serving bundle."""
-    problem = chromium_problem()
-    if problem:
-        pytest.fail(problem) if __import__("os").environ.get("CI") else pytest.skip(problem)
+    require_browser(chromium_problem())
     folder = tmp_path_factory.mktemp("ship")
     run = folder / "run"
     run_tfbuild(

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfbuild.formats.tfjs import TOLERANCES
 from tfbuild.runtimes.chromium import chromium_problem
 from tfbuild.runtimes.processes import marked_pids
 from tfbuild.runtimes.tfjs_browser import (
@@ -32,25 +33,23 @@ from tfbuild.runtimes.tfjs_browser import (
 from tfbuild.runtimes.tfjs_node import TfjsRuntimeError, node_problem, run_tfjs, time_limit
 from tfbuild.runtimes.timing import Protocol
 
+from tests.integration.conftest import require_browser
 from tests.integration.multi_io import save_serving, step_context, two_io_inputs, two_io_model
 
 PROBLEM = chromium_problem() or node_problem()
 VARIANTS = ("none", "float16", "uint8", "uint16")
 BACKENDS = ["webgl", "wasm", "cpu"]
-# conf/config.yaml's verify.tolerances.tfjs: max_abs_diff where it sets one, else top-1
-# agreement of the class output.
-MAX_ABS = {"none": 1e-4, "float16": 1e-2, "uint16": 1e-2}
-MIN_TOP1 = {"uint8": 0.97}
+# The tfjs format's default tolerances: max_abs_diff where it sets one, else top-1 agreement
+# of the class output (none 1e-4, float16 and uint16 1e-2; uint8 top-1 0.97).
+MAX_ABS = {v: t["max_abs_diff"] for v, t in TOLERANCES.items() if "max_abs_diff" in t}
+MIN_TOP1 = {v: t["min_top1_agreement"] for v, t in TOLERANCES.items() if "max_abs_diff" not in t}
 SAMPLES = 300  # more than one batch (256 at a time for 8x8 inputs)
 
 
 @pytest.fixture(scope="module")
 def browser():
     """Chromium, Node and puppeteer-core are there; else skip, or fail under CI."""
-    if PROBLEM is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {PROBLEM}")
-        pytest.skip(PROBLEM)
+    require_browser(PROBLEM)
 
 
 @pytest.fixture(scope="module")

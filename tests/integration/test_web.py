@@ -9,7 +9,6 @@ Without Chromium (or Node.js and `make setup`) the browser tests skip with the r
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from tfbuild.runtimes.page import PageError, open_page
 from tfbuild.runtimes.tfjs_node import NODE_MODULES, node_problem
 from tfbuild.steps.base import StepContext
 
+from tests.integration.conftest import require_browser
 from tests.integration.multi_io import TWO_IO_TARGETS, save_serving, step_context, two_io_inputs, two_io_model
 
 pytestmark = pytest.mark.slow
@@ -41,10 +41,7 @@ BACKENDS = ("webgl", "wasm", "cpu")
 
 @pytest.fixture(scope="module")
 def browser():
-    if BROWSER_PROBLEM is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must open web pages in Chromium: {BROWSER_PROBLEM}")
-        pytest.skip(BROWSER_PROBLEM)
+    require_browser(BROWSER_PROBLEM)
 
 
 def labelled_split(folder: Path) -> Path:
