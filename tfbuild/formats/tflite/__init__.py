@@ -20,13 +20,13 @@ from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig
 
-from ..conversion import tflite_unsupported_ops
-from ..errors import ConfigError, DataError
-from ..plan import OutputSpec, StepSpec
-from ..signature import SIGNATURE
-from ..steps.base import StepContext
-from ..steps.compressed import gzip_bytes
-from .base import DATA, Arrays, Format, PlanContext, Runs, Scorer
+from ...conversion import tflite_unsupported_ops
+from ...errors import ConfigError, DataError
+from ...plan import OutputSpec, StepSpec
+from ...signature import SIGNATURE
+from ...steps.base import StepContext
+from ...steps.compressed import gzip_bytes
+from ..base import DATA, Arrays, Format, PlanContext, Runs, Scorer
 
 VARIANTS = ("float", "dynamic", "fp16", "int8", "int16x8")
 CALIBRATED = ("int8", "int16x8")
@@ -69,8 +69,8 @@ def calibration_samples(split_dir: Path, dtypes: dict[str, Any], limit: int) -> 
     memory-mapped, so only the samples handed to the converter are read."""
     import numpy as np
 
-    from ..datasets.split import Split
-    from ..runtimes.feeds import match_inputs, sample_count
+    from ...datasets.split import Split
+    from ...runtimes.feeds import match_inputs, sample_count
 
     split = Split(split_dir)
     if split.generated:
@@ -102,11 +102,11 @@ class TfliteStep:
     tools = ("tensorflow", "ai-edge-litert")
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        from ..tfenv import import_tensorflow
+        from ...tfenv import import_tensorflow
 
         tf = import_tensorflow()
-        from ..runtimes.litert import LiteRtModel
-        from ..runtimes.savedmodel import signature_dtypes
+        from ...runtimes.litert import LiteRtModel
+        from ...runtimes.savedmodel import signature_dtypes
 
         quantization = ctx.params["quantization"]
         saved_model = ctx.inputs["saved_model"]
@@ -161,15 +161,15 @@ def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
 
 
 def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
-    from ..runtimes.litert import LiteRtModel, litert_version
+    from ...runtimes.litert import LiteRtModel, litert_version
 
     return {litert_version(): LiteRtModel(path, None).predict(inputs)}
 
 
 def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: Any) -> dict[str, Any]:
-    from ..runtimes.feeds import first_sample, tiled
-    from ..runtimes.litert import LiteRtModel, litert_version
-    from ..runtimes.timing import figures, time_calls
+    from ...runtimes.feeds import first_sample, tiled
+    from ...runtimes.litert import LiteRtModel, litert_version
+    from ...runtimes.timing import figures, time_calls
 
     model = LiteRtModel(path, params["threads"])
     outputs = model.predict(inputs)
