@@ -13,9 +13,9 @@ from rich.table import Table
 
 from .plan import StepSpec
 from .quiet import terminal_stream
-from .runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, BuildResult, StepResult
+from .runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, StepResult
 
-STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta"}
+STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta", NOT_NEEDED: "dim"}
 
 
 @contextlib.contextmanager

@@ -180,11 +180,13 @@ def _check_values(cfg: DictConfig, pin: Pin) -> None:
 
 def _check_plan(pin: Pin, plan: Plan) -> None:
     """The lock must describe this plan: what it will publish, and every step it will run."""
-    planned = [o.artifact for s in plan.steps for o in s.outputs if o.publish is not None]
+    # A step that runs only if another fails publishes nothing in a good build (and pins are made of good builds).
+    planned = [o.artifact for s in plan.steps for o in s.outputs if o.publish is not None and s.runs_if_failed is None]
     locked = pin.lock["artifacts"]
     problems = [f"{a} would be built but is not in the lock" for a in planned if a not in locked]
     problems += [f"{a} is in the lock but would not be built" for a in locked if a not in planned]
-    problems += [f"step {s.name} is not in lock.steps" for s in plan.steps if s.name not in pin.lock["steps"]]
+    problems += [f"step {s.name} is not in lock.steps" for s in plan.steps
+                 if s.name not in pin.lock["steps"] and s.runs_if_failed is None]
     if problems:
         raise ConfigError(f"{pin.name}: the lock does not match this build's plan ({'; '.join(problems[:3])}); "
                           f"re-pin with pin=VERSION")  # fmt: skip

@@ -148,6 +148,13 @@ def write_pin(
     """Write the pin. `materials` maps each step to the key material it was built or reused
     with, so the lock holds the very file digests and data key the steps were keyed with."""
     values = pinned_values(cfg)
+    decided = decided_values(record)
+    for dotted, value in decided.items():  # what the build chose, in place of the search for it
+        node = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
     defaults = [{f"override /{group}": choices[group]} for group in GROUPS if choices.get(group)]
     lock = {
         "tfbuild": __version__,
@@ -160,8 +167,13 @@ def write_pin(
         "data": {"step_key": _step_key(record, "data"), "material": dict(materials["data"])},
         "files": {step: dict(material["files"]) for step, material in materials.items() if material["files"]},
         "artifacts": {a["name"]: {"sha256": a["sha256"], "bytes": a["bytes"]} for a in record["artifacts"]},
-        "steps": {s["name"]: s["key"] for s in record["steps"]},
+        # A step that was not needed (a diagnosis of a failure that did not happen) has no key.
+        "steps": {s["name"]: s["key"] for s in record["steps"] if s["key"]},
+        # Each calibrated step's calibration: sample count, split, sha256 of the samples.
+        "calibration": {s["name"]: s["info"]["calibration"] for s in record["steps"] if (s.get("info") or {}).get("calibration")},
     }
+    if decided:
+        lock["decided"] = decided
     header = (
         "# @package _global_\n"
         f"# Pinned by tfbuild {__version__} from recipe={recipe} (version {new_pin.version}). Do not edit: a pinned\n"
@@ -180,6 +192,15 @@ def write_pin(
     tmp = new_pin.path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(new_pin.path)
+
+
+def decided_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Config values a build decided (a step's info "pin": {"dotted.key": value}), such as the
+    float ops an int8 repair chose: a pin records them, so its rebuild does not decide again."""
+    decided: dict[str, Any] = {}
+    for step in record["steps"]:
+        decided.update((step.get("info") or {}).get("pin") or {})
+    return decided
 
 
 def _as_read(text: str) -> dict[str, Any]:

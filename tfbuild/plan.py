@@ -33,6 +33,9 @@ class StepSpec:
     outputs: tuple[OutputSpec, ...] = ()
     # Files outside the plan whose content enters the cache key (a user's .npz, a builder's source).
     files: Mapping[str, str] = field(default_factory=dict)  # role -> path
+    # The name of a step whose failure alone makes this one run (a diagnosis nobody asked for
+    # unless something breaks); otherwise it is "not needed". It runs after that step.
+    runs_if_failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,14 @@ def make_plan(steps: Iterable[StepSpec]) -> Plan:
                 )
 
     by_name = {s.name: s for s in steps}
+    for step in steps:
+        if step.runs_if_failed is not None and step.runs_if_failed not in by_name:
+            raise PlanError(f"step '{step.name}' runs if '{step.runs_if_failed}' fails, but no step is named so")
     order = {s.name: i for i, s in enumerate(steps)}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for step in steps:
-        sorter.add(step.name, *(producers[a] for a in step.inputs.values()))
+        after = [step.runs_if_failed] if step.runs_if_failed else []
+        sorter.add(step.name, *(producers[a] for a in step.inputs.values()), *after)
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:

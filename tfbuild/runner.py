@@ -25,6 +25,7 @@ from .run_folder import clear_owned, publish_tree
 from .steps.base import NoProgress, Progress, StepContext, StepKind
 
 BUILT, CACHED, FAILED, SKIPPED, TO_BUILD = "built", "cached", "failed", "skipped", "to build"
+NOT_NEEDED = "not needed"  # a step that runs only if another fails, when that one did not
 
 
 @dataclass
@@ -106,12 +107,27 @@ def run_plan(
             clear_owned(plan, run_dir)  # type: ignore[arg-type]
         for spec in plan.steps:
             upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
-            result = runner.step(spec, upstream)
+            unneeded = _unneeded(spec, results)
+            result = unneeded or runner.step(spec, upstream)
             if result.status in (BUILT, CACHED) and publishing:
                 result = _published(result, run_dir)  # type: ignore[arg-type]
             results[spec.name] = result
             runner.reporter.step_finished(result)
     return BuildResult([results[s.name] for s in plan.steps])
+
+
+def _unneeded(spec: StepSpec, results: Mapping[str, StepResult]) -> StepResult | None:
+    """For a step that runs only if another fails: why it will not run, else None."""
+    if spec.runs_if_failed is None:
+        return None
+    trigger = results[spec.runs_if_failed]
+    if trigger.status == FAILED:
+        return None
+    if trigger.status == TO_BUILD:
+        return StepResult(spec, TO_BUILD, f"only if {trigger.spec.name} fails")
+    if trigger.status == SKIPPED:
+        return StepResult(spec, SKIPPED, f"{trigger.spec.name} did not run")
+    return StepResult(spec, NOT_NEEDED, f"{trigger.spec.name} passed")
 
 
 def _published(result: StepResult, run_dir: Path) -> StepResult:

@@ -24,7 +24,10 @@ def test_default_recipe_plan(compose_cfg):
     verifies = [f"verify[tflite/{q}]" for q in ("float", "dynamic", "fp16", "int8")]
     benchmarks = ["benchmark[saved_model]"] + [f"benchmark[tflite/{q}]" for q in ("float", "dynamic", "fp16", "int8")]
     assert names(plan)[:7] == ["data", "train", "saved_model", *exports]
-    assert sorted(names(plan)[7:]) == sorted(["reference", *verifies, *benchmarks])
+    # The per-layer int8 report runs only if int8 verification fails.
+    assert sorted(names(plan)[7:]) == sorted(["reference", *verifies, *benchmarks, "tflite_layers[int8]"])
+    assert plan.step("tflite_layers[int8]").runs_if_failed == "verify[tflite/int8]"
+    assert names(plan).index("tflite_layers[int8]") > names(plan).index("verify[tflite/int8]")
     assert plan.step("saved_model").outputs[0].publish == "saved_model"
     assert plan.step("tflite[int8]").outputs[0].publish == "tflite/model_int8.tflite"
 
@@ -40,7 +43,7 @@ def test_each_step_sees_only_the_params_it_reads(compose_cfg):
     a = plan_of(compose_cfg, "recipe=digits")
     b = plan_of(compose_cfg, "recipe=digits", "train.epochs=9", "data.calibration_samples=7")
     changed = {s.name for s, t in zip(a.steps, b.steps) if s.params != t.params}
-    assert changed == {"train", "tflite[int8]"}, "verification and the reference do not read them"
+    assert changed == {"train", "tflite[int8]", "tflite_layers[int8]"}, "verification and the reference do not read them"
     assert "calibration_samples" not in a.step("tflite[float]").params
     assert "data" not in a.step("tflite[float]").inputs, "only calibrated variants read the data"
     assert a.step("tflite[int8]").inputs["data"] == "data/split"

@@ -4,7 +4,10 @@ quantization; LiteRT (the runtime edge users run) verifies and times it.
 float    no optimization
 dynamic  dynamic-range: int8 weights, float activations
 fp16     float16 weights
-int8     full integer: int8 weights, activations, and float inputs and outputs; calibrated
+int8     full integer: int8 weights, activations, inputs and outputs; calibrated. Chosen ops
+         can stay in float (export.tflite.int8.float_layers), or a search picks them
+         (export.tflite.int8.max_metric_drop); tflite/int8/layers.csv says, op by op, where
+         int8 loses (convert.py, layers.py, repair.py)
 int16x8  int16 activations, int8 weights (float input and output); calibrated
 
 The `serving_default` signature is converted with its names, so LiteRT's signature runner
@@ -14,22 +17,22 @@ takes and gives the tensors the SavedModel names. The converted model is loaded 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, List, Optional
 
 from omegaconf import DictConfig
 
-from ...conversion import tflite_unsupported_ops
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError
 from ...plan import OutputSpec, StepSpec
-from ...signature import SIGNATURE
-from ...steps.base import StepContext
-from ...steps.compressed import gzip_bytes
 from ..base import DATA, Arrays, Format, PlanContext, Runs, Scorer
+from .convert import CALIBRATED
+from .steps import TfliteLayersStep, TfliteRepairStep, TfliteStep
 
 VARIANTS = ("float", "dynamic", "fp16", "int8", "int16x8")
-CALIBRATED = ("int8", "int16x8")
+LAYERS = "tflite/int8/layers"  # the per-layer report (plan-wide artifact names)
+REPAIR = "tflite/int8/repair"  # the float ops the repair chose
 # How far each variant may be from the SavedModel on the test inputs (verify.tolerances.tflite).
 # Float must match numerically; quantized variants are held to top-1 agreement.
 TOLERANCES = {
@@ -39,105 +42,16 @@ TOLERANCES = {
     "int8": {"min_top1_agreement": 0.95},
     "int16x8": {"min_top1_agreement": 0.97},
 }
-Calibration = Callable[[], Iterator[dict[str, Any]]]
-
-
-def converter_for(tf: Any, saved_model_dir: str, quantization: str, calibration: Calibration | None = None):
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
-    if quantization == "float":
-        return converter
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantization in CALIBRATED:
-        converter.representative_dataset = calibration
-        if quantization == "int8":
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            # Applies to float inputs and outputs only: integer inputs (ids) keep their type.
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        else:
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-            ]
-    return converter
-
-
-def calibration_samples(split_dir: Path, dtypes: dict[str, Any], limit: int) -> tuple[Calibration, int]:
-    """(representative dataset, sample count): one sample at a time from the training split,
-    as {signature input name: array of the dtype the signature wants}. The split's arrays are
-    memory-mapped, so only the samples handed to the converter are read."""
-    import numpy as np
-
-    from ...datasets.split import Split
-    from ...runtimes.feeds import match_inputs, sample_count
-
-    split = Split(split_dir)
-    if split.generated:
-        raise DataError(
-            "calibrated quantization (int8, int16x8) needs real data, and the inputs were generated "
-            "from the model's signature: give a data source (data=...) or pick float, dynamic or fp16"
-        )
-    inputs = match_inputs(split.inputs("train", limit=limit), list(dtypes), "the SavedModel's serving signature")
-    count = sample_count(inputs, "the training split")
-
-    def representative_dataset() -> Iterator[dict[str, Any]]:
-        for i in range(count):
-            yield {name: np.asarray(x[i : i + 1], dtype=dtypes[name]) for name, x in inputs.items()}
-
-    return representative_dataset, count
-
-
-def tensor_summary(details: dict[str, Any]) -> dict[str, Any]:
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    summary = {"dtype": details["dtype"].__name__, "shape": details["shape_signature"].tolist()}
-    if scale:
-        summary["scale"], summary["zero_point"] = float(scale), int(zero_point)
-    return summary
-
-
-class TfliteStep:
-    kind = "tflite"
-    version = 2  # 2: calibration and info by signature name; unsupported ops named
-    tools = ("tensorflow", "ai-edge-litert")
-
-    def run(self, ctx: StepContext) -> dict[str, Any]:
-        from ...tfenv import import_tensorflow
-
-        tf = import_tensorflow()
-        from ...runtimes.litert import LiteRtModel
-        from ...runtimes.savedmodel import signature_dtypes
-
-        quantization = ctx.params["quantization"]
-        saved_model = ctx.inputs["saved_model"]
-        calibration, samples = None, None
-        if quantization in CALIBRATED and "data" in ctx.inputs:
-            input_dtypes, _ = signature_dtypes(saved_model)
-            calibration, samples = calibration_samples(
-                ctx.inputs["data"], input_dtypes, ctx.params["calibration_samples"]
-            )
-        converter = converter_for(tf, str(saved_model), quantization, calibration)
-        try:
-            flatbuffer = converter.convert()
-        except Exception as error:
-            unsupported = tflite_unsupported_ops(error)
-            if unsupported is None:
-                raise
-            raise unsupported from None
-        ctx.outputs["model"].write_bytes(flatbuffer)
-
-        model = LiteRtModel(ctx.outputs["model"])  # LiteRT loads it, and by its signature
-        compressed = gzip_bytes(ctx.outputs["model"])
-        return {
-            "quantization": quantization,
-            # Pruned zeros and clustered weights do not shrink a .tflite, but compress well.
-            "gzip_bytes": compressed,
-            "summary": f"gzip {compressed / 1024:.1f} KB",
-            "calibration_samples": samples,
-            "signature": SIGNATURE,
-            "inputs": {name: tensor_summary(d) for name, d in model.input_details().items()},
-            "outputs": {name: tensor_summary(d) for name, d in model.output_details().items()},
-        }
+@dataclass
+class Int8Settings:
+    # Per-layer quantization report (tflite/int8/layers.csv): true always, false never,
+    # null when verify[tflite/int8] fails (so a failing build already says where to look).
+    debug: Optional[bool] = None
+    # Ops kept in float: names, layer names, op types (CONV_2D) or regular expressions over them.
+    float_layers: List[str] = field(default_factory=list)
+    # Largest task-metric drop from the SavedModel allowed on the validation split (0.01 is
+    # one accuracy point; MAE in target units): the worst ops are kept in float until it holds.
+    max_metric_drop: Optional[float] = None
 
 
 @dataclass
@@ -145,6 +59,9 @@ class TfliteExport:
     # One value or a list of float, dynamic, fp16, int8, int16x8: one build step per value.
     # null: the target's (target.tflite_quantization). Set while tflite is not built: an error.
     quantization: Any = None
+    # The int8 variant's debugging and repair (inert while int8 is not built, so a sweep over
+    # quantizations may set them for every job).
+    int8: Int8Settings = field(default_factory=Int8Settings)
 
 
 def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
@@ -154,10 +71,38 @@ def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
     if quantization in CALIBRATED:
         params["calibration_samples"] = ctx.cfg.data.calibration_samples
         inputs["data"] = DATA
+    steps = int8_steps(ctx, params) if quantization == "int8" else []
+    if any(s.kind == "tflite_repair" for s in steps) and ctx.cfg.export.tflite.int8.max_metric_drop is not None:
+        inputs["repair"] = REPAIR
+    elif quantization == "int8" and ctx.cfg.export.tflite.int8.float_layers:
+        params["float_layers"] = list(ctx.cfg.export.tflite.int8.float_layers)
     filename = f"model_{quantization}.tflite"
     output = OutputSpec(role="model", artifact=TFLITE.artifact(quantization), path=filename,
                         publish=f"tflite/{filename}", format="tflite", variant=quantization)
-    return [StepSpec(name=f"tflite[{quantization}]", kind="tflite", params=params, inputs=inputs, outputs=(output,))]
+    return [*steps, StepSpec(name=f"tflite[{quantization}]", kind="tflite", params=params, inputs=inputs, outputs=(output,))]
+
+
+def int8_steps(ctx: PlanContext, calibration: dict[str, Any]) -> list[StepSpec]:
+    """The per-layer report and the repair, as the int8 settings ask."""
+    settings = ctx.cfg.export.tflite.int8
+    repair = settings.max_metric_drop is not None or bool(settings.float_layers)
+    if settings.debug is False or not (settings.debug or repair or ctx.cfg.verify.enabled):
+        return []
+    inputs = {"saved_model": ctx.source, "data": DATA}
+    params = {"calibration_samples": calibration["calibration_samples"]}
+    layers = StepSpec(
+        name="tflite_layers[int8]", kind="tflite_layers", params=params, inputs=inputs,
+        outputs=(OutputSpec(role="layers", artifact=LAYERS, path="layers.csv", publish="tflite/int8/layers.csv"),),
+        # Nobody asked: off the critical path, unless verification fails.
+        runs_if_failed=None if settings.debug or repair else f"verify[{TFLITE.artifact('int8')}]",
+    )
+    if not repair:
+        return [layers]
+    return [layers, StepSpec(
+        name="tflite_repair[int8]", kind="tflite_repair",
+        params={**params, "float_layers": list(settings.float_layers), "max_metric_drop": settings.max_metric_drop},
+        inputs={**inputs, "layers": LAYERS}, outputs=(OutputSpec(role="repair", artifact=REPAIR, path="repair.json"),),
+    )]  # fmt: skip
 
 
 def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
@@ -199,6 +144,7 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
             f"export.tflite.quantization={calibrated[0]} needs calibration data: set "
             "data.calibration_samples to 1 or more (100 is typical)"
         )
+    _check_int8(cfg.export.tflite.int8)
     if cfg.optimize.method.value == "qat" and "int16x8" in variants:
         raise ConfigError(
             "optimize=qat trains for int8 and cannot be converted to int16x8: remove int16x8 "
@@ -206,11 +152,29 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
         )
 
 
+def _check_int8(settings: DictConfig) -> None:
+    key = "export.tflite.int8"
+    drop = settings.max_metric_drop
+    if drop is not None and not (0 <= drop < float("inf")):
+        raise ConfigError(f"{key}.max_metric_drop must be a number of 0 or more (0.01: one accuracy point), got {drop}")
+    if settings.debug is False and drop is not None:
+        raise ConfigError(f"{key}.max_metric_drop ranks the ops by the per-layer report, which {key}.debug=false "
+                          "turns off: drop one of them")  # fmt: skip
+    for pattern in settings.float_layers:
+        if not pattern:
+            raise ConfigError(f"{key}.float_layers: an empty name picks nothing; give op or layer names, or patterns")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"{key}.float_layers: {pattern!r} is not a regular expression ({error}); "
+                              "escape its special characters with \\") from None
+
+
 TFLITE = Format(
     name="tflite",
     title="TFLite",
     summary="a .tflite flatbuffer per quantization, verified and timed on LiteRT (phones, edge devices)",
-    steps=(TfliteStep(),),
+    steps=(TfliteStep(), TfliteLayersStep(), TfliteRepairStep()),
     plan=plan,
     variants=VARIANTS,
     default_variants=("float", "int8"),
