@@ -253,11 +253,14 @@ def test_build_then_noop_then_one_change(tmp_path):
     assert {s["name"] for s in record["steps"]} == {
         "data", "train", "saved_model", "tflite[float]", "tflite[int8]",
         "reference", "verify[tflite/float]", "verify[tflite/int8]",
-        "benchmark[saved_model]", "benchmark[tflite/float]", "benchmark[tflite/int8]",
+        "benchmark[saved_model]", "benchmark[tflite/float]", "benchmark[tflite/int8]", "tflite_layers[int8]",
     }  # fmt: skip
     assert record["verification"] == "on"
     for s in record["steps"]:
         assert set(s) >= {"kind", "name", "key", "status", "reason", "seconds", "info"}
+        if s["name"] == "tflite_layers[int8]":  # the int8 report, needed only if int8 verification fails
+            assert s["status"] == "not needed" and s["key"] is None
+            continue
         assert s["status"] == "built" and len(s["key"]) == 64
     artifacts = {a["name"]: a for a in record["artifacts"]}
     assert set(artifacts) == {"saved_model", "tflite/float", "tflite/int8"}
@@ -322,7 +325,8 @@ def test_sweep_trains_once_and_reports_every_job(tmp_path):
                         "benchmark[saved_model]": "built", "benchmark[tflite/float]": "built"}
     assert steps[2] == {"data": "cached", "train": "cached", "saved_model": "cached", "tflite[int8]": "built",
                         "reference": "cached", "verify[tflite/int8]": "built",
-                        "benchmark[saved_model]": "cached", "benchmark[tflite/int8]": "built"}
+                        "benchmark[saved_model]": "cached", "benchmark[tflite/int8]": "built",
+                        "tflite_layers[int8]": "not needed"}
 
     report = json.loads((sweep / "sweep_report.json").read_text())
     assert [j["status"] for j in report["jobs"]] == ["succeeded"] * 3

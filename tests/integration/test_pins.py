@@ -68,7 +68,7 @@ def test_rebuild_from_an_empty_cache_is_byte_identical(pinned):
     result = run_tfbuild("recipe=pinned/digits_all-1.0", "cache.dir=fresh_cache", cwd=pinned, check=True)
     assert "reproduced pinned/digits_all-1.0: 10 artifacts byte-identical to the lock" in result.stdout
     record = json.loads((runs(pinned)[-1] / "build.json").read_text())
-    assert {s["status"] for s in record["steps"]} == {"built"}, "nothing came from a cache"
+    assert {s["status"] for s in record["steps"]} == {"built", "not needed"}, "nothing came from a cache"
     original, rebuilt = files_of(runs(pinned)[0]), files_of(runs(pinned)[-1])
     assert sorted(original) == sorted(rebuilt)
     assert any(p.startswith("saved_model/variables/") for p in original)

@@ -164,7 +164,7 @@ class TfliteRepairStep:
             def evaluate(float_ops: list[str]) -> Trial:
                 model, size = run(float_ops)
                 output, metric, value, ref, drop = metric_drop(model.predict(inputs), reference, targets, split.tasks())
-                ctx.progress.advance(f"{len(float_ops)} ops in float: {metric} drop {drop:g}")
+                ctx.progress.advance(f"{len(float_ops)} ops in float: {metric} drop {_drop_text(metric, drop)}")
                 added = float_ops[-1] if len(float_ops) > len(kept) else ""
                 return Trial(len(float_ops), added, output, metric, value, ref, drop, size,
                              target is None or drop <= target)
@@ -191,14 +191,22 @@ class TfliteRepairStep:
             "full_int8": {**_figures(full), "p50_ms": full_ms},
             "chosen": {**_figures(chosen_trial), "p50_ms": chosen_ms, "float_ops": chosen},
             "quantized_ops": len(ops), "trials": trial_record(trials),
-            "summary": (f"{len(chosen)} of {len(ops)} ops in float: {full.metric} drop {full.drop:g} -> "
-                        f"{chosen_trial.drop:g}, {full.bytes / 1024:.1f} -> {chosen_trial.bytes / 1024:.1f} KB"),
+            "summary": (f"{len(chosen)} of {len(ops)} ops in float: {full.metric} drop {_drop(full)} -> "
+                        f"{_drop(chosen_trial)}, {full.bytes / 1024:.1f} -> {chosen_trial.bytes / 1024:.1f} KB"),
         }  # fmt: skip
         if target is not None:
             # A pin records the chosen set, so a release rebuild converts it without searching.
             info["pin"] = {FLOAT_LAYERS_KEY: chosen, "export.tflite.int8.max_metric_drop": None,
                            "export.tflite.int8.debug": True}  # fmt: skip
         return info
+
+
+def _drop_text(metric: str, drop: float) -> str:
+    return f"{drop * 100:.1f} pts" if metric == "accuracy" else f"{drop:.4g}"
+
+
+def _drop(trial: Any) -> str:
+    return _drop_text(trial.metric, trial.drop)
 
 
 def _figures(trial: Any) -> dict[str, Any]:
