@@ -344,3 +344,55 @@ def test_a_recipes_variants_for_a_format_it_does_not_build_are_refused(compose_c
     # A recipe that chooses the formats itself, narrowed on the command line: not an error.
     narrowed = ("recipe=digits", "target=multi_gpu", "target.cpu_devices=2", "export.formats=saved_model")
     resolve(compose_cfg(*narrowed), Origin(command_line=narrowed))
+
+
+# -- int8: the per-layer report and the repair ---------------------------------------------
+
+
+def test_int8_settings_reach_the_int8_steps_only(compose_cfg):
+    plain = plan_of(compose_cfg, "recipe=digits")
+    named = plan_of(compose_cfg, "recipe=digits", "export.tflite.int8.float_layers=[dense]")
+    changed = {s.name for s in named.steps} - {s.name for s in plain.steps}
+    assert changed == {"tflite_repair[int8]"}, "what the float ops cost and buy is measured"
+    assert named.step("tflite[int8]").params["float_layers"] == ["dense"]
+    assert named.step("tflite_layers[int8]").runs_if_failed is None, "asked for: always built"
+    assert all(plain.step(s.name).params == s.params for s in named.steps
+               if s.name in {p.name for p in plain.steps} and s.name not in ("tflite[int8]", "tflite_layers[int8]"))
+
+
+def test_a_repair_feeds_its_chosen_set_to_the_int8_conversion(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits", "export.tflite.int8.max_metric_drop=0.01")
+    int8 = plan.step("tflite[int8]")
+    assert int8.inputs["repair"] == "tflite/int8/repair" and "float_layers" not in int8.params
+    assert plan.step("tflite_repair[int8]").inputs["layers"] == "tflite/int8/layers"
+    order = names(plan)
+    assert order.index("tflite_layers[int8]") < order.index("tflite_repair[int8]") < order.index("tflite[int8]")
+
+
+def test_the_int8_report_can_be_off_always_or_on_failure(compose_cfg):
+    assert "tflite_layers[int8]" not in names(plan_of(compose_cfg, "recipe=digits", "export.tflite.int8.debug=false"))
+    assert "tflite_layers[int8]" not in names(plan_of(compose_cfg, "recipe=digits", "verify.enabled=false"))
+    on = plan_of(compose_cfg, "recipe=digits", "verify.enabled=false", "export.tflite.int8.debug=true")
+    assert on.step("tflite_layers[int8]").runs_if_failed is None
+    assert on.step("tflite_layers[int8]").outputs[0].publish == "tflite/int8/layers.csv"
+
+
+def test_int8_settings_are_inert_while_int8_is_not_built(compose_cfg):
+    plan = plan_of(compose_cfg, "recipe=digits", "export.tflite.quantization=[float]", "export.tflite.int8.max_metric_drop=0.01")
+    assert not [n for n in names(plan) if "int8" in n], "a sweep over quantizations may set them for every job"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["export.tflite.int8.max_metric_drop=-0.5"], "export.tflite.int8.max_metric_drop must be a number of 0 or more"),
+        (["export.tflite.int8.max_metric_drop=inf"], "export.tflite.int8.max_metric_drop must be a finite number"),
+        (["export.tflite.int8.debug=false", "export.tflite.int8.max_metric_drop=0.01"], "export.tflite.int8.debug=false turns off"),
+        (["export.tflite.int8.float_layers=['conv(']"], "export.tflite.int8.float_layers: 'conv(' is not a regular expression"),
+        (["export.tflite.int8.float_layers=['']"], "export.tflite.int8.float_layers: an empty name picks nothing"),
+    ],
+)
+def test_bad_int8_settings_are_refused_naming_the_key(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        plan_of(compose_cfg, "recipe=digits", *overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -9,7 +9,7 @@ import pytest
 from tfbuild import keys
 from tfbuild.cache import Cache
 from tfbuild.plan import OutputSpec, StepSpec, make_plan
-from tfbuild.runner import BUILT, CACHED, FAILED, SKIPPED, TO_BUILD, run_plan
+from tfbuild.runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, run_plan
 
 from tests.fakes import WriteStep, step
 
@@ -285,3 +285,53 @@ def test_a_run_folder_that_cannot_be_cleared_is_a_one_line_error(build, tmp_path
             build(chain(), run_dir=tmp_path / "run")
     finally:
         subprocess.run(["chattr", "-i", str(stuck)] if os.geteuid() == 0 else ["chmod", "0755", str(stuck.parent)])
+
+
+# -- a step that runs only if another fails (the int8 report when int8 verification fails) --
+
+
+def diagnosed(fail: bool):
+    """export -> check; `diagnose` reads export and runs only if check fails."""
+    from dataclasses import replace
+
+    diagnose = replace(step("diagnose", {"model": "export"}, publish=True), runs_if_failed="check")
+    return [*chain(), diagnose, step("check", {"model": "export"}, fail=fail)]
+
+
+def test_a_diagnosis_is_not_needed_while_its_trigger_passes(build, runs, tmp_path):
+    result = build(diagnosed(fail=False), run_dir=tmp_path / "run")
+    assert summary(result)["diagnose"] == (NOT_NEEDED, "check passed")
+    assert runs["diagnose"] == 0 and not (tmp_path / "run" / "diagnose.txt").exists()
+    assert [r.spec.name for r in result.steps][-2:] == ["check", "diagnose"], "it runs after its trigger"
+    assert result.failed is None
+
+
+def test_a_diagnosis_runs_when_its_trigger_fails_and_is_cached_like_any_step(build, runs, tmp_path):
+    result = build(diagnosed(fail=True), run_dir=tmp_path / "run")
+    assert summary(result)["check"][0] == FAILED
+    assert summary(result)["diagnose"] == (BUILT, "not in cache")
+    assert (tmp_path / "run" / "diagnose.txt").is_file()
+    again = build(diagnosed(fail=True))
+    assert summary(again)["diagnose"] == (CACHED, "cached") and runs["diagnose"] == 1
+
+
+def test_a_dry_run_says_when_a_diagnosis_would_run(build):
+    result = build(diagnosed(fail=True), dry_run=True)
+    assert summary(result)["diagnose"] == (TO_BUILD, "only if check fails")
+
+
+def test_a_diagnosis_is_skipped_with_its_trigger(build):
+    steps = diagnosed(fail=False)
+    steps[0] = step("data", fail=True)  # nothing downstream can run
+    result = build(steps)
+    assert summary(result)["check"][0] == SKIPPED
+    assert summary(result)["diagnose"] == (SKIPPED, "check did not run")
+
+
+def test_a_diagnosis_of_a_step_that_is_not_planned_is_refused():
+    from dataclasses import replace
+
+    from tfbuild.errors import PlanError
+
+    with pytest.raises(PlanError, match="runs if 'verify' fails, but no step is named so"):
+        make_plan([*chain(), replace(step("diagnose", {"model": "export"}), runs_if_failed="verify")])
