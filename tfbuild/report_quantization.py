@@ -191,11 +191,13 @@ def quantization_markdown(facts: Facts | None) -> str:
     if layers:
         lines += [f"### {_layers_heading(layers)}", ""]
         lines += _md_table(LAYER_HEADERS, LAYER_NUMERIC, [_layer_cells(r) for r in layers.get("worst") or ()])
-        lines += ["", *_layers_notes(layers), ""]
+        for note in _layers_notes(layers):  # a paragraph each: Markdown joins adjacent lines
+            lines += ["", note]
+        lines += [""]
     if repair:
         lines += ["### Keeping ops in float: cost and benefit", ""]
         lines += _md_table(_cost_headers(repair), (False, True, True, True, True), _cost_rows(repair))
-        lines += ["", _float_line(repair), _bound_line(repair), ""]
+        lines += ["", _float_line(repair), "", _bound_line(repair), ""]
         if _shows_search(repair):
             lines += ["Search, in the order tried:", ""]
             lines += _md_table(_search_headers(repair), (True, False, True, True, True, False), _search_rows(repair))

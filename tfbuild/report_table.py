@@ -192,7 +192,7 @@ h4 {{ font-size: 0.95em; }}
 p.note {{ font-size: 14px; color: #444; max-width: 60em; overflow-wrap: anywhere; }}
 /* A layer or op name: cut short, in full in its title (names of fused ops run long). */
 td.name {{ max-width: 16em; overflow: hidden; text-overflow: ellipsis; }}
-@media (max-width: 600px) {{ body {{ margin: 0.8em; }} table {{ font-size: 12px; }} }}
+@media (max-width: 600px) {{ body {{ margin: 0.8em; }} table {{ font-size: 12px; }} td.name {{ max-width: 9em; }} }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {intro}<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
