@@ -85,6 +85,7 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     from .quiet import native_output_to
     from .record import build_record, write_json
     from .report import gate_violations, report_rows, write_report
+    from .report_quantization import quantization_facts
     from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
 
@@ -126,7 +127,7 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
             _remove_unused_run_dir(run_dir)
             return
         rows = report_rows(result, OmegaConf.to_container(cfg.gates, resolve=True))  # type: ignore[arg-type]
-        write_report(run_dir, rows, recipe=recipe)
+        write_report(run_dir, rows, recipe=recipe, quantization=quantization_facts(result))
         violations = gate_violations(rows)
         console.print(report_table(rows, f"report: {run_dir / 'report.md'}", console.width))
         record = build_record(

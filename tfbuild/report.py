@@ -16,7 +16,8 @@ report.json:
             "accuracy", "accuracy_delta", "mae", "mae_delta", "rmse",
             "verify", "top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine",
             "gate", "gate_problems": [...]}],
-  "gate_violations": ["ARTIFACT (RUNTIME): PROBLEM", ...]
+  "gate_violations": ["ARTIFACT (RUNTIME): PROBLEM", ...],
+  "quantization": {"layers": tflite_layers' info or null, "repair": tflite_repair's info or null}
 }
 A figure that was not measured is null. Keys are only ever added.
 
@@ -35,6 +36,7 @@ from .gates import limits_for, violations
 from .metrics import CLASSIFICATION, LABELS, METRICS, REGRESSION
 from .plots import bar_chart, scatter_plot
 from .record import write_text_atomic
+from .report_quantization import quantization_html, quantization_markdown
 from .report_table import html_page, markdown, metric_value, output_tasks
 from .runner import BUILT, CACHED, FAILED, SKIPPED, BuildResult, StepResult
 
@@ -222,7 +224,9 @@ def build_plots(rows: list[dict[str, Any]]) -> list[str]:
     return plots
 
 
-def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | None) -> list[Path]:
+def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | None,
+                 quantization: Mapping[str, Any] | None = None) -> list[Path]:
+    """`quantization`: report_quantization.quantization_facts of the build, when it has them."""
     title = f"tfbuild report: {recipe or '(no recipe)'}"
     violations_ = gate_violations(rows)
     record = {
@@ -234,9 +238,11 @@ def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | Non
         "columns": COLUMNS,
         "rows": rows,
         "gate_violations": violations_,
+        # The tflite_layers and tflite_repair steps' info, null where the step did not run.
+        "quantization": {"layers": (quantization or {}).get("layers"), "repair": (quantization or {}).get("repair")},
     }
     paths = [run_dir / name for name in FILES]
     write_text_atomic(paths[0], json.dumps(record, indent=2) + "\n")
-    write_text_atomic(paths[1], markdown(rows, title))
-    write_text_atomic(paths[2], html_page(rows, title, build_plots(rows)))
+    write_text_atomic(paths[1], markdown(rows, title, extra=quantization_markdown(quantization)))
+    write_text_atomic(paths[2], html_page(rows, title, build_plots(rows), extra=quantization_html(quantization)))
     return paths

@@ -146,15 +146,19 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[Column]) -> list[str]:
     return lines
 
 
-def markdown(rows: Sequence[Row], title: str) -> str:
+def markdown(rows: Sequence[Row], title: str, extra: str = "") -> str:
+    """The report as Markdown; `extra` (Markdown, e.g. the int8 section) after the table."""
     lines = [f"# {title}", "", *markdown_table(rows, table_columns(rows))]
     lines += ["", f"{NOTE} {metric_note(rows)}".strip(), ""]
+    if extra:
+        lines += [extra.rstrip("\n"), ""]
     return "\n".join(lines)
 
 
 def html_page(rows: Sequence[Row], title: str, plots: Sequence[str], intro: str = "",
-              columns: Sequence[Column] | None = None) -> str:
-    """The page: `intro` (HTML) above the table; `columns` default to the report's."""
+              columns: Sequence[Column] | None = None, extra: str = "") -> str:
+    """The page: `intro` (HTML) above the table; `columns` default to the report's; `extra`
+    (an HTML fragment, e.g. the int8 section) after the table, its notes and plots."""
     columns = table_columns(rows) if columns is None else columns
     head = "".join(f'<th class="{"num" if c.numeric else "text"}">{html.escape(c.header)}</th>' for c in columns)
     body = "".join(
@@ -183,13 +187,18 @@ th:first-child, td:first-child {{ position: sticky; left: 0; }}
 .passed {{ color: #1a7f37; }} .failed {{ color: #cf222e; font-weight: bold; }} .skipped {{ color: #9a6700; }}
 figure {{ display: inline-block; margin: 1em 2em 1em 0; max-width: 100%; }}
 figure svg {{ max-width: 100%; height: auto; }}
-@media (max-width: 600px) {{ body {{ margin: 0.8em; }} table {{ font-size: 12px; }} }}
+h3 {{ font-size: 1em; margin-top: 1.5em; overflow-wrap: anywhere; }}
+h4 {{ font-size: 0.95em; }}
+p.note {{ font-size: 14px; color: #444; max-width: 60em; overflow-wrap: anywhere; }}
+/* A layer or op name: cut short, in full in its title (names of fused ops run long). */
+td.name {{ max-width: 16em; overflow: hidden; text-overflow: ellipsis; }}
+@media (max-width: 600px) {{ body {{ margin: 0.8em; }} table {{ font-size: 12px; }} td.name {{ max-width: 9em; }} }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {intro}<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
 <p>{html.escape(f"{NOTE} {metric_note(rows)}".strip())}</p>
 {_problems(rows)}{''.join(f'<figure>{p}</figure>' for p in plots)}
-</body></html>
+{extra}</body></html>
 """
 
 
