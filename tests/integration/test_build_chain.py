@@ -13,7 +13,7 @@ import pytest
 
 from tfbuild.cache import Cache
 from tfbuild.resolver import resolve
-from tfbuild.runner import BUILT, CACHED, run_plan
+from tfbuild.runner import BUILT, CACHED, NOT_NEEDED, run_plan
 from tfbuild.steps import REGISTRY
 from tfbuild.datasets.split import Split
 
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 def test_every_step_built_and_published(built):
     root, _, result = built
-    assert all(r.status == BUILT for r in result.steps)
+    # The int8 report is needed only if int8 verification fails.
+    assert {r.spec.name: r.status for r in result.steps if r.status != BUILT} == {"tflite_layers[int8]": NOT_NEEDED}
     run = root / "run"
     assert (run / "saved_model" / "saved_model.pb").is_file()
     for q in ("float", "dynamic", "fp16", "int8", "int16x8"):
@@ -98,7 +99,7 @@ def test_rebuild_is_fully_cached_and_a_new_variant_builds_one_step(built, compos
     cache_copy = tmp_path / "cache"
     shutil.copytree(root / "cache", cache_copy)
     again = run_plan(resolve(cfg).plan, Cache(cache_copy), REGISTRY, scope="digits")
-    assert {r.status for r in again.steps} == {CACHED}
+    assert {r.status for r in again.steps} - {NOT_NEEDED} == {CACHED}
 
     changed = compose_cfg("recipe=digits", *TINY, "export.tflite.quantization=[int8]", "data.calibration_samples=8")
     result = run_plan(resolve(changed).plan, Cache(cache_copy), REGISTRY, scope="digits")

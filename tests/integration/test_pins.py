@@ -242,7 +242,7 @@ def test_gc_keeps_what_a_pin_needs(pinned):
     assert gc.stdout.strip().endswith("32 kept for pinned recipes")
     result = run_tfbuild("recipe=pinned/digits_all-1.0", cwd=pinned, check=True)
     statuses = {s["status"] for s in json.loads((runs(pinned)[-1] / "build.json").read_text())["steps"]}
-    assert statuses == {"cached"}, "every step the pin needs survived gc"
+    assert statuses - {"not needed"} == {"cached"}, "every step the pin needs survived gc"
     assert "reproduced" in result.stdout
 
 
