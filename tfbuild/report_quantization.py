@@ -152,7 +152,7 @@ def _bound_line(repair: Facts) -> str:
 
 
 def _search_headers(repair: Facts) -> list[str]:
-    return ["float ops", "last op added", _metric_label(repair)[1], "drop", "size KB", "meets"]
+    return ["float ops", "last op added", _metric_label(repair)[1], "drop", "top-1 agr.", "size KB", "meets"]
 
 
 def _search_rows(repair: Facts) -> list[list[str]]:
@@ -162,8 +162,15 @@ def _search_rows(repair: Facts) -> list[list[str]]:
         added = trial.get("added") or ""
         rows.append([str(trial.get("float_ops", "")), _layer_name(added) if added else "-",
                      _value(metric, trial.get("value")), _drop(metric, trial.get("drop")),
-                     _kb(trial.get("bytes")), "✓" if trial.get("meets") else "✗"])  # fmt: skip
+                     _agreement(trial), _kb(trial.get("bytes")), "✓" if trial.get("meets") else "✗"])  # fmt: skip
     return rows
+
+
+def _agreement(trial: Facts) -> str:
+    """Top-1 agreement with the SavedModel; marked when the int8 tolerance did not hold."""
+    agreement = trial.get("top1_agreement")
+    text = "-" if agreement is None else f"{agreement:.1%}"
+    return text if trial.get("within_tolerance", True) else f"{text} (tolerance missed)"
 
 
 def _shows_search(repair: Facts) -> bool:
@@ -245,14 +252,14 @@ def _repair_html(repair: Facts) -> str:
     parts = ["<h3>Keeping ops in float: cost and benefit</h3>", _html_table(_cost_headers(repair), cost_numeric, cost),
              float_line, f'<p class="note">{html.escape(_bound_line(repair))}</p>']  # fmt: skip
     if _shows_search(repair):
-        search_numeric = (True, False, True, True, True, False)
+        search_numeric = (True, False, True, True, True, True, False)
         body = []
         for trial, row in zip(repair.get("trials") or (), _search_rows(repair)):
             tds = []
             for i, (c, n) in enumerate(zip(row, search_numeric)):
                 if i == 1:
                     tds.append(_td(c, n, "name", str(trial.get("added") or "")))
-                elif i == 5:
+                elif i == 6:
                     tds.append(_td(c, n, "passed" if trial.get("meets") else "failed"))
                 else:
                     tds.append(_td(c, n))

@@ -20,7 +20,7 @@ def evaluator(needed: set[str], calls: list[list[str]]):
         meets = needed <= set(float_ops)
         drop = 0.0 if meets else 0.2
         return Trial(len(float_ops), float_ops[-1] if float_ops else "", "probs", "accuracy", 0.9 - drop, 0.9,
-                     drop, 1000 + 100 * len(float_ops), meets)  # fmt: skip
+                     drop, 1000 + 100 * len(float_ops), 1.0 - drop, meets, meets)  # fmt: skip
 
     return evaluate
 

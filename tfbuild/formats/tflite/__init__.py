@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ...errors import ConfigError
 from ...plan import OutputSpec, StepSpec
@@ -100,7 +100,9 @@ def int8_steps(ctx: PlanContext, calibration: dict[str, Any]) -> list[StepSpec]:
         return [layers]
     return [layers, StepSpec(
         name="tflite_repair[int8]", kind="tflite_repair",
-        params={**params, "float_layers": list(settings.float_layers), "max_metric_drop": settings.max_metric_drop},
+        params={**params, "float_layers": list(settings.float_layers), "max_metric_drop": settings.max_metric_drop,
+                # The search also holds int8's verification tolerance, on the validation split.
+                "tolerance": _tolerance(ctx.cfg) if ctx.cfg.verify.enabled else {}},
         inputs={**inputs, "layers": LAYERS}, outputs=(OutputSpec(role="repair", artifact=REPAIR, path="repair.json"),),
     )]  # fmt: skip
 
@@ -150,6 +152,12 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
             "optimize=qat trains for int8 and cannot be converted to int16x8: remove int16x8 "
             "from export.tflite.quantization, or use optimize=none|prune|cluster"
         )
+
+
+def _tolerance(cfg: DictConfig) -> dict[str, Any]:
+    value = OmegaConf.to_container(cfg.verify.tolerances.tflite.int8, resolve=True)
+    assert isinstance(value, dict)
+    return value
 
 
 def _check_int8(settings: DictConfig) -> None:

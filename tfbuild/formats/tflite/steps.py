@@ -131,7 +131,9 @@ class TfliteRepairStep:
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import numpy as np
 
+        from ...agreement import compare_outputs, violations, worst
         from ...datasets.split import Split
+        from ...metrics import output_tasks
         from ...runtimes.litert import LiteRtModel
         from ...runtimes.savedmodel import run_saved_model
         from ...runtimes.timing import Protocol, latency_figures, time_calls
@@ -140,13 +142,14 @@ class TfliteRepairStep:
 
         tf = _tensorflow()
         p = ctx.params
-        target = p["max_metric_drop"]
+        target, tolerance = p["max_metric_drop"], p["tolerance"]
         split = Split(ctx.inputs["data"])
         # The validation split, not the test split: the test split stays for verification.
         part = "validation" if split.count("validation") else "train"
         inputs = {k: np.asarray(v) for k, v in split.inputs(part).items()}
         targets = {k: np.asarray(v) for k, v in split.targets(part).items()}
         reference = run_saved_model(ctx.inputs["saved_model"], inputs)
+        tasks = output_tasks(list(reference), split.tasks())
         calibration = _calibration(ctx)
         calibrated = calibrated_model(tf, str(ctx.inputs["saved_model"]), calibration.samples)
         ops = quantizable_ops(calibrated)
@@ -163,11 +166,15 @@ class TfliteRepairStep:
 
             def evaluate(float_ops: list[str]) -> Trial:
                 model, size = run(float_ops)
-                output, metric, value, ref, drop = metric_drop(model.predict(inputs), reference, targets, split.tasks())
+                outputs = model.predict(inputs)
+                output, metric, value, ref, drop = metric_drop(outputs, reference, targets, split.tasks())
+                per_output = compare_outputs(outputs, reference, tasks)
+                held = not violations(per_output, tolerance)
                 ctx.progress.advance(f"{len(float_ops)} ops in float: {metric} drop {_drop_text(metric, drop)}")
                 added = float_ops[-1] if len(float_ops) > len(kept) else ""
                 return Trial(len(float_ops), added, output, metric, value, ref, drop, size,
-                             target is None or drop <= target)
+                             worst(per_output.values())["top1_agreement"], held,
+                             held and (target is None or drop <= target))
 
             def latency(float_ops: list[str]) -> float:
                 model, _ = run(float_ops)
@@ -186,7 +193,7 @@ class TfliteRepairStep:
 
         ctx.outputs["repair"].write_text(json.dumps({"float_ops": chosen}, indent=1) + "\n")
         info: dict[str, Any] = {
-            "max_metric_drop": target, "split": part, "samples": split.count(part),
+            "max_metric_drop": target, "tolerance": tolerance, "split": part, "samples": split.count(part),
             "reference": {"output": full.output, "metric": full.metric, "value": full.reference},
             "full_int8": {**_figures(full), "p50_ms": full_ms},
             "chosen": {**_figures(chosen_trial), "p50_ms": chosen_ms, "float_ops": chosen},
