@@ -188,7 +188,8 @@ def check_literal_types(origin: Origin) -> None:
         prefix = f"{origin.recipe_file}: " if origin.recipe_file else ""
         written += [(path, value, f"{prefix}{path}={value}") for path, value in _leaves(raw, "") if path != "defaults"]
     for key, value, as_written in written:
-        if schema_type_at(key) is bool and not isinstance(value, bool) and not _is_interpolation(value):
+        # null passes here: OmegaConf refuses it for a key that is not Optional, with the key's name.
+        if schema_type_at(key) is bool and not isinstance(value, (bool, type(None))) and not _is_interpolation(value):
             raise ConfigError(f"{as_written}: {key} takes true or false, got {value!r}")
 
 
