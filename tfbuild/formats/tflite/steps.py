@@ -164,7 +164,11 @@ class TfliteRepairStep:
                 path.write_bytes(model)
                 return LiteRtModel(path, threads=1), len(model)
 
+            measured: dict[tuple[str, ...], Trial] = {}
+
             def evaluate(float_ops: list[str]) -> Trial:
+                if tuple(float_ops) in measured:  # full int8 is the search's first candidate too
+                    return measured[tuple(float_ops)]
                 model, size = run(float_ops)
                 outputs = model.predict(inputs)
                 output, metric, value, ref, drop = metric_drop(outputs, reference, targets, split.tasks())
@@ -172,9 +176,10 @@ class TfliteRepairStep:
                 held = not violations(per_output, tolerance)
                 ctx.progress.advance(f"{len(float_ops)} ops in float: {metric} drop {_drop_text(metric, drop)}")
                 added = float_ops[-1] if len(float_ops) > len(kept) else ""
-                return Trial(len(float_ops), added, output, metric, value, ref, drop, size,
-                             worst(per_output.values())["top1_agreement"], held,
-                             held and (target is None or drop <= target))
+                trial = Trial(len(float_ops), added, output, metric, value, ref, drop, size,
+                              worst(per_output.values())["top1_agreement"], held,
+                              held and (target is None or drop <= target))
+                return measured.setdefault(tuple(float_ops), trial)
 
             def latency(float_ops: list[str]) -> float:
                 model, _ = run(float_ops)
