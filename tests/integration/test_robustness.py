@@ -152,7 +152,7 @@ def test_a_reused_run_folder_holds_only_the_last_builds_artifacts(tmp_path):
         f.write(b"appended")
     again = run_tfbuild(*QUICK, cwd=tmp_path, check=True)
     assert "cache entry" not in again.stdout
-    assert all(s["status"] == "cached" for s in records(tmp_path)[-1]["steps"])
+    assert {s["status"] for s in records(tmp_path)[-1]["steps"]} - {"not needed"} == {"cached"}
 
 
 def test_a_pin_is_recorded_in_the_cache_and_gc_keeps_it_from_any_folder(tmp_path):
