@@ -159,10 +159,12 @@ class TfliteRepairStep:
 
         with tempfile.TemporaryDirectory(prefix="tfbuild-repair-") as scratch:
             def run(float_ops: list[str]) -> Any:
-                model = models.setdefault(tuple(float_ops), quantized(tf, calibrated, float_ops))
-                path = Path(scratch) / f"{len(models)}.tflite"
-                path.write_bytes(model)
-                return LiteRtModel(path, threads=1), len(model)
+                key = tuple(float_ops)
+                if key not in models:
+                    models[key] = quantized(tf, calibrated, float_ops)
+                path = Path(scratch) / f"{list(models).index(key)}.tflite"  # one file per candidate
+                path.write_bytes(models[key])
+                return LiteRtModel(path, threads=1), len(models[key])
 
             measured: dict[tuple[str, ...], Trial] = {}
 
@@ -193,7 +195,7 @@ class TfliteRepairStep:
             else:
                 chosen, trials = search(ranked, kept, evaluate, target)
                 trials = [full, *trials] if kept else trials
-            chosen_trial = next(t for t in reversed(trials) if t.float_ops == len(chosen))
+            chosen_trial = measured[tuple(chosen)]
             full_ms, chosen_ms = latency([]), latency(chosen)
 
         ctx.outputs["repair"].write_text(json.dumps({"float_ops": chosen}, indent=1) + "\n")
