@@ -1,4 +1,6 @@
-"""What does a fully cached build cost? Prints the no-op rebuild's wall time per recipe.
+"""What does a fully cached build cost? Prints the no-op rebuild's wall time per recipe, with
+the stamp the previous build left (tfbuild/stamp.py: no Hydra) and without it (the stamps
+folder removed before each call: Hydra composes the config), against the cold build.
 
 A no-op rebuild composes the config, plans, checks every cache entry it would use (manifest,
 entry digest, a stat per file), publishes the artifacts into a new run folder and writes the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,25 +55,31 @@ def main() -> None:
     sides: dict[str, Path | None] = {"this checkout": None}
     if args.compare:
         sides[f"compare ({args.compare})"] = args.compare.resolve()
-    print(f"{'recipe':<14}{'side':<40}{'steps':>6}{'median s':>10}{'min s':>8}{'max s':>8}")
+    print(f"{'recipe':<14}{'side':<22}{'steps':>6}{'cold s':>8}{'no-op s':>9}{'min':>7}{'max':>7}{'% cold':>8}{'no stamp s':>12}")
     with tempfile.TemporaryDirectory(prefix="tfbuild-noop-") as tmp:
         for recipe in args.recipes:
             folders = {}
             for name, checkout in sides.items():
                 folders[name] = Path(tmp) / recipe / str(len(folders))
                 folders[name].mkdir(parents=True)
-                run([f"recipe={recipe}"], folders[name], checkout, cold=True)  # the cold build fills this side's cache
+            cold = {}
+            for name, checkout in sides.items():  # the cold build fills this side's cache
+                cold[name] = run([f"recipe={recipe}"], folders[name], checkout, cold=True)
             times: dict[str, list[float]] = {name: [] for name in sides}
+            unstamped: dict[str, list[float]] = {name: [] for name in sides}
             for _ in range(args.repeat):
                 for name, checkout in sides.items():
                     times[name].append(run([f"recipe={recipe}"], folders[name], checkout))
+                    shutil.rmtree(folders[name] / "outputs" / "cache" / "stamps", ignore_errors=True)
+                    unstamped[name].append(run([f"recipe={recipe}"], folders[name], checkout))  # stamps again
             for name in sides:
                 steps = len(list((folders[name] / "outputs" / "cache" / "entries").glob("*/*")))
-                t = times[name]
-                print(f"{recipe:<14}{name:<40}{steps:>6}{statistics.median(t):>10.3f}{min(t):>8.3f}{max(t):>8.3f}")
+                t, median = times[name], statistics.median(times[name])
+                print(f"{recipe:<14}{name[:21]:<22}{steps:>6}{cold[name]:>8.2f}{median:>9.3f}{min(t):>7.3f}{max(t):>7.3f}"
+                      f"{100 * median / cold[name]:>7.1f}%{statistics.median(unstamped[name]):>12.3f}")
             if args.compare:
                 base, this = (statistics.median(times[n]) for n in list(sides)[::-1])
-                print(f"{recipe:<14}{'ratio this / compare':<40}{'':>6}{this / base:>10.3f}")
+                print(f"{recipe:<14}{'ratio this / compare':<22}{'':>14}{this / base:>9.3f}")
 
 
 if __name__ == "__main__":

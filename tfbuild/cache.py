@@ -15,6 +15,8 @@ Layout under the cache folder:
   index/<hash>.json                  the key material a step was last built or reused with,
                                      so a rebuild can say *why* it runs ("params changed: ...")
   state.db                           remembered file digests (see digests.StatCache)
+  stamps/<name>.json                 what a command's last good build was composed from and
+                                     planned to (the no-op shortcut, stamp.py)
 
 An entry exists only once its folder, manifest written last, is renamed into place. An entry
 is served only when it is exactly what its manifest says and the manifest holds together (see
@@ -102,6 +104,24 @@ class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.state = StatCache(self.root / "state.db")
+
+    @staticmethod
+    def stamp_file(root: Path, name: str) -> Path:
+        return Path(root) / "stamps" / f"{name}.json"
+
+    @staticmethod
+    def write_stamp(root: Path, name: str, text: str) -> None:
+        """Replace a stamp in one rename: a reader finds the old one or the new one, whole."""
+        path = Cache.stamp_file(root, name)
+        path.parent.mkdir(exist_ok=True)
+        if path.is_dir() and not path.is_symlink():  # whatever stands in its place goes
+            shutil.rmtree(path)
+        staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            staging.write_text(text)
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
 
     def entry_dir(self, key: str) -> Path:
         return self.root / "entries" / key[:2] / key

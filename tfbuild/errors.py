@@ -35,3 +35,10 @@ def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when `value` is a near miss of an allowed value, else ''."""
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def print_error(message: str) -> None:
+    """How every error reaches the user: one line on stderr."""
+    import sys
+
+    print(f"tfbuild: error: {message}", file=sys.stderr)

@@ -37,9 +37,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .digests import is_racy
 from .errors import ConfigError
+from .project import CONF_DIR, PROJECT_ROOT, recipe_dirs
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = PROJECT_ROOT / "conf"
+__all__ = ["CONF_DIR", "PROJECT_ROOT", "RecipeIndex", "discover", "load_recipe_file", "recipe_dirs", "register_recipes"]
+
 RECIPE_GROUP = "recipe"
 
 # A pinned recipe of everything (digits_all) is 9 KB and 544 YAML nodes. Parsing is pure
@@ -67,16 +68,6 @@ class RecipeIndex:
 
     def names(self) -> list[str]:
         return sorted(self.files)
-
-
-def recipe_dirs(cwd: Path | None = None) -> list[Path]:
-    """The user's `./recipes` first, then the project's own; the first definition of a name wins."""
-    candidates = [(cwd or Path.cwd()) / "recipes", PROJECT_ROOT / "recipes"]
-    seen: list[Path] = []
-    for folder in candidates:
-        if folder.is_dir() and folder.resolve() not in [s.resolve() for s in seen]:
-            seen.append(folder)
-    return seen
 
 
 def discover(dirs: list[Path]) -> RecipeIndex:

@@ -23,7 +23,9 @@ from .formats import FORMATS
 from .plan import Plan
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from <linux/fs.h>
-BUILD_RECORD = "build.json"  # written by the CLI (record.py) after the build
+BUILD_RECORD = "build.json"  # written after the build (record.py)
+BUILD_LOG = "build.log"  # TensorFlow's output and failed steps' tracebacks
+LATEST = "latest"  # outputs/runs/RECIPE/latest: a link to RECIPE's last run folder
 
 
 def owned_paths(plan: Plan) -> list[str]:
@@ -106,3 +108,32 @@ def _remove(path: Path) -> None:
     elif path.exists() or path.is_symlink():
         path.unlink()
 
+
+
+def remove_unused_run_dir(run_dir: Path) -> None:
+    """A run folder in which nothing was built (a config error, a dry run), with the empty
+    folders made on the way to it: Hydra made it, with only its .hydra/ record, before the
+    build could tell."""
+    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if leftovers <= {".hydra", BUILD_LOG}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_empty_parents(run_dir, stop=Path.cwd())
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    """The folders made on the way (outputs/runs/RECIPE/), while empty, up to `stop`."""
+    stop = stop.absolute()
+    for parent in folder.absolute().parents:
+        if parent == stop or not parent.is_relative_to(stop):
+            return
+        try:
+            parent.rmdir()  # only ever removes an empty folder
+        except OSError:
+            return
+
+
+def latest_link(run_dir: Path, pattern: str) -> Path | None:
+    """Where the link to the last run goes: beside the run folder, when each build gets a
+    folder of its own named by the time (hydra.run.dir's last part is a ${now:...}); None for
+    a fixed folder (hydra.run.dir=X), whose parent is the user's."""
+    return run_dir.parent / LATEST if "${now:" in pattern.rstrip("/").rsplit("/", 1)[-1] else None

@@ -33,7 +33,8 @@ NPZ = ["data=npz", "model=mlp", "verify.enabled=false", "benchmark.enabled=false
 
 
 def run_dirs(cwd: Path) -> list[Path]:
-    return sorted((cwd / "outputs" / "runs").glob("*/*"))
+    """The run folders, oldest first (not the `latest` link to the newest)."""
+    return sorted(p for p in (cwd / "outputs" / "runs").glob("*/*") if not p.is_symlink())
 
 
 def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path) -> None:

@@ -106,7 +106,7 @@ def resealed(pinned: Path, tmp_path: Path, change) -> Path:
 
 
 def run_folders(project: Path) -> set[Path]:
-    return {p for p in (project / "outputs" / "runs").rglob("*") if p.is_dir()}
+    return {p for p in (project / "outputs" / "runs").rglob("*") if p.is_dir() and not p.is_symlink()}
 
 
 def cache_entries(project: Path) -> set[str]:

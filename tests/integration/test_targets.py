@@ -20,7 +20,7 @@ NO_GPU = {"CUDA_VISIBLE_DEVICES": "-1"}
 
 
 def last_record(cwd):
-    run = sorted((cwd / "outputs" / "runs").glob("*/*"))[-1]
+    run = sorted(p for p in (cwd / "outputs" / "runs").glob("*/*") if not p.is_symlink())[-1]
     return {s["name"]: s for s in json.loads((run / "build.json").read_text())["steps"]}
 
 

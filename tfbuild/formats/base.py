@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from omegaconf import DictConfig
+if TYPE_CHECKING:  # only for types: the no-op shortcut must not import OmegaConf
+    from omegaconf import DictConfig
+
 
 from ..artifacts import DATA, PORTABLE, REFERENCE, SAVED_MODEL
 from ..plan import StepSpec

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from ..conversion import tfjs_unsupported_ops
 from ..errors import ConfigError
@@ -27,6 +25,9 @@ from ..signature import SIGNATURE
 from ..steps.base import StepContext
 from ..steps.compressed import gzip_bytes
 from .base import Arrays, Format, PlanContext, Runs, Scorer
+
+if TYPE_CHECKING:  # types only: planning passes a DictConfig; the no-op shortcut imports no OmegaConf
+    from omegaconf import DictConfig
 
 # Float weights must match numerically; 8-bit weights are held to top-1 agreement.
 TOLERANCES = {

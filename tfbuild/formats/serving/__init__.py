@@ -29,14 +29,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, List, Mapping, Optional
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 from ...errors import ConfigError, did_you_mean
 from ...plan import OutputSpec, StepSpec
 from ..base import DATA, SAVED_MODEL, Format, PlanContext
 from .bundle import MAX_WARMUP_RECORDS, BundleInvalid, safe_name
+
+if TYPE_CHECKING:  # types only: planning passes a DictConfig; the no-op shortcut imports no OmegaConf
+    from omegaconf import DictConfig
 
 __all__ = ["SERVING", "BundleInvalid", "ServingBatching", "ServingExport", "ServingStep"]
 ARTIFACT = "serving"
@@ -84,6 +85,8 @@ class ServingExport:
 
 def export_settings(cfg: DictConfig) -> ServingExport:
     """export.serving as the dataclass (defaults where the config says nothing)."""
+    from omegaconf import OmegaConf
+
     node = OmegaConf.select(cfg, "export.serving")
     raw: dict[str, Any] = {} if node is None else dict(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
     _refuse_unknown(raw, ServingExport, "export.serving")

@@ -20,15 +20,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ...errors import ConfigError
 from ...plan import OutputSpec, StepSpec
 from ..base import DATA, Arrays, Format, PlanContext, Runs, Scorer
 from .convert import CALIBRATED
 from .steps import TfliteLayersStep, TfliteRepairStep, TfliteStep
+
+if TYPE_CHECKING:  # types only: planning passes a DictConfig; the no-op shortcut imports no OmegaConf
+    from omegaconf import DictConfig
 
 VARIANTS = ("float", "dynamic", "fp16", "int8", "int16x8")
 LAYERS = "tflite/int8/layers"  # the per-layer report (plan-wide artifact names)
@@ -155,6 +156,8 @@ def check(cfg: DictConfig, variants: tuple[str, ...], formats: tuple[str, ...]) 
 
 
 def _tolerance(cfg: DictConfig) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
     value = OmegaConf.to_container(cfg.verify.tolerances.tflite.int8, resolve=True)
     assert isinstance(value, dict)
     return value

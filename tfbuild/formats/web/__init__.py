@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from omegaconf import DictConfig
-
 from ...errors import ConfigError
 from ...plan import OutputSpec, StepSpec
 from ..base import DATA, Arrays, Format, PlanContext, Runs
 from ..tfjs import TFJS, refuse_qat
+
+if TYPE_CHECKING:  # types only: planning passes a DictConfig; the no-op shortcut imports no OmegaConf
+    from omegaconf import DictConfig
 
 if TYPE_CHECKING:
     from ...steps.base import StepContext
