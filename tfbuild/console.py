@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress as RichProgress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .console_tables import STATUS_STYLE, report_table, summary_table  # noqa: F401 (the CLI's tables)
 from .plan import StepSpec
@@ -49,20 +49,24 @@ def human_bytes(n: int | None) -> str:
 
 
 class StepProgress:
-    """Epoch progress: a live bar on a terminal, one line per epoch in a log (CI)."""
+    """A step's progress (the Progress protocol in steps/base.py): a live bar on a terminal;
+    in a log (CI), one line per unit (epoch) and nothing for positions within one."""
 
     def __init__(self, console: Console, name: str):
         self._console = console
         self._name = name
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
+        self._units = 1  # start's total: advance moves the bar to the end of the next unit
+        self._done = 0
 
     def start(self, total: int, description: str) -> None:
+        self._units, self._done = max(int(total), 1), 0
         if self._console.is_terminal:
             self._bar = RichProgress(
                 TextColumn(f"  {self._name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
+                BarColumn(bar_width=24),
+                TaskProgressColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
                 console=self._console,
@@ -76,10 +80,19 @@ class StepProgress:
             self._task = self._bar.add_task(description, total=total)
 
     def advance(self, description: str | None = None) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=description or "")
+        self._done += 1
+        if self._bar is not None and self._task is not None:
+            # In whatever unit update() last drew (batches), the end of the unit just done.
+            total = next(t.total for t in self._bar.tasks if t.id == self._task) or self._units
+            self._bar.update(self._task, completed=total * self._done / self._units, description=description or "")
         elif description:
             self._console.print(f"  {self._name}: {escape(description)}", highlight=False)
+
+    def update(self, completed: float, total: float, description: str | None = None) -> None:
+        if self._bar is not None and self._task is not None:
+            fields: dict[str, Any] = {} if description is None else {"description": description}
+            # rich redraws at most 10 times a second whatever the rate of updates.
+            self._bar.update(self._task, completed=completed, total=total, **fields)
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -1,5 +1,5 @@
 """The terminal: the closing tables fitted to 80 columns with every number whole, COLUMNS for
-piped output."""
+piped output, and training progress (batch positions throttled, one line per epoch in logs)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from rich.console import Console
 
 from tfbuild.cache import Entry
-from tfbuild.console import LOG_WIDTH, piped_width, report_table, summary_table, terminal_console
+from tfbuild.console import LOG_WIDTH, StepProgress, piped_width, report_table, summary_table, terminal_console
 from tfbuild.console_tables import size_cell, size_unit
 from tfbuild.plan import OutputSpec, StepSpec
 from tfbuild.report import report_rows
 from tfbuild.runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, StepResult
+from tfbuild.training.fit import EpochProgress
+from tfbuild.training.tasks import CLASSIFICATION, Output
 
 from tests.unit.test_report import NO_GATES, bench, classified, export, verify
 
@@ -176,3 +178,96 @@ def test_piped_output_honours_columns(monkeypatch):
     monkeypatch.delenv("COLUMNS")
     with terminal_console() as console:
         assert console.width == LOG_WIDTH
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def start(self, total, description):
+        self.calls.append(("start", total, description))
+
+    def advance(self, description=None):
+        self.calls.append(("advance", description))
+
+    def update(self, completed, total, description=None):
+        self.calls.append(("update", completed, total, description))
+
+
+def test_batch_positions_go_out_at_most_every_tenth_of_a_second():
+    clock, progress = FakeClock(), Recorder()
+    outputs = [Output("probabilities", "label", CLASSIFICATION, "sparse_categorical_crossentropy")]
+    ticker = EpochProgress(progress, epochs=3, steps=400, outputs=outputs, clock=clock)
+    for epoch in range(3):
+        ticker.epoch = epoch
+        for batch in range(400):
+            clock.now += 0.001  # a fast model: 1,000 batches a second
+            ticker.batch_end(batch, {"loss": 0.5 - epoch / 10, "accuracy": 0.9})
+        ticker.epoch_end(epoch, {"loss": 0.4, "accuracy": 0.91, "val_loss": 0.3, "val_accuracy": 0.93}, stopped=False)
+    updates = [c for c in progress.calls if c[0] == "update"]
+    assert 10 <= len(updates) <= 13, "1.2 s of batches: about one position per 0.1 s, not 1,200"
+    assert updates[0] == ("update", 1, 1200, "epoch 1/3 loss 0.5 accuracy 0.900")
+    positions = [u[1] for u in updates]
+    assert positions == sorted(positions) and all(u[2] == 1200 for u in updates)
+    assert any(u[3].startswith("epoch 3/3 loss 0.3") for u in updates)
+    assert [c[1] for c in progress.calls if c[0] == "advance"] == [
+        f"epoch {e}/3 accuracy 0.910 val 0.930" for e in (1, 2, 3)]  # fmt: skip
+    for value in (*(u[1] for u in updates), *(u[2] for u in updates)):
+        assert type(value) is int, "plain values: they may cross a process boundary"
+
+
+def test_a_progress_without_update_still_gets_its_epochs():
+    class EpochsOnly:
+        def __init__(self):
+            self.lines = []
+
+        def start(self, total, description):
+            pass
+
+        def advance(self, description=None):
+            self.lines.append(description)
+
+    progress = EpochsOnly()
+    ticker = EpochProgress(progress, epochs=1, steps=2, outputs=[], clock=FakeClock())
+    ticker.batch_end(0, {"loss": 1.0})
+    ticker.epoch_end(0, {"loss": 1.0}, stopped=True)
+    assert progress.lines == ["epoch 1/1 loss 1, early stop"]
+
+
+def test_a_log_gets_one_line_per_epoch_and_none_per_batch():
+    out = io.StringIO()
+    progress = StepProgress(Console(file=out, width=80), "train")
+    progress.start(2, "epoch 1/2")
+    for epoch in (1, 2):
+        for batch in range(50):
+            progress.update((epoch - 1) * 50 + batch + 1, 100, f"epoch {epoch}/2 loss 0.5")
+        progress.advance(f"epoch {epoch}/2 accuracy 0.900")
+    progress.stop()
+    assert out.getvalue().splitlines() == ["  train: epoch 1/2 accuracy 0.900", "  train: epoch 2/2 accuracy 0.900"]
+
+
+def test_a_terminal_bar_moves_within_an_epoch_and_lands_on_each_epochs_end():
+    console = Console(file=io.StringIO(), width=80, force_terminal=True)
+    progress = StepProgress(console, "train")
+    progress.start(5, "epoch 1/5")
+    bar = progress._bar
+    assert bar is not None
+    progress.update(53, 200, "epoch 2/5 loss 0.53")
+    task = bar.tasks[0]
+    assert (task.completed, task.total, task.description) == (53, 200, "epoch 2/5 loss 0.53")
+    progress.advance("epoch 1/5 accuracy 0.800")
+    assert (task.completed, task.total) == (40, 200), "the end of epoch 1, in batches"
+    progress.stop()
+    # A bar in start's units (int8 repair's stages) advances one unit at a time.
+    progress.start(4, "calibrating")
+    progress.advance("comparing")
+    assert progress._bar is not None and progress._bar.tasks[0].completed == 1
+    progress.stop()
