@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import BarColumn, Progress as RichProgress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from .console_tables import STATUS_STYLE, report_table, summary_table  # noqa: F401 (the CLI's tables)
 from .plan import StepSpec
 from .quiet import terminal_stream
-from .runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, StepResult
+from .runner import BUILT, FAILED, StepResult
 
-STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta", NOT_NEEDED: "dim"}
+LOG_WIDTH = 120  # a log or CI page without COLUMNS: wide enough for every column of the tables
 
 
 @contextlib.contextmanager
@@ -23,11 +24,17 @@ def terminal_console() -> Iterator[Console]:
     """A console on the real terminal, usable while steps redirect fds 1 and 2 to the log."""
     stream = terminal_stream()
     try:
-        # Logs and CI get a wide table instead of rich's 80 columns for non-terminals.
-        yield Console(file=stream, highlight=False, width=None if stream.isatty() else 140)
+        yield Console(file=stream, highlight=False, width=None if stream.isatty() else piped_width(os.environ))
     finally:
         if stream is not sys.stdout:
             stream.close()
+
+
+def piped_width(environ: Mapping[str, str]) -> int:
+    """The width for output that is not a terminal: COLUMNS when it is set (`COLUMNS=80
+    tfbuild ... | less`), else LOG_WIDTH rather than rich's 80 for non-terminals."""
+    value = environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else LOG_WIDTH
 
 
 def human_bytes(n: int | None) -> str:
@@ -42,20 +49,24 @@ def human_bytes(n: int | None) -> str:
 
 
 class StepProgress:
-    """Epoch progress: a live bar on a terminal, one line per epoch in a log (CI)."""
+    """A step's progress (the Progress protocol in steps/base.py): a live bar on a terminal;
+    in a log (CI), one line per unit (epoch) and nothing for positions within one."""
 
     def __init__(self, console: Console, name: str):
         self._console = console
         self._name = name
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
+        self._units = 1  # start's total: advance moves the bar to the end of the next unit
+        self._done = 0
 
     def start(self, total: int, description: str) -> None:
+        self._units, self._done = max(int(total), 1), 0
         if self._console.is_terminal:
             self._bar = RichProgress(
                 TextColumn(f"  {self._name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
+                BarColumn(bar_width=24),
+                TaskProgressColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
                 console=self._console,
@@ -69,10 +80,19 @@ class StepProgress:
             self._task = self._bar.add_task(description, total=total)
 
     def advance(self, description: str | None = None) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=description or "")
+        self._done += 1
+        if self._bar is not None and self._task is not None:
+            # In whatever unit update() last drew (batches), the end of the unit just done.
+            total = next(t.total for t in self._bar.tasks if t.id == self._task) or self._units
+            self._bar.update(self._task, completed=total * self._done / self._units, description=description or "")
         elif description:
             self._console.print(f"  {self._name}: {escape(description)}", highlight=False)
+
+    def update(self, completed: float, total: float, description: str | None = None) -> None:
+        if self._bar is not None and self._task is not None:
+            fields: dict[str, Any] = {} if description is None else {"description": description}
+            # rich redraws at most 10 times a second whatever the rate of updates.
+            self._bar.update(self._task, completed=completed, total=total, **fields)
 
     def stop(self) -> None:
         if self._bar is not None:
@@ -101,76 +121,3 @@ class ConsoleReporter:
             self.console.print(f"[bold red]x {escape(result.spec.name)} failed:[/] {escape(result.error or '')}")
         elif result.status == BUILT:
             self.console.print(f"  {escape(result.spec.name)} built in {result.seconds:.2f} s", highlight=False, style="green")
-
-
-def published_bytes(result: StepResult) -> int | None:
-    if result.entry is None:
-        return None
-    sizes = [
-        result.entry.manifest["outputs"][out.role]["bytes"] for out in result.spec.outputs if out.publish
-    ]
-    return sum(sizes) if sizes else None
-
-
-def summary_table(result: BuildResult, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("step")
-    table.add_column("status")
-    table.add_column("why")
-    table.add_column("seconds", justify="right")
-    table.add_column("artifact", justify="right")
-    table.add_column("result")
-    for r in result.steps:
-        why = r.error if r.status == FAILED else r.reason
-        table.add_row(
-            escape(r.spec.name),
-            f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
-            escape(why or ""),
-            f"{r.seconds:.2f}" if r.status in (BUILT, CACHED, FAILED) else "",
-            human_bytes(published_bytes(r)),
-            escape(str(r.info.get("summary", ""))),
-        )
-    return table
-
-
-# Dropped first when the terminal is too narrow for every column (report.md keeps them all).
-NARROW_DROPS = ("gzip", "p95 ms", "samples/s", "bytes", "runtime", "p50 ms")
-
-
-def report_table(rows: list[dict], title: str, width: int | None = None) -> Table:
-    """report.md's table, on the terminal, with the same columns (they follow the tasks). On a
-    terminal `width` columns wide that cannot hold them all, the secondary figures go, in
-    NARROW_DROPS order, rather than every column being cut to "4…"."""
-    from .report_table import metric_note, table_cells, table_columns
-
-    columns = table_columns(rows)
-    dropped: list[str] = []
-    if width is not None:
-        def needed(cols: list[Any]) -> int:  # each cell's text, plus one space each side and a border
-            return 1 + sum(3 + max(len(c.header), *(len(c.cell(r)) for r in rows)) for c in cols)
-
-        # Rows of one artifact on several runtimes (TF.js backends) are told apart by runtime.
-        repeated = len({row["artifact"] for row in rows}) < len(rows)
-        for header in NARROW_DROPS:
-            if needed(columns) <= width or (header == "runtime" and repeated):
-                break
-            columns = [c for c in columns if c.header != header]
-            dropped.append(header)
-    note = metric_note(rows)
-    if dropped:
-        note = (note + " " if note else "") + f"Narrow terminal: {', '.join(dropped)} are in report.md."
-    table = Table(title=title, title_justify="left", caption=note or None, caption_justify="left")
-    for i, column in enumerate(columns):
-        # Figures and the artifact's name never wrap (a wrapped "94.00% (-1.00%)" reads as two
-        # numbers); runtimes and verdicts wrap at spaces when the terminal is narrow.
-        table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=column.numeric or i == 0)
-    for row in rows:
-        cells = [escape(c) for c in table_cells(row, columns)]
-        cells[-2], cells[-1] = _verdict(row["verify"], cells[-2]), _verdict(row["gate"], cells[-1])
-        table.add_row(*cells)
-    return table
-
-
-def _verdict(status: str, cell: str) -> str:
-    style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}.get(status.split(":")[0])
-    return f"[{style}]{cell}[/]" if style else cell

@@ -38,7 +38,7 @@ BUILD = ["model=custom", "model._target_=my_models.build", "+model.params.width=
 
 
 def train_row(stdout: str) -> str:
-    return next(line for line in stdout.splitlines() if line.startswith("│ train "))
+    return next(line for line in stdout.splitlines() if line.split()[:1] == ["train"])
 
 
 @pytest.mark.slow

@@ -30,12 +30,16 @@ BASE = {"model_params": {}, "epochs": 2, "batch_size": 16, "learning_rate": 0.01
 class Ticks:
     def __init__(self):
         self.lines: list[str] = []
+        self.positions: list[tuple[int, int]] = []
 
     def start(self, total, description):
         self.lines.append(f"start {total}")
 
     def advance(self, description=None):
         self.lines.append(description)
+
+    def update(self, completed, total, description=None):
+        self.positions.append((completed, total))
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +140,23 @@ def test_each_optimizer_trains_under_a_cosine_schedule_that_ends_at_zero(tf, two
         "initial_learning_rate": 0.01, "decay_steps": steps, "alpha": 0.0}  # fmt: skip
     # The last step ran at cos(pi * 15/16): about 1% of the initial rate.
     assert 0 < float(model.optimizer.learning_rate) < 0.01 * 0.02
+
+
+def test_training_reports_each_batch_position_and_each_epoch(tf, two_by_two, monkeypatch):
+    from tfbuild.models.builders import mlp
+    from tfbuild.training.builders import builder_arguments
+    from tfbuild.training.feed import wire
+    from tfbuild.training.fit import EpochProgress, fit
+    from tfbuild.training.optimizers import make_optimizer
+
+    monkeypatch.setattr(EpochProgress, "INTERVAL_S", 0.0)  # every batch, to see them all
+    input_shape, units, task = builder_arguments(two_by_two)
+    model, ticks = mlp(input_shape, units, task=task), Ticks()
+    fit(model, two_by_two, wire(model, two_by_two), ticks, optimizer=make_optimizer("adam", 0.01), epochs=2,
+        batch_size=16, seed=0)  # fmt: skip
+    steps = -(-two_by_two.count("train") // 16)
+    assert ticks.positions == [(i, 2 * steps) for i in range(1, 2 * steps + 1)]
+    assert ticks.lines[0] == "start 2" and [line.split(" accuracy")[0] for line in ticks.lines[1:]] == ["epoch 1/2", "epoch 2/2"]
 
 
 def test_early_stopping_ends_training_when_validation_loss_stops_improving(tf, two_by_two, tmp_path):
@@ -333,3 +354,4 @@ def test_two_local_workers_train_from_a_streamed_split(two_by_two, tmp_path, mon
     assert (info["strategy"], info["replicas"], info["workers"]) == ("MultiWorkerMirroredStrategy", 2, 2)
     assert set(info["test_metrics"]) == {"c", "v"} and (tmp_path / "m.h5").is_file()
     assert ticks.lines[0] == "start 2" and ticks.lines[-1].startswith("epoch 2/2 accuracy ")
+    assert ticks.positions and ticks.positions[0][0] == 1, "the chief's batch positions reach the parent"

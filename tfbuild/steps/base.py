@@ -10,11 +10,24 @@ from ..plan import StepSpec
 
 
 class Progress(Protocol):
-    """Where long steps report progress (training epochs); the runner draws it."""
+    """Where long steps report progress (training epochs); the runner draws it.
+
+    Arguments are plain numbers and strings: a step running in a worker process may have its
+    calls forwarded to the main process, so they must pickle and stay few (a step sends an
+    update at most about ten times a second; see training.fit.EpochProgress).
+
+    - start(total, description): a new bar of `total` units (epochs, stages).
+    - advance(description): one unit done. On a terminal the bar moves to the unit's end; in
+      a log (CI) `description` is printed as a line, so a log gets one line per unit.
+    - update(completed, total, description): a finer position, `completed` of `total` in any
+      unit (batches of the whole training). Terminal only: a log prints nothing for it.
+    """
 
     def start(self, total: int, description: str) -> None: ...
 
     def advance(self, description: str | None = None) -> None: ...
+
+    def update(self, completed: float, total: float, description: str | None = None) -> None: ...
 
 
 class NoProgress:
@@ -22,6 +35,9 @@ class NoProgress:
         pass
 
     def advance(self, description: str | None = None) -> None:
+        pass
+
+    def update(self, completed: float, total: float, description: str | None = None) -> None:
         pass
 
 

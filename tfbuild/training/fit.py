@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import DataError
 from .feed import Wiring, eval_dataset, train_dataset
-from .tasks import Output, balanced_class_weight, check_class_weight, epoch_description, per_output
+from .tasks import Output, balanced_class_weight, batch_description, check_class_weight, epoch_description, per_output
 
 if TYPE_CHECKING:
     from ..datasets.split import Split
@@ -60,7 +62,8 @@ def fit(
     memory_limit: int | None = None,
 ) -> Fitted:
     """Compile and fit on the train part in seeded per-epoch orders, validating on the
-    validation part, with one progress tick per epoch. `batch_size` is the global batch;
+    validation part, with one progress tick per epoch and batch positions within it (see
+    EpochProgress). `batch_size` is the global batch;
     `memory_limit` (bytes, for tests) overrides feed.in_memory_bytes()."""
     import tf_keras as keras
 
@@ -75,7 +78,7 @@ def fit(
     if early_stopping_patience is not None:
         stops.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(early_stopping_patience),
                                                    restore_best_weights=True))  # fmt: skip
-    progress.start(epochs, "epoch 0")
+    progress.start(epochs, f"epoch 1/{epochs}")
     history = model.fit(
         train,
         steps_per_epoch=steps,
@@ -84,7 +87,7 @@ def fit(
                                      memory_limit=memory_limit) if validates else None,  # fmt: skip
         class_weight=_class_weight(split, wiring) if class_weight else None,
         verbose=0,
-        callbacks=[*callbacks, *stops, EpochProgress.make(progress, epochs, wiring.outputs)],
+        callbacks=[*callbacks, *stops, EpochProgress(progress, epochs, steps, wiring.outputs).callback()],
     )
     epochs_run = len(history.history.get("loss", ()))
     return Fitted({name: round(float(values[-1]), 6) for name, values in history.history.items()}, epochs_run)
@@ -112,16 +115,64 @@ def _class_weight(split: Split, wiring: Wiring) -> dict[int, float]:
 
 
 class EpochProgress:
-    """One progress tick per epoch, with the first output's accuracy (or the loss)."""
+    """Training's progress: one tick per epoch (a log's line), and within an epoch the batch
+    reached, as a position on the bar. Batch positions go out at most every `interval`
+    seconds, so a fast model costs a clock read per batch, and a step in a worker process
+    sends its parent a few messages a second, not one per batch."""
 
-    @staticmethod
-    def make(progress: Progress, epochs: int, outputs: Sequence[Output]) -> Any:
+    INTERVAL_S = 0.1
+
+    def __init__(self, progress: Progress, epochs: int, steps: int, outputs: Sequence[Output],
+                 clock: Callable[[], float] = time.monotonic, interval: float | None = None) -> None:  # fmt: skip
+        self.progress, self.epochs, self.steps, self.outputs = progress, epochs, max(int(steps), 1), outputs
+        self.clock, self.interval = clock, self.INTERVAL_S if interval is None else interval
+        self.epoch = 0
+        self._last = -math.inf
+        # A Progress written before update() existed still gets its epoch ticks.
+        self._update = getattr(progress, "update", None)
+
+    def batch_end(self, batch: int, logs: Mapping[str, Any]) -> None:
+        now = self.clock()
+        if self._update is None or now - self._last < self.interval:
+            return
+        self._last = now
+        text = batch_description(self.epoch + 1, self.epochs, _floats(logs), self.outputs)
+        self._update(self.epoch * self.steps + batch + 1, self.epochs * self.steps, text)
+
+    def epoch_end(self, epoch: int, logs: Mapping[str, Any], stopped: bool) -> None:
+        text = epoch_description(epoch + 1, self.epochs, _floats(logs), self.outputs)
+        self.progress.advance(text + (", early stop" if stopped else ""))
+
+    def callback(self) -> Any:
         import tf_keras as keras
 
+        owner = self
+
         class Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                text = epoch_description(epoch + 1, epochs, logs or {}, outputs)
+            def __init__(self) -> None:
+                super().__init__()
+                # Batch logs stay tensors: read (a device sync) only when a position goes out.
+                self._supports_tf_logs = True
+
+            def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                owner.epoch = epoch
+
+            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+                owner.batch_end(batch, logs or {})
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 # EarlyStopping (listed before this callback) has decided by now.
-                progress.advance(text + (", early stop" if self.model.stop_training else ""))
+                owner.epoch_end(epoch, logs or {}, bool(self.model.stop_training))
 
         return Callback()
+
+
+def _floats(logs: Mapping[str, Any]) -> dict[str, float]:
+    """Keras logs (tensors or numbers) as floats; values that are not one number are left out."""
+    out = {}
+    for name, value in logs.items():
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out

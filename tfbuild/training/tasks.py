@@ -157,6 +157,20 @@ def epoch_description(epoch: int, epochs: int, logs: Mapping[str, float], output
     return text
 
 
+def batch_description(epoch: int, epochs: int, logs: Mapping[str, float], outputs: Sequence[Output]) -> str:
+    """The bar's text within an epoch: the running loss, and the first output's running
+    accuracy when it classifies."""
+    text = f"epoch {epoch}/{epochs}"
+    if "loss" in logs:
+        text += f" loss {logs['loss']:.4g}"
+    first = outputs[0] if outputs else None
+    if first is not None and first.task == CLASSIFICATION:
+        key = metric_key(first, "accuracy", len(outputs))
+        if key in logs:
+            text += f" accuracy {logs[key]:.3f}"
+    return text
+
+
 def summary(metrics: Mapping[str, Mapping[str, float]], outputs: Sequence[Output]) -> str:
     """The first output's headline figure: "test accuracy 93.1%" or "test MAE 0.412"."""
     first = outputs[0]

@@ -82,7 +82,10 @@ def _follow_chief(chief: subprocess.Popen, progress: Progress) -> dict[str, Any]
     for line in chief.stdout:
         if line.startswith(EPOCH):
             event = json.loads(line[len(EPOCH):])
-            if "total" in event:
+            if "completed" in event:
+                if hasattr(progress, "update"):  # as in fit.EpochProgress: epochs-only progress is fine
+                    progress.update(event["completed"], event["total"], event["description"])
+            elif "total" in event:
                 progress.start(event["total"], event["description"])
             else:
                 progress.advance(event["description"])
@@ -104,6 +107,9 @@ class _PrintedProgress:
 
     def advance(self, description: str | None = None) -> None:
         print(EPOCH + json.dumps({"description": description}), flush=True)
+
+    def update(self, completed: float, total: float, description: str | None = None) -> None:
+        print(EPOCH + json.dumps({"completed": completed, "total": total, "description": description}), flush=True)
 
 
 def main(spec_path: str) -> None:
