@@ -2,58 +2,58 @@
 
 Hand-written SVG instead of matplotlib: the report is rendered on every build, cached ones
 included, and importing matplotlib would cost a fully cached build more than everything
-else it does. The charts need nothing more than points, bars, axes and labels.
+else it does. The charts need nothing more than points, axes and labels; where the labels
+go is plot_labels' job, the axes' ranges and ticks plot_axes'.
 """
 
 from __future__ import annotations
 
 from html import escape
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-WIDTH, HEIGHT = 640, 400
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 60
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+from .plot_axes import Axis, axis_for, use_log_axis
+from .plot_labels import CHAR_WIDTH, Box, place_labels
+
+WIDTH, HEIGHT = 500, 330
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 36, 50
+FONT = 12
+LABEL_ROOM = 210  # pixels for the latency chart's row names; longer ones are cut (in full in a tooltip)
+BLUE, ORANGE, RED, GRID = "#1f77b4", "#ff7f0e", "#d62728", "#e6e6e6"
+# Labels stay legible where they cross a grid line or a leader: a white outline under the text.
+HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"'
 
 
-def _svg(width: float, height: float) -> str:
+def _svg(width: float, height: float, title: str) -> list[str]:
     # The viewBox lets a page scale the chart down to a phone's width instead of clipping it.
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">')
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="{FONT}">',
+            f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>']
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    if high == low:
-        return [low]
-    step = (high - low) / (count - 1)
-    return [low + i * step for i in range(count)]
+def _x_axis(axis: Axis, x0: float, x1: float, y0: float, y1: float, label: str) -> list[str]:
+    """Vertical grid lines at the ticks, their texts under the frame, the axis' name below."""
+    parts = []
+    for tick, text in zip(axis.ticks, axis.tick_texts()):
+        x = x0 + axis.fraction(tick) * (x1 - x0)
+        parts.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" stroke="{GRID}"/>')
+        parts.append(f'<text x="{x:.1f}" y="{y1 + 16}" text-anchor="middle" fill="#444">{text}</text>')
+    parts.append(f'<text x="{(x0 + x1) / 2}" y="{y1 + 36}" text-anchor="middle">{escape(label)}</text>')
+    return parts
 
 
-def _tick_texts(ticks: Sequence[float]) -> list[str]:
-    """Tick labels with as many significant digits as it takes to tell them apart (a range
-    of 45.41..45.48 must not read 45.4, 45.4, 45.5)."""
-    for digits in range(3, 9):
-        texts = [f"{t:.{digits}g}" for t in ticks]
-        if len(set(texts)) == len(texts):
-            return texts
-    return texts
+def _y_axis(axis: Axis, x0: float, x1: float, y0: float, y1: float, label: str) -> list[str]:
+    parts = []
+    for tick, text in zip(axis.ticks, axis.tick_texts()):
+        y = y1 - axis.fraction(tick) * (y1 - y0)
+        parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="{GRID}"/>')
+        parts.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{text}</text>')
+    middle = (y0 + y1) / 2
+    parts.append(f'<text x="14" y="{middle}" text-anchor="middle" transform="rotate(-90 14 {middle})">{escape(label)}</text>')
+    return parts
 
 
-def _padded(values: Sequence[float]) -> tuple[float, float]:
-    low, high = min(values), max(values)
-    pad = (high - low) * 0.08 or abs(high) * 0.05 or 1.0
-    return low - pad, high + pad
-
-
-def _frame(title: str, x_label: str, y_label: str) -> list[str]:
-    return [
-        _svg(WIDTH, HEIGHT),
-        f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
-        f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" stroke="#444"/>',
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="#444"/>',
-        f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 15}" text-anchor="middle">{escape(x_label)}</text>',
-        f'<text x="15" y="{(TOP + HEIGHT - BOTTOM) / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 15 {(TOP + HEIGHT - BOTTOM) / 2})">{escape(y_label)}</text>',
-    ]
+def _frame(x0: float, x1: float, y0: float, y1: float) -> str:
+    return f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="none" stroke="#888"/>'
 
 
 def scatter_plot(
@@ -63,75 +63,104 @@ def scatter_plot(
     x_label: str,
     y_label: str,
     front: Iterable[int] = (),
+    x_log: bool = False,
+    y_bounds: tuple[float, float] | None = None,
+    merge: Callable[[list[str]], str] = ", ".join,
 ) -> str:
-    """Labelled points; the indices in `front` (a Pareto front) are joined and drawn bold."""
-    x_low, x_high = _padded([p[0] for p in points])
-    y_low, y_high = _padded([p[1] for p in points])
+    """Labelled points; the indices in `front` (a Pareto front) are joined and drawn red.
+    Points drawn on one spot share one label, `merge`d from theirs. Returns an HTML
+    fragment: the SVG, then, when the names do not fit beside their points, the key to the
+    numbers drawn there instead (an HTML list, readable at any width)."""
+    x_axis = axis_for([p[0] for p in points], log=x_log)
+    y_axis = axis_for([p[1] for p in points], bounds=y_bounds)
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
 
-    def sx(x: float) -> float:
-        return LEFT + (x - x_low) / (x_high - x_low) * (WIDTH - LEFT - RIGHT)
+    def at(x: float, y: float) -> tuple[float, float]:
+        return x0 + x_axis.fraction(x) * (x1 - x0), y1 - y_axis.fraction(y) * (y1 - y0)
 
-    def sy(y: float) -> float:
-        return HEIGHT - BOTTOM - (y - y_low) / (y_high - y_low) * (HEIGHT - TOP - BOTTOM)
-
-    parts = _frame(title, x_label, y_label)
-    x_ticks, y_ticks = _ticks(x_low, x_high), _ticks(y_low, y_high)
-    for x, text in zip(x_ticks, _tick_texts(x_ticks)):
-        parts.append(f'<text x="{sx(x):.1f}" y="{HEIGHT - BOTTOM + 15}" text-anchor="middle">{text}</text>')
-    for y, text in zip(y_ticks, _tick_texts(y_ticks)):
-        parts.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{text}</text>')
+    pixels = [at(x, y) for x, y, _ in points]
     front = sorted(set(front), key=lambda i: points[i][0])
+    parts = _svg(WIDTH, HEIGHT, title)
+    parts += _x_axis(x_axis, x0, x1, y0, y1, x_label) + _y_axis(y_axis, x0, x1, y0, y1, y_label) + [_frame(x0, x1, y0, y1)]
     if len(front) > 1:
-        path = " ".join(f"{sx(points[i][0]):.1f},{sy(points[i][1]):.1f}" for i in front)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="#d62728" stroke-dasharray="4 3"/>')
-    placed: list[tuple[float, float]] = []
-    for i, (x, y, label) in enumerate(points):
-        bold = i in front
-        color = "#d62728" if bold else COLORS[0]
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{5 if bold else 4}" fill="{color}"><title>{escape(label)}</title></circle>')
-        # Labels of points in the right half go to their left, so they stay inside the chart.
-        right = sx(x) > (LEFT + WIDTH - RIGHT) / 2
-        anchor = ' text-anchor="end"' if right else ""
-        # Points that (nearly) coincide, e.g. a float TFLite and TF.js with equal figures: their
-        # labels are stacked, not drawn over each other.
-        label_y = sy(y) - 5
-        while any(abs(px - sx(x)) < 120 and abs(py - label_y) < 12 for px, py in placed):
-            label_y -= 12
-        placed.append((sx(x), label_y))
-        parts.append(f'<text x="{sx(x) + (-7 if right else 7):.1f}" y="{label_y:.1f}" fill="#333"{anchor}>{escape(label)}</text>')
+        path = " ".join(f"{pixels[i][0]:.1f},{pixels[i][1]:.1f}" for i in front)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{RED}" stroke-dasharray="4 3"/>')
+
+    groups = _coincident(pixels)  # points drawn on one spot share one label
+    spots = [pixels[g[0]] for g in groups]
+    area = Box(x0 + 2, y0 + 2, x1 - 2, y1 - 2)
+    names = [merge([points[i][2] for i in g]) for g in groups]
+    labels = place_labels(spots, names, area, size=FONT - 1)
+    numbered = labels is None
+    if numbered:  # the names do not fit: numbers, keyed in a list under the chart
+        labels = place_labels(spots, [",".join(str(i + 1) for i in g) for g in groups], area, size=FONT - 1, always=True) or []
+    for label in labels:
+        if label.leader:
+            parts.append('<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#999"/>'.format(*label.leader))
+    for i, ((px, py), (x, y, name)) in enumerate(zip(pixels, points)):
+        on = i in front
+        parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if on else 4}" fill="{RED if on else BLUE}">'
+                     f'<title>{escape(name)}: {x:.4g}, {y:.4g}</title></circle>')
+    for label in labels:
+        parts.append(f'<text class="label" x="{label.x:.1f}" y="{label.y:.1f}" text-anchor="{label.anchor}" '
+                     f'font-size="{FONT - 1}" fill="#222" {HALO}>{escape(label.text)}</text>')
+    parts.append("</svg>")
+    svg = "\n".join(parts)
+    if not numbered:
+        return svg
+    # The key: one item per point, numbered as drawn; the front's in bold as its points are red.
+    keyed = [f"<strong>{escape(p[2])}</strong>" if i in front else escape(p[2]) for i, p in enumerate(points)]
+    return svg + '\n<ol class="key">' + "".join(f"<li>{n}</li>" for n in keyed) + "</ol>"
+
+
+def _coincident(pixels: Sequence[tuple[float, float]], within: float = 3.0) -> list[list[int]]:
+    """Indices grouped by the spot they are drawn on (e.g. one SavedModel in every job of a sweep)."""
+    groups: list[list[int]] = []
+    for i, (x, y) in enumerate(pixels):
+        group = next((g for g in groups if abs(pixels[g[0]][0] - x) <= within and abs(pixels[g[0]][1] - y) <= within), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
+
+
+def latency_chart(rows: Sequence[tuple[str, float | None, float | None]], *, title: str) -> str:
+    """One line per artifact from its p50 (dot) to its p95 (diamond), on a log axis when the
+    latencies span more than ten times (a .tflite at 0.006 ms beside a SavedModel at 0.3 ms)."""
+    values = [v for _, a, b in rows for v in (a, b) if v is not None]
+    log = use_log_axis(values)
+    axis = axis_for(values or [1.0], log=log)
+    fits = int((LABEL_ROOM - 12) / (FONT * CHAR_WIDTH))  # characters a row's label may have
+    names = [name if len(name) <= fits else name[: fits - 1] + "…" for name, _, _ in rows]
+    left = 12 + max((len(n) for n in names), default=0) * FONT * CHAR_WIDTH
+    row_height, top = 22, TOP + 18
+    height = top + len(rows) * row_height + 44
+    x0, x1, y0, y1 = left, WIDTH - RIGHT, top, top + len(rows) * row_height
+    parts = _svg(WIDTH, height, title)
+    scale = "log scale" if log else "linear"
+    parts += _x_axis(axis, x0, x1, y0, y1, f"ms at batch 1 ({scale})") + [_frame(x0, x1, y0, y1)]
+    legend_y = TOP + 4
+    parts += [f'<circle cx="{x0 + 6}" cy="{legend_y - 4}" r="4" fill="{BLUE}"/>',
+              f'<text x="{x0 + 14}" y="{legend_y}">p50</text>',
+              f'<path d="{_diamond(x0 + 56, legend_y - 4)}" fill="{ORANGE}"/>',
+              f'<text x="{x0 + 64}" y="{legend_y}">p95</text>']
+    for i, (label, p50, p95) in enumerate(rows):
+        y = y0 + (i + 0.5) * row_height
+        parts.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                     f'{escape(names[i])}<title>{escape(label)}</title></text>')
+        at = {name: x0 + axis.fraction(v) * (x1 - x0) for name, v in (("p50", p50), ("p95", p95)) if v is not None}
+        if len(at) == 2:
+            parts.append(f'<line x1="{at["p50"]:.1f}" y1="{y:.1f}" x2="{at["p95"]:.1f}" y2="{y:.1f}" stroke="#999" stroke-width="2"/>')
+        if p95 is not None:  # drawn first: a p50 equal to it stays visible on top
+            tip = f"<title>{escape(label)}: p95 {p95:.4g} ms</title>"
+            parts.append(f'<path d="{_diamond(at["p95"], y)}" fill="{ORANGE}">{tip}</path>')
+        if p50 is not None:
+            tip = f"<title>{escape(label)}: p50 {p50:.4g} ms</title>"
+            parts.append(f'<circle cx="{at["p50"]:.1f}" cy="{y:.1f}" r="4.5" fill="{BLUE}">{tip}</circle>')
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def bar_chart(
-    groups: Sequence[tuple[str, float | None, float | None]],
-    *,
-    title: str,
-    value_label: str,
-    series: tuple[str, str],
-) -> str:
-    """Horizontal bars, two per group (e.g. p50 and p95 per artifact)."""
-    values = [v for _, a, b in groups for v in (a, b) if v is not None] or [1.0]
-    high = max(values) * 1.1 or 1.0
-    row = 26
-    height = TOP + len(groups) * row + BOTTOM
-    left = 260
-    parts = [
-        _svg(WIDTH + 120, height),
-        f'<text x="{(WIDTH + 120) / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
-    ]
-    scale = (WIDTH + 120 - left - RIGHT - 60) / high
-    for i, (label, first, second) in enumerate(groups):
-        y = TOP + i * row
-        parts.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
-        for j, value in enumerate((first, second)):
-            if value is None:
-                continue
-            parts.append(f'<rect x="{left}" y="{y + 3 + j * 10}" width="{max(value * scale, 1):.1f}" height="9" fill="{COLORS[j]}"><title>{series[j]} {value:.4g} {value_label}</title></rect>')
-            parts.append(f'<text x="{left + value * scale + 4:.1f}" y="{y + 11 + j * 10}" fill="#333">{value:.3g}</text>')
-    legend_y = height - 20
-    for j, name in enumerate(series):
-        parts.append(f'<rect x="{left + j * 80}" y="{legend_y - 9}" width="10" height="10" fill="{COLORS[j]}"/>')
-        parts.append(f'<text x="{left + j * 80 + 14}" y="{legend_y}">{escape(name)} ({escape(value_label)})</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+def _diamond(x: float, y: float, r: float = 5.0) -> str:
+    return f"M{x:.1f},{y - r:.1f} L{x + r:.1f},{y:.1f} L{x:.1f},{y + r:.1f} L{x - r:.1f},{y:.1f} Z"

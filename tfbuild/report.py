@@ -14,8 +14,10 @@ report.json:
             "metrics": {output: {"task", "accuracy" | "mae", "rmse"}},
             "metric_deltas": {output: {metric: artifact's minus the SavedModel's}},
             "accuracy", "accuracy_delta", "mae", "mae_delta", "rmse",
-            "verify", "top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine",
-            "gate", "gate_problems": [...]}],
+            "verify", "top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine", "mean_abs_diff",
+            "gate", "gate_problems": [...], "p50_spread",
+            "steps": {"export" | "verify" | "benchmark": {"name", "status", "seconds", "built_seconds"} or null},
+            "shared_steps" (the SavedModel's row only): [{"name", "status", "seconds", "built_seconds"}, ...]}],
   "gate_violations": ["ARTIFACT (RUNTIME): PROBLEM", ...],
   "quantization": {"layers": tflite_layers' info or null, "repair": tflite_repair's info or null}
 }
@@ -33,11 +35,13 @@ from typing import Any, Mapping
 
 from . import __version__
 from .gates import limits_for, violations
-from .metrics import CLASSIFICATION, LABELS, METRICS, REGRESSION
-from .plots import bar_chart, scatter_plot
+from .metrics import CLASSIFICATION, METRICS, REGRESSION
 from .record import write_text_atomic
 from .report_quantization import quantization_html, quantization_markdown
-from .report_table import html_page, markdown, metric_value, output_tasks
+from .report_page import html_page
+from .report_plots import build_plots
+from .report_steps import steps_html, steps_markdown
+from .report_table import markdown
 from .runner import BUILT, CACHED, FAILED, SKIPPED, BuildResult, StepResult
 
 COLUMNS = {
@@ -63,11 +67,17 @@ COLUMNS = {
     "max_abs_diff": "largest |artifact - SavedModel| over every output value (worst runtime)",
     "max_rel_diff": "largest relative difference to the SavedModel over every output value",
     "min_cosine": "smallest per-sample cosine similarity to the SavedModel's outputs",
+    "mean_abs_diff": "mean |artifact - SavedModel| over every output value (worst runtime)",
     "gate": "passed / failed: LIMIT, ... against gates.*; - when no gate applies",
+    "p50_spread": "relative spread of p50 between the benchmark's timing rounds, when it timed several",
+    "steps": "the steps that made, verified and benchmarked the artifact: status, seconds in this build, "
+             "seconds when it was built (for a cached step, what the cache saved)",
+    "shared_steps": "on the SavedModel's row: the steps every artifact shares (data, train, reference, ...)",
 }
 REFERENCE = "saved_model"
 FILES = ("report.json", "report.md", "report.html")
-VERIFY_FIGURES = ("top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine")
+VERIFY_FIGURES = ("top1_agreement", "max_abs_diff", "max_rel_diff", "min_cosine", "mean_abs_diff")
+STEP_ROLES = ("export", "verify", "benchmark")
 
 
 def report_rows(result: BuildResult, gates: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -79,6 +89,7 @@ def report_rows(result: BuildResult, gates: Mapping[str, Any]) -> list[dict[str,
             if out.format is None or (out.format == REFERENCE and out.artifact != REFERENCE):
                 continue
             rows += _artifact_rows(step, out, by_name, build)
+    _add_shared_steps(rows, result.steps)
     reference = next((r for r in rows if r["artifact"] == REFERENCE and r["metrics"]), None)
     for row in rows:
         _add_deltas(row, reference)
@@ -119,6 +130,8 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
         "generated": build["generated"],
         "verify": _verify_status(out.artifact, by_name),
         **dict.fromkeys(VERIFY_FIGURES),
+        "steps": dict(zip(STEP_ROLES, (step_time(s) for s in (
+            export, by_name.get(f"verify[{out.artifact}]"), by_name.get(f"benchmark[{out.artifact}]"))))),
     }
     verify = by_name.get(f"verify[{out.artifact}]")
     if verify is not None and verify.info:
@@ -127,7 +140,7 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
     runtimes = bench.info.get("runtimes", {}) if bench is not None and bench.status in (BUILT, CACHED) else {}
     if not runtimes:
         return [{**base, "runtime": None, "threads": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-                 "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
+                 "p50_spread": None, "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
     rows = []
     for runtime, figures in runtimes.items():
         rows.append({
@@ -139,11 +152,33 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
             "p50_ms": figures["latency"]["p50_ms"],
             "p95_ms": figures["latency"]["p95_ms"],
             "p99_ms": figures["latency"]["p99_ms"],
+            "p50_spread": figures["latency"].get("p50_spread"),  # benchmarks timed in rounds record it
             "samples_per_s": figures["throughput"]["samples_per_s"],
             "batch_size": figures["throughput"]["batch_size"],
             **_with_metrics(figures.get("metrics") or {}),
         })  # fmt: skip
     return rows
+
+
+def step_time(step: StepResult | None) -> dict[str, Any] | None:
+    """How long a step took: `seconds` in this build (a cache hit's lookup), `built_seconds`
+    when its cache entry was built (what a hit saved)."""
+    if step is None:
+        return None
+    built = step.entry.manifest.get("seconds") if step.entry is not None else None
+    return {"name": step.spec.name, "status": step.status, "seconds": round(step.seconds, 3),
+            "built_seconds": round(step.seconds, 3) if built is None and step.status == BUILT else built}
+
+
+def _add_shared_steps(rows: list[dict[str, Any]], steps: list[StepResult]) -> None:
+    """The steps no single row owns (data, train, reference, ...) go on the SavedModel's row:
+    they made the SavedModel, and every other artifact is made from it."""
+    owned = {t["name"] for row in rows for t in row["steps"].values() if t is not None}
+    host = next((r for r in rows if r["artifact"] == REFERENCE), rows[0] if rows else None)
+    for row in rows:
+        row["shared_steps"] = None
+    if host is not None:
+        host["shared_steps"] = [step_time(s) for s in steps if s.spec.name not in owned]
 
 
 def _with_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -190,40 +225,6 @@ def _label(row: Mapping[str, Any]) -> str:
     return f"{row['artifact']} ({row['runtime']})" if row["runtime"] else row["artifact"]
 
 
-def headline_metric(rows: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """(output, metric) the plots and Pareto fronts use: the first output's headline metric."""
-    for name, task in output_tasks(rows).items():
-        return name, METRICS[task][0]
-    return None
-
-
-def metric_axis(rows: list[dict[str, Any]], headline: tuple[str, str]) -> tuple[str, float]:
-    """The axis label and scale of the headline metric in a plot."""
-    name, metric = headline
-    of = f" of {name}" if len(output_tasks(rows)) > 1 else ""
-    return (f"test accuracy{of} (%)", 100.0) if metric == "accuracy" else (f"test {LABELS[metric]}{of} (lower is better)", 1.0)
-
-
-def build_plots(rows: list[dict[str, Any]]) -> list[str]:
-    plots = []
-    headline = headline_metric(rows)
-    if headline is not None:
-        measured = [r for r in rows if metric_value(r, *headline) is not None and r["bytes"] is not None]
-        if measured:
-            label, scale = metric_axis(rows, headline)
-            plots.append(scatter_plot(
-                [(r["bytes"] / 1024, metric_value(r, *headline) * scale, _label(r)) for r in measured],
-                title=f"Size vs {LABELS[headline[1]]}", x_label="size on disk (KB)", y_label=label,
-            ))  # fmt: skip
-    timed = [r for r in rows if r["p50_ms"] is not None]
-    if timed:
-        plots.append(bar_chart(
-            [(_label(r), r["p50_ms"], r["p95_ms"]) for r in timed],
-            title="Latency at batch 1", value_label="ms", series=("p50", "p95"),
-        ))  # fmt: skip
-    return plots
-
-
 def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | None,
                  quantization: Mapping[str, Any] | None = None) -> list[Path]:
     """`quantization`: report_quantization.quantization_facts of the build, when it has them."""
@@ -243,6 +244,7 @@ def write_report(run_dir: Path, rows: list[dict[str, Any]], *, recipe: str | Non
     }
     paths = [run_dir / name for name in FILES]
     write_text_atomic(paths[0], json.dumps(record, indent=2) + "\n")
-    write_text_atomic(paths[1], markdown(rows, title, extra=quantization_markdown(quantization)))
-    write_text_atomic(paths[2], html_page(rows, title, build_plots(rows), extra=quantization_html(quantization)))
+    write_text_atomic(paths[1], markdown(rows, title, extra=steps_markdown(rows) + quantization_markdown(quantization)))
+    page = html_page(rows, title, build_plots(rows), extra=steps_html(rows) + quantization_html(quantization))
+    write_text_atomic(paths[2], page)
     return paths

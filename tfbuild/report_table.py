@@ -10,7 +10,6 @@ report all show the same cells.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,6 +23,7 @@ class Column:
     header: str
     cell: Callable[[Row], str]
     numeric: bool = True  # right-aligned
+    style: Callable[[Row], str] | None = None  # an HTML class for the cell (e.g. a cache hit's grey)
 
 
 def _or_dash(value: Any, fmt: str) -> str:
@@ -110,8 +110,44 @@ def _compact_cell(name: str, task: str) -> Callable[[Row], str]:
 
 
 def table_columns(rows: Sequence[Row]) -> list[Column]:
+    """The terminal's columns (it drops some when narrow); the verdicts stay last."""
     generated = any(row.get("generated") for row in rows)  # no labels: nothing to show in metric columns
     return [*LEADING, *([] if generated else metric_columns(output_tasks(rows))), *TRAILING]
+
+
+def report_columns(rows: Sequence[Row]) -> list[Column]:
+    """report.md's and report.html's columns: the terminal's, with p50's spread between timing
+    rounds, and the verification's figures beside its verdict."""
+    columns = [P50_WITH_SPREAD if c.header == "p50 ms" else c for c in table_columns(rows)]
+    return [*columns[:-len(TRAILING)], *verify_columns(rows), *columns[-len(TRAILING):]]
+
+
+def _p50_with_spread(row: Row) -> str:
+    """"0.1230 ±3%": the median and how far it moved between the benchmark's timing rounds."""
+    p50, spread = row.get("p50_ms"), row.get("p50_spread")
+    if p50 is None:
+        return "-"
+    if spread is None:
+        return f"{p50:.4f}"
+    return f"{p50:.4f} ±{spread:.0%}" if spread >= 0.01 else f"{p50:.4f} ±{spread:.1%}"
+
+
+P50_WITH_SPREAD = Column("p50 ms", _p50_with_spread)
+
+
+def verify_columns(rows: Sequence[Row]) -> list[Column]:
+    """What verification measured against the SavedModel: the largest difference, and the
+    task's figure (top-1 agreement for a classifier, the mean difference for a regression);
+    none when nothing was verified."""
+    def measured(key: str) -> bool:
+        return any(row.get(key) is not None for row in rows)
+
+    columns = [Column("max |Δ|", _figure("max_abs_diff", "{:.2g}"))] if measured("max_abs_diff") else []
+    if measured("top1_agreement"):
+        columns.append(Column("top-1 agree", _figure("top1_agreement", "{:.1%}")))
+    elif measured("mean_abs_diff"):
+        columns.append(Column("mean |Δ|", _figure("mean_abs_diff", "{:.2g}")))
+    return columns
 
 
 def table_cells(row: Row, columns: Sequence[Column]) -> tuple[str, ...]:
@@ -146,74 +182,28 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[Column]) -> list[str]:
     return lines
 
 
+def table_note(rows: Sequence[Row]) -> str:
+    """The sentences under the report's table: what its figures are."""
+    verified = " ".join(VERIFY_NOTES[c.header] for c in verify_columns(rows))
+    spread = SPREAD_NOTE if any(row.get("p50_spread") is not None for row in rows) else ""
+    return " ".join(part for part in (NOTE, spread, metric_note(rows), verified) if part)
+
+
+SPREAD_NOTE = "p50 ±: how far the median moved between the benchmark's timing rounds."
+
+
+VERIFY_NOTES = {
+    "max |Δ|": "max |Δ|: the largest difference from the SavedModel's outputs on the test inputs (worst runtime).",
+    "top-1 agree": "top-1 agree: the share of test samples given the SavedModel's class.",
+    "mean |Δ|": "mean |Δ|: the mean difference from the SavedModel's outputs.",
+}
+
+
 def markdown(rows: Sequence[Row], title: str, extra: str = "") -> str:
-    """The report as Markdown; `extra` (Markdown, e.g. the int8 section) after the table."""
-    lines = [f"# {title}", "", *markdown_table(rows, table_columns(rows))]
-    lines += ["", f"{NOTE} {metric_note(rows)}".strip(), ""]
+    """The report as Markdown; `extra` (Markdown, e.g. the step times and the int8 section)
+    after the table."""
+    lines = [f"# {title}", "", *markdown_table(rows, report_columns(rows))]
+    lines += ["", table_note(rows), ""]
     if extra:
         lines += [extra.rstrip("\n"), ""]
     return "\n".join(lines)
-
-
-def html_page(rows: Sequence[Row], title: str, plots: Sequence[str], intro: str = "",
-              columns: Sequence[Column] | None = None, extra: str = "") -> str:
-    """The page: `intro` (HTML) above the table; `columns` default to the report's; `extra`
-    (an HTML fragment, e.g. the int8 section) after the table, its notes and plots."""
-    columns = table_columns(rows) if columns is None else columns
-    head = "".join(f'<th class="{"num" if c.numeric else "text"}">{html.escape(c.header)}</th>' for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="{_cell_class(c, text)}">{html.escape(text)}</td>'
-                         for c, text in zip(columns, table_cells(r, columns))) + "</tr>"
-        for r in rows
-    )  # fmt: skip
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-h1 {{ font-size: 1.4em; overflow-wrap: anywhere; }}
-h2 {{ font-size: 1.1em; }}
-ul.failed {{ font-weight: normal; }}
-.table {{ overflow-x: auto; max-width: 100%; }}
-table {{ border-collapse: collapse; font-size: 14px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; white-space: nowrap; }}
-td.gate {{ white-space: normal; min-width: 10em; }}
-th {{ background: #f4f4f4; }}
-td {{ background: #fff; }}
-/* The artifact stays in view while a narrow screen scrolls the figures sideways. */
-th:first-child, td:first-child {{ position: sticky; left: 0; }}
-.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.text {{ text-align: left; }}
-.passed {{ color: #1a7f37; }} .failed {{ color: #cf222e; font-weight: bold; }} .skipped {{ color: #9a6700; }}
-figure {{ display: inline-block; margin: 1em 2em 1em 0; max-width: 100%; }}
-figure svg {{ max-width: 100%; height: auto; }}
-h3 {{ font-size: 1em; margin-top: 1.5em; overflow-wrap: anywhere; }}
-h4 {{ font-size: 0.95em; }}
-p.note {{ font-size: 14px; color: #444; max-width: 60em; overflow-wrap: anywhere; }}
-/* A layer or op name: cut short, in full in its title (names of fused ops run long). */
-td.name {{ max-width: 16em; overflow: hidden; text-overflow: ellipsis; }}
-@media (max-width: 600px) {{ body {{ margin: 0.8em; }} table {{ font-size: 12px; }} td.name {{ max-width: 9em; }} }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{intro}<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
-<p>{html.escape(f"{NOTE} {metric_note(rows)}".strip())}</p>
-{_problems(rows)}{''.join(f'<figure>{p}</figure>' for p in plots)}
-{extra}</body></html>
-"""
-
-
-def _problems(rows: Sequence[Row]) -> str:
-    """Each broken gate in full: the table's gate cell names only the limits."""
-    items = [f"<li>{html.escape(_row_label(r))}: {html.escape(p)}</li>" for r in rows for p in r.get("gate_problems") or ()]
-    return f'<h2>Gate violations</h2><ul class="failed">{"".join(items)}</ul>\n' if items else ""
-
-
-def _row_label(row: Row) -> str:
-    return f"{row['artifact']} ({row['runtime']})" if row.get("runtime") else row["artifact"]
-
-
-def _cell_class(column: Column, text: str) -> str:
-    verdict = text.split(":")[0]
-    if column.header in ("verify", "gate") and verdict in ("passed", "failed", "skipped"):
-        return f"text {column.header} {verdict}"
-    return "num" if column.numeric else "text"

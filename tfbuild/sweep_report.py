@@ -71,23 +71,44 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return jobs, rows
 
 
-def varying(jobs: list[dict[str, Any]]) -> set[str]:
-    """The override keys whose values differ between jobs: what the sweep swept."""
+def varying(jobs: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose values differ between jobs (what the sweep swept), in the
+    order the overrides name them."""
     values: dict[str, set[str]] = {}
     for job in jobs:
         for override in job["overrides"]:
             key, _, value = override.partition("=")
             values.setdefault(key, set()).add(value)
-    return {key for key, seen in values.items() if len(seen) > 1 or len(jobs) == 1}
+    return [key for key, seen in values.items() if len(seen) > 1 or len(jobs) == 1]
+
+
+def override_value(overrides: Sequence[str], key: str) -> str:
+    return next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == key), "-")
+
+
+def sweep_columns(rows: list[dict[str, Any]], swept: Sequence[str]) -> list[Any]:
+    """The job, one column per swept key (its value: the key is the header), the report's
+    columns, and the row's place on the Pareto fronts."""
+    from .report_table import Column, table_columns
+
+    def value(key: str) -> Any:
+        return lambda row: override_value(row["overrides"], key)
+
+    return [
+        Column("job", lambda row: str(row["job"])),
+        *(Column(key, value(key), numeric=False) for key in swept),
+        *table_columns(rows),
+        Column("pareto front", _pareto_cell, numeric=False, style=lambda row: "front" if _pareto_cell(row) != "-" else ""),
+    ]
 
 
 def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write the three files; return the jobs with their status."""
     from . import __version__
-    from .metrics import HIGHER_IS_BETTER, LABELS
-    from .plots import scatter_plot
-    from .report import headline_metric, metric_axis
-    from .report_table import Column, html_page, markdown_table, metric_value, table_columns
+    from .metrics import HIGHER_IS_BETTER
+    from .report_page import html_page
+    from .report_plots import headline_metric, pareto_plots
+    from .report_table import NOTE, markdown_table, metric_note, metric_value
 
     jobs, rows = collect(sweep_dir)
     swept = varying(jobs)
@@ -105,44 +126,40 @@ def write_sweep_report(sweep_dir: Path) -> list[dict[str, Any]]:
         row["made_by"] = " ".join(o for o in row["overrides"] if o.partition("=")[0] in swept) or "-"
 
     title = f"tfbuild sweep report: {sweep_dir}"
-    columns = [
-        Column("job", lambda row: str(row["job"])),
-        Column("made by", lambda row: row["made_by"], numeric=False),
-        *table_columns(rows),
-        Column("pareto front", _pareto_cell, numeric=False),
-    ]
-    lines = [f"# {title}", "", *markdown_table(rows, columns)]
+    columns = sweep_columns(rows, swept)
+    lines = [f"# {title}", "", *_jobs_markdown(jobs), "", *markdown_table(rows, columns)]
     failed = [j for j in jobs if j["status"] != "succeeded"]
-    lines += ["", f"{len(jobs)} jobs, {len(rows)} rows; " + (
+    summary = f"{len(jobs)} jobs, {len(rows)} rows; " + (
         f"jobs that did not succeed: {', '.join(str(j['job']) + ' (' + j['status'] + ')' for j in failed)}" if failed else "every job succeeded"
-    ), ""]  # fmt: skip
-
-    def label(i: int) -> str:
-        return f"{rows[i]['job']}: {rows[i]['artifact']}"
-
-    plots = []
-    if measured and headline is not None:
-        y_label, scale = metric_axis(rows, headline)
-        for figure, x_label, key in (("bytes", "size on disk (KB)", "pareto_size"), ("p50_ms", "p50 latency at batch 1 (ms)", "pareto_latency")):
-            on = [i for i in measured if rows[i][figure] is not None]
-            if not on:
-                continue
-            x_scale = 1 / 1024 if figure == "bytes" else 1.0
-            plots.append(scatter_plot(
-                [(rows[i][figure] * x_scale, metric_value(rows[i], *headline) * scale, label(i)) for i in on],
-                title=f"Pareto front: {x_label.split(' (')[0]} vs {LABELS[headline[1]]}", x_label=x_label, y_label=y_label,
-                front=[n for n, i in enumerate(on) if rows[i][key]],
-            ))  # fmt: skip
+    )  # fmt: skip
+    lines += ["", summary, ""]
+    plots = pareto_plots(rows, measured, headline) if measured and headline is not None else []
     pareto_metric = {"output": headline[0], "metric": headline[1]} if headline else None
     record = {"tfbuild": __version__, "sweep_dir": str(sweep_dir), "jobs": jobs, "rows": rows, "pareto_metric": pareto_metric}
     paths = [sweep_dir / name for name in FILES]
     paths[0].write_text(json.dumps(record, indent=2) + "\n")
     paths[1].write_text("\n".join(lines))
-    page = html_page(rows, title, plots, columns=columns, intro="<p>" + "<br>".join(
-        html.escape(f"job {j['job']}: {' '.join(j['overrides']) or '(no overrides)'} — {j['status']}") for j in jobs
-    ) + "</p>")  # fmt: skip
-    paths[2].write_text(page)
+    note = " ".join(part for part in (summary + ".", NOTE, metric_note(rows), PARETO_NOTE if plots else "") if part)
+    paths[2].write_text(html_page(rows, title, plots, columns=columns, intro=_jobs_html(jobs), note=note))
     return jobs
+
+
+PARETO_NOTE = ("pareto front: no other row is smaller (size) or faster (latency, p50) without being "
+               "worse on the headline metric; those rows are red in the plots.")
+
+
+def _jobs_markdown(jobs: list[dict[str, Any]]) -> list[str]:
+    return [f"- job {j['job']}: `{' '.join(j['overrides']) or '(no overrides)'}` — {j['status']}" for j in jobs]
+
+
+def _jobs_html(jobs: list[dict[str, Any]]) -> str:
+    """Each job with every override it was given and how it ended."""
+    items = "".join(
+        f'<li>job {j["job"]}: <code>{html.escape(" ".join(j["overrides"]) or "(no overrides)")}</code> — '
+        f'<span class="{"passed" if j["status"] == "succeeded" else "failed"}">{html.escape(j["status"])}</span></li>'
+        for j in jobs
+    )  # fmt: skip
+    return f'<ul class="jobs">{items}</ul>\n'
 
 
 def _pareto_cell(row: dict[str, Any]) -> str:

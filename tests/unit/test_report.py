@@ -11,7 +11,7 @@ import pytest
 
 from tfbuild.gates import limits_for, violations
 from tfbuild.plan import OutputSpec, StepSpec
-from tfbuild.plots import bar_chart, scatter_plot
+from tfbuild.plots import latency_chart, scatter_plot
 from tfbuild.report import report_rows, write_report
 from tfbuild.report_diff import main as diff_main
 from tfbuild.runner import BUILT, CACHED, FAILED, BuildResult, StepResult
@@ -46,7 +46,7 @@ def bench(artifact: str, nbytes: int, *runtimes: tuple[str, float, float | dict]
 
 
 def verify(artifact: str, status: str = BUILT, **figures) -> StepResult:
-    info = {"top1_agreement": 0.99, "max_abs_diff": 0.01, "max_rel_diff": 0.5, "min_cosine": 0.999, **figures}
+    info = {"top1_agreement": 0.99, "max_abs_diff": 0.01, "max_rel_diff": 0.5, "min_cosine": 0.999, "mean_abs_diff": 0.002, **figures}
     return StepResult(StepSpec(name=f"verify[{artifact}]", kind="verify"), status, "", info=info)
 
 
@@ -120,7 +120,9 @@ def test_report_files_parse_and_the_html_has_its_plots(tmp_path):
     record = json.loads((tmp_path / "report.json").read_text())
     assert record["status"] == "passed" and len(record["rows"]) == 4 and "p95_ms" in record["columns"]
     markdown = (tmp_path / "report.md").read_text()
-    assert markdown.count("\n| ") == 5 and "| tflite/int8 | LiteRT | 45,000 |" in markdown
+    table, steps = markdown.split("## Step times")
+    assert table.count("\n| ") == 5 and "| tflite/int8 | LiteRT | 45,000 |" in table
+    assert steps.count("\n| ") == 4, "one row of step times per artifact"
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 2 and "Size vs accuracy" in page and "Latency at batch 1" in page
 
@@ -128,7 +130,7 @@ def test_report_files_parse_and_the_html_has_its_plots(tmp_path):
 def test_plots_are_well_formed_svg():
     ET.fromstring(scatter_plot([(1, 90, "a"), (2, 95, "b<&>")], title="t", x_label="x", y_label="y", front=[1]))
     ET.fromstring(scatter_plot([(1, 90, "only")], title="t", x_label="x", y_label="y"))
-    ET.fromstring(bar_chart([("a", 0.1, 0.2), ("b", None, 0.3)], title="t", value_label="ms", series=("p50", "p95")))
+    ET.fromstring(latency_chart([("a", 0.1, 0.2), ("b", None, 0.3)], title="t"))
 
 
 def test_pareto_front_keeps_what_nothing_beats():
@@ -140,7 +142,7 @@ def test_pareto_front_keeps_what_nothing_beats():
 def test_sweep_rows_are_labelled_by_what_the_sweep_varied():
     jobs = [{"overrides": ["recipe=digits", "export.tflite.quantization=float"]},
             {"overrides": ["recipe=digits", "export.tflite.quantization=int8"]}]
-    assert varying(jobs) == {"export.tflite.quantization"}
+    assert varying(jobs) == ["export.tflite.quantization"]
 
 
 def write_rows(folder, rows):

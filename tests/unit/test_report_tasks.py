@@ -163,7 +163,7 @@ def test_sweep_of_a_regression_model_reports_mae_fronts(tmp_path):
     assert fronts == {(0, "saved_model"): True, (0, "tflite/int8"): True, (1, "saved_model"): True,
                       (1, "tflite/int8"): False}  # fmt: skip
     markdown = (tmp_path / "sweep_report.md").read_text()
-    assert "| job | made by | artifact |" in markdown and "| MAE | Δ MAE | RMSE |" in markdown
+    assert "| job | export.tflite.quantization | artifact |" in markdown and "| MAE | Δ MAE | RMSE |" in markdown
     page = (tmp_path / "sweep_report.html").read_text()
     assert "Pareto front: size on disk vs MAE" in page and "<th class=\"num\">job</th>" in page
 
