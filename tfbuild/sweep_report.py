@@ -33,8 +33,11 @@ failed_jobs: list[int] = []
 
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        jobs = write_sweep_report(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = write_sweep_report(sweep_dir)
         failed_jobs[:] = [j["job"] for j in jobs if j["status"] != "succeeded"]
+        failed = f", {len(failed_jobs)} failed: job {', '.join(map(str, failed_jobs))}" if failed_jobs else ""
+        print(f"sweep report: {sweep_dir / 'sweep_report.html'} (and .md, .json; {len(jobs)} jobs{failed})", flush=True)
 
 
 def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> set[int]:

@@ -340,6 +340,7 @@ def test_sweep_trains_once_and_reports_every_job(tmp_path):
     assert any(r["pareto_size"] for r in report["rows"]) and any(r["pareto_latency"] for r in report["rows"])
     assert (sweep / "sweep_report.md").read_text().count("\n| ") == 7
     assert (sweep / "sweep_report.html").read_text().count("<svg") == 2
+    assert f"sweep report: {sweep.relative_to(tmp_path) / 'sweep_report.html'} (and .md, .json; 3 jobs)" in result.stdout
 
 
 @pytest.mark.slow
