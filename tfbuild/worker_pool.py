@@ -1,0 +1,270 @@
+"""Worker processes that build steps, several at once (`jobs=N`); the runner's Executor.
+
+Each worker is a 'spawn' process (never a fork: the parent may hold threads: rich's refresh
+thread, a browser driver's readers) that builds one step at a time and keeps what it
+imported, so TensorFlow is imported once per worker, not once per step. The pool starts its
+workers on the first job only: a build where everything is cached starts none. Started,
+a worker imports TensorFlow while it has nothing to do (the way every step imports it,
+tfenv.import_tensorflow), so the import overlaps the work of the others.
+
+One pipe per worker carries jobs down and, back up, the step's progress calls (forwarded to
+the runner's reporter) and its outcome. A worker that dies mid-step (the OOM killer, a
+crash in native code) fails that step with one line; the pool replaces it on the next job.
+Workers ignore Ctrl-C: the main process decides, ends them, then removes their unfinished
+work. A pool outlives one build (a sweep's jobs reuse it); `close()` ends it, and with it
+whatever its workers keep per process (a shared Chromium ends at the worker's exit).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
+
+from .step_job import Job, Outcome, run_job
+from .steps.base import Progress
+
+if TYPE_CHECKING:  # multiprocessing is imported when workers start: a cached build needs none
+    from multiprocessing.connection import Connection
+
+STOP_S = 10.0  # how long a closing pool waits for an idle worker to exit before ending it
+
+
+def job_count(jobs: int | None) -> int:
+    """`jobs` as configured; null means one per CPU this process may use."""
+    if jobs is not None:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing's SpawnProcess
+    conn: Connection
+    step: str | None = None  # the step it builds now
+    progress: Progress | None = None
+    warm: bool = False  # it said it has imported what steps need (TensorFlow)
+    # Since when an idle worker that is not warm has been importing (it does once idle)
+    warming_since: float = field(default_factory=time.monotonic)
+
+
+def _import_tensorflow() -> None:
+    from .tfenv import import_tensorflow
+
+    import_tensorflow()
+
+
+class WorkerPool:
+    """Up to `size` steps built at once, each in a worker process. `preload` runs in each
+    worker while it is idle, before its first job if it has none waiting (None: nothing)."""
+
+    def __init__(self, size: int, preload: Callable[[], Any] | None = _import_tensorflow) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {size}")
+        self.slots = size
+        self._preload = preload
+        self._workers: list[_Worker] = []
+        self._ended: list[tuple[str, Outcome]] = []
+
+    @property
+    def started(self) -> int:
+        """Workers alive now (for tests and the curious)."""
+        return sum(1 for w in self._workers if w.process.is_alive())
+
+    def submit(self, name: str, job: Job, progress: Progress) -> None:
+        if not self._workers:  # the first job starts them all: their TensorFlow imports overlap
+            self._workers = [self._spawn(job.quiet) for _ in range(self.slots)]
+        worker = self._idle_worker(job.quiet)
+        try:
+            worker.conn.send(job)
+        except (OSError, ValueError) as error:  # the worker died while idle, or the job cannot pickle
+            self._ended.append((name, _failed(f"could not hand the step to a worker process ({error})")))
+            self._discard(worker)
+            return
+        worker.step, worker.progress = name, progress
+        worker.warming_since = float("inf")  # a cold worker imports in the step, or after it
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        from multiprocessing.connection import wait
+
+        busy = [w for w in self._workers if w.step is not None]
+        if busy and not self._ended:
+            ready = set(wait([o for w in busy for o in (w.conn, w.process.sentinel)], timeout))
+            for worker in busy:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    self._receive(worker)
+        elif not self._ended and timeout:
+            time.sleep(timeout)
+        ended, self._ended = self._ended, []
+        return ended
+
+    def abort(self) -> None:
+        """End the workers that are building now (their jobs' folders are the caller's to remove)."""
+        for worker in [w for w in self._workers if w.step is not None]:
+            _end(worker.process)
+            self._discard(worker)
+
+    def close(self) -> None:
+        self.abort()
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)  # exit, running the worker's exit handlers (a shared Chromium ends)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.process.join(STOP_S)
+            _end(worker.process)
+            worker.conn.close()
+        self._workers = []
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spawn(self, quiet: Callable[[], ContextManager[Any]]) -> _Worker:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, quiet, self._preload), name="tfbuild-worker",
+                                        daemon=True)  # fmt: skip
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def _idle_worker(self, quiet: Callable[[], ContextManager[Any]]) -> _Worker:
+        for worker in [w for w in self._workers if w.step is None and not w.process.is_alive()]:
+            self._discard(worker)  # died while idle (killed): replaced below
+        idle = [w for w in self._workers if w.step is None]
+        if not idle:
+            self._workers.append(self._spawn(quiet))
+            idle = self._workers[-1:]
+        for worker in idle:
+            self._receive(worker)  # has it said it is warm?
+        # A warm worker; else the one whose import began first (a step waits for it less).
+        return min(idle, key=lambda w: (not w.warm, w.warming_since))
+
+    def _receive(self, worker: _Worker) -> None:
+        """Handle what `worker` sent; its death, if it died before its outcome."""
+        try:
+            while worker.conn.poll():
+                kind, *payload = worker.conn.recv()
+                if kind == "progress" and worker.progress is not None:
+                    method, args = payload
+                    call = getattr(worker.progress, method, None)
+                    if call is not None:  # a reporter without that call shows less, never fails
+                        call(*args)
+                elif kind == "warm":
+                    worker.warm = True
+                elif kind == "done":
+                    self._ended.append((worker.step, payload[0]))  # type: ignore[arg-type]
+                    worker.step = worker.progress = None
+                    worker.warming_since = time.monotonic()
+                    return
+        except (EOFError, OSError):
+            pass
+        if worker.step is not None and not worker.process.is_alive():
+            worker.process.join()
+            self._ended.append((worker.step, _failed(_death(worker.process.exitcode))))  # type: ignore[arg-type]
+            self._discard(worker)
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.conn.close()
+        self._workers.remove(worker)
+
+
+class Pools:
+    """The worker pool of a process whose builds run one after another (a sweep's jobs): made
+    by the first build that asks for more than one job, reused by the next ones (TensorFlow
+    imported once a sweep, not once a job), replaced when a build asks for another size.
+    Its owner (the CLI's main) closes it, with `close()` or `with`."""
+
+    def __init__(self) -> None:
+        self._pool: WorkerPool | None = None
+
+    def for_jobs(self, jobs: int) -> WorkerPool | None:
+        """The pool for a build of `jobs` jobs; None for one job (built in this process)."""
+        if self._pool is not None and self._pool.slots != jobs:
+            self._pool.close()
+            self._pool = None
+        if jobs > 1 and self._pool is None:
+            self._pool = WorkerPool(jobs)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> "Pools":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _failed(message: str) -> Outcome:
+    return Outcome(0.0, error=message, traceback=message + "\n")
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"the worker process building it was killed by {name}{hint}"
+    return f"the worker process building it exited with code {exitcode}"
+
+
+def _end(process: Any) -> None:
+    if process.is_alive():
+        process.terminate()
+        process.join(2.0)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+class _ForwardedProgress:
+    """A step's progress calls, sent to the main process's reporter as they happen. Any method
+    name is forwarded (start, advance, and whatever Progress grows), arguments pickled."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args: self._conn.send(("progress", method, args))
+
+
+def _serve(conn: Connection, quiet: Callable[[], ContextManager[Any]], preload: Callable[[], Any] | None) -> None:
+    """A worker's life: build the jobs that come, until told to stop or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    progress = _ForwardedProgress(conn)
+    while True:
+        if preload is not None and not conn.poll():  # idle: import TensorFlow now, not in the next step
+            with quiet():
+                preload()
+            preload = None
+            conn.send(("warm",))
+        try:
+            job = conn.recv()
+        except EOFError:  # the main process is gone
+            return
+        except Exception as error:  # noqa: BLE001 - a job that does not unpickle here (a class not importable)
+            conn.send(("done", _failed(f"the worker process could not read the step ({type(error).__name__}: {error})")))
+            continue
+        if job is None:
+            return
+        outcome = run_job(job, progress)
+        try:
+            conn.send(("done", outcome))
+        except OSError:  # the main process is gone
+            return
