@@ -14,8 +14,9 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,14 +36,17 @@ from .resolver import resolve
 from .schema_checks import Origin
 from .schema import register_configs
 
+if TYPE_CHECKING:
+    from .worker_pool import Pools
+
 BUILD_LOG = "build.log"
 
 
-def job(cfg: DictConfig, recipes: RecipeIndex) -> int:
+def job(cfg: DictConfig, recipes: RecipeIndex, pools: Pools | None = None) -> int:
     """One build per job, returning its exit code. Errors are reported here, as one line, so
     that one failed job in a sweep neither aborts the others nor prints Hydra's report."""
     try:
-        build(cfg, recipes)
+        build(cfg, recipes, pools)
     except TfbuildError as exc:
         _report(str(exc))
         return exc.exit_code
@@ -56,8 +60,9 @@ def job(cfg: DictConfig, recipes: RecipeIndex) -> int:
     return 0
 
 
-def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
-    """One build of the composed config, in Hydra's run folder (`recipes`: to find a pin's file)."""
+def build(cfg: DictConfig, recipes: RecipeIndex, pools: Pools | None = None) -> None:
+    """One build of the composed config, in Hydra's run folder (`recipes`: to find a pin's file;
+    `pools`: the worker processes this process's builds share; None: this build's own)."""
     started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -88,8 +93,10 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
     from .report_quantization import quantization_facts
     from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
+    from .worker_pool import Pools, job_count
 
     log_path = run_dir / BUILD_LOG
+    own_pools = Pools()  # used only without a caller's pools: closed when this build ends
 
     def log_error(text: str) -> None:
         with open(log_path, "a") as log:
@@ -106,11 +113,13 @@ def build(cfg: DictConfig, recipes: RecipeIndex) -> None:
                 force=resolved.choices.force,
                 dry_run=cfg.dry_run,
                 reporter=ConsoleReporter(console),
-                quiet=lambda: native_output_to(log_path),
+                quiet=partial(native_output_to, log_path),  # a partial pickles: workers use it too
                 log_error=log_error,
+                workers=(pools or own_pools).for_jobs(job_count(cfg.jobs)),
             )
         finally:
             cache.close()
+            own_pools.close()
         bad_input = next((f for f in result.failures if f.bad_input), None)
         others = [r for r in result.steps if r is not bad_input]
         if bad_input is not None and all(r.status == SKIPPED for r in others):
@@ -273,13 +282,19 @@ def main() -> None:
     register_recipes(index)
     worst_exit = 0  # the worst exit code of the jobs run by this process (a sweep runs several)
 
+    from .worker_pool import Pools
+
+    # A sweep's jobs run one after another here: they share one set of worker processes.
+    pools = Pools()
+
     def task(cfg: DictConfig) -> None:
         nonlocal worst_exit
-        worst_exit = max(worst_exit, job(cfg, index))
+        worst_exit = max(worst_exit, job(cfg, index, pools))
 
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     try:
-        app()
+        with pools:
+            app()
     except ConfigError as exc:  # a recipe file refused while Hydra composed it
         _report(str(exc))
         sys.exit(exc.exit_code)
