@@ -17,9 +17,12 @@ whatever its workers keep per process (a shared Chromium ends at the worker's ex
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
@@ -51,6 +54,7 @@ class _Worker:
     warm: bool = False  # it said it has imported what steps need (TensorFlow)
     # Since when an idle worker that is not warm has been importing (it does once idle)
     warming_since: float = field(default_factory=time.monotonic)
+    ran: bool = False  # it was given a step
 
 
 def _import_tensorflow() -> None:
@@ -86,7 +90,7 @@ class WorkerPool:
             self._ended.append((name, _failed(f"could not hand the step to a worker process ({error})")))
             self._discard(worker)
             return
-        worker.step, worker.progress = name, progress
+        worker.step, worker.progress, worker.ran = name, progress, True
         worker.warming_since = float("inf")  # a cold worker imports in the step, or after it
 
     def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
@@ -110,10 +114,15 @@ class WorkerPool:
             self._discard(worker)
 
     def close(self) -> None:
+        """End every worker: those that ran a step exit by themselves (their exit handlers end
+        what they kept, a shared Chromium); one that never did is still importing at most."""
         self.abort()
         for worker in self._workers:
+            if not worker.ran:
+                _end(worker.process)
+                continue
             try:
-                worker.conn.send(None)  # exit, running the worker's exit handlers (a shared Chromium ends)
+                worker.conn.send(None)
             except OSError:
                 pass
         for worker in self._workers:
@@ -245,8 +254,24 @@ class _ForwardedProgress:
 
 
 def _serve(conn: Connection, quiet: Callable[[], ContextManager[Any]], preload: Callable[[], Any] | None) -> None:
-    """A worker's life: build the jobs that come, until told to stop or the pipe closes."""
+    """A worker's life: build the jobs that come, until told to stop or the pipe closes; then
+    run the exit handlers (they end what steps kept: a shared Chromium) and exit at once: an
+    interpreter with TensorFlow loaded takes most of a second to tear itself down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    code = 0
+    try:
+        _build_jobs(conn, quiet, preload)
+    except BaseException:  # a bug here: say it where the worker's output goes, then exit
+        traceback.print_exc()
+        code = 1
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+
+
+def _build_jobs(conn: Connection, quiet: Callable[[], ContextManager[Any]], preload: Callable[[], Any] | None) -> None:
     progress = _ForwardedProgress(conn)
     while True:
         if preload is not None and not conn.poll():  # idle: import TensorFlow now, not in the next step
