@@ -305,7 +305,7 @@ def main() -> None:
         _report(_unusable_run_dir(exc))
         sys.exit(ConfigError.exit_code)
     except KeyboardInterrupt:
-        _report("interrupted; steps that finished are cached, the one running was discarded")
+        _report("interrupted; steps that finished are cached, those running were discarded")
         sys.exit(130)
     from .sweep_report import failed_jobs  # jobs other launchers ran in other processes
 

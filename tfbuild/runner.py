@@ -225,7 +225,9 @@ class _Walk:
         try:
             while True:
                 self._decide_ready()
-                self._start_queued()
+                self._start_queued()  # may find a step built meanwhile, which readies others
+                if self.ready:
+                    continue
                 if len(self.results) == len(self.plan.steps):
                     return
                 if not self.running and not self.queued:

@@ -1,8 +1,12 @@
 """Worker processes that build steps, several at once (`jobs=N`); the runner's Executor.
 
-Each worker is a 'spawn' process (never a fork: the parent may hold threads: rich's refresh
-thread, a browser driver's readers) that builds one step at a time and keeps what it
-imported, so TensorFlow is imported once per worker, not once per step. The pool starts its
+Each worker is a fresh interpreter (`python -c`, started like multiprocessing's 'spawn';
+never a fork: the parent may hold threads, rich's refresh thread or a browser driver's
+readers) that builds one step at a time and keeps what it imported, so TensorFlow is
+imported once per worker, not once per step. It is started with subprocess rather than
+multiprocessing: 'spawn' re-imports the parent's main script and copies the parent's start
+method, which breaks inside Hydra's joblib launcher (its workers' method, 'loky', does not
+exist in a plain child). The pool starts its
 workers on the first job only: a build where everything is cached starts none. Started,
 a worker imports TensorFlow while it has nothing to do (the way every step imports it,
 tfenv.import_tensorflow), so the import overlaps the work of the others.
@@ -18,8 +22,10 @@ whatever its workers keep per process (a shared Chromium ends at the worker's ex
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -33,6 +39,9 @@ if TYPE_CHECKING:  # multiprocessing is imported when workers start: a cached bu
     from multiprocessing.connection import Connection
 
 STOP_S = 10.0  # how long a closing pool waits for an idle worker to exit before ending it
+# What a worker process runs: the parent's import path first, so that it imports tfbuild, the
+# user's builders and step kinds (a test's) from where the parent did.
+WORKER = "import json, sys; sys.path[:] = json.loads(sys.argv[2]); from tfbuild.worker_pool import serve; serve(int(sys.argv[1]))"
 
 
 def job_count(jobs: int | None) -> int:
@@ -47,7 +56,7 @@ def job_count(jobs: int | None) -> int:
 
 @dataclass
 class _Worker:
-    process: Any  # multiprocessing's SpawnProcess
+    process: subprocess.Popen
     conn: Connection
     step: str | None = None  # the step it builds now
     progress: Progress | None = None
@@ -55,6 +64,7 @@ class _Worker:
     # Since when an idle worker that is not warm has been importing (it does once idle)
     warming_since: float = field(default_factory=time.monotonic)
     ran: bool = False  # it was given a step
+    since: float = 0.0  # when it was given the step it builds now
 
 
 def _import_tensorflow() -> None:
@@ -78,7 +88,7 @@ class WorkerPool:
     @property
     def started(self) -> int:
         """Workers alive now (for tests and the curious)."""
-        return sum(1 for w in self._workers if w.process.is_alive())
+        return sum(1 for w in self._workers if w.process.poll() is None)
 
     def submit(self, name: str, job: Job, progress: Progress) -> None:
         if not self._workers:  # the first job starts them all: their TensorFlow imports overlap
@@ -90,7 +100,7 @@ class WorkerPool:
             self._ended.append((name, _failed(f"could not hand the step to a worker process ({error})")))
             self._discard(worker)
             return
-        worker.step, worker.progress, worker.ran = name, progress, True
+        worker.step, worker.progress, worker.ran, worker.since = name, progress, True, time.perf_counter()
         worker.warming_since = float("inf")  # a cold worker imports in the step, or after it
 
     def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
@@ -98,9 +108,9 @@ class WorkerPool:
 
         busy = [w for w in self._workers if w.step is not None]
         if busy and not self._ended:
-            ready = set(wait([o for w in busy for o in (w.conn, w.process.sentinel)], timeout))
+            ready = wait([w.conn for w in busy], timeout)  # a message, or the end of the pipe: a death
             for worker in busy:
-                if worker.conn in ready or worker.process.sentinel in ready:
+                if worker.conn in ready:
                     self._receive(worker)
         elif not self._ended and timeout:
             time.sleep(timeout)
@@ -126,8 +136,7 @@ class WorkerPool:
             except OSError:
                 pass
         for worker in self._workers:
-            worker.process.join(STOP_S)
-            _end(worker.process)
+            _end(worker.process, STOP_S)
             worker.conn.close()
         self._workers = []
 
@@ -138,18 +147,19 @@ class WorkerPool:
         self.close()
 
     def _spawn(self, quiet: Callable[[], ContextManager[Any]]) -> _Worker:
-        import multiprocessing
+        from multiprocessing.connection import Pipe
 
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, quiet, self._preload), name="tfbuild-worker",
-                                        daemon=True)  # fmt: skip
-        process.start()
-        theirs.close()
+        ours, theirs = Pipe()  # a socket pair: the worker's end is inherited by its number
+        try:
+            process = subprocess.Popen([sys.executable, "-c", WORKER, str(theirs.fileno()), json.dumps(sys.path)],
+                                       pass_fds=(theirs.fileno(),))  # fmt: skip
+        finally:
+            theirs.close()
+        ours.send((quiet, self._preload))
         return _Worker(process, ours)
 
     def _idle_worker(self, quiet: Callable[[], ContextManager[Any]]) -> _Worker:
-        for worker in [w for w in self._workers if w.step is None and not w.process.is_alive()]:
+        for worker in [w for w in self._workers if w.step is None and w.process.poll() is not None]:
             self._discard(worker)  # died while idle (killed): replaced below
         idle = [w for w in self._workers if w.step is None]
         if not idle:
@@ -177,12 +187,12 @@ class WorkerPool:
                     worker.step = worker.progress = None
                     worker.warming_since = time.monotonic()
                     return
-        except (EOFError, OSError):
-            pass
-        if worker.step is not None and not worker.process.is_alive():
-            worker.process.join()
-            self._ended.append((worker.step, _failed(_death(worker.process.exitcode))))  # type: ignore[arg-type]
-            self._discard(worker)
+        except (EOFError, OSError):  # its end of the pipe closed: it died (idle: replaced when needed)
+            if worker.step is not None:
+                _end(worker.process, STOP_S)
+                died = _failed(_death(worker.process.returncode), time.perf_counter() - worker.since)
+                self._ended.append((worker.step, died))
+                self._discard(worker)
 
     def _discard(self, worker: _Worker) -> None:
         worker.conn.close()
@@ -219,8 +229,8 @@ class Pools:
         self.close()
 
 
-def _failed(message: str) -> Outcome:
-    return Outcome(0.0, error=message, traceback=message + "\n")
+def _failed(message: str, seconds: float = 0.0) -> Outcome:
+    return Outcome(seconds, error=message, traceback=message + "\n")
 
 
 def _death(exitcode: int | None) -> str:
@@ -231,13 +241,16 @@ def _death(exitcode: int | None) -> str:
     return f"the worker process building it exited with code {exitcode}"
 
 
-def _end(process: Any) -> None:
-    if process.is_alive():
-        process.terminate()
-        process.join(2.0)
-    if process.is_alive():
-        process.kill()
-        process.join()
+def _end(process: subprocess.Popen, wait_s: float = 0.0) -> None:
+    """`process` gone: after `wait_s` for it to exit by itself, terminated, then killed."""
+    for stop in (None, process.terminate, process.kill):
+        if stop is not None and process.poll() is None:
+            stop()
+        try:
+            process.wait(wait_s if stop is None else 2.0)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class _ForwardedProgress:
@@ -253,13 +266,18 @@ class _ForwardedProgress:
         return lambda *args: self._conn.send(("progress", method, args))
 
 
-def _serve(conn: Connection, quiet: Callable[[], ContextManager[Any]], preload: Callable[[], Any] | None) -> None:
-    """A worker's life: build the jobs that come, until told to stop or the pipe closes; then
-    run the exit handlers (they end what steps kept: a shared Chromium) and exit at once: an
-    interpreter with TensorFlow loaded takes most of a second to tear itself down."""
+def serve(fd: int) -> None:
+    """A worker's life (WORKER runs it): build the jobs that come on the connection `fd`, until
+    told to stop or the pipe closes; then run the exit handlers (they end what steps kept: a
+    shared Chromium) and exit at once: an interpreter with TensorFlow loaded takes most of a
+    second to tear itself down."""
+    from multiprocessing.connection import Connection
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     code = 0
     try:
+        conn = Connection(fd)
+        quiet, preload = conn.recv()
         _build_jobs(conn, quiet, preload)
     except BaseException:  # a bug here: say it where the worker's output goes, then exit
         traceback.print_exc()

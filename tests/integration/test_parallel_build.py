@@ -30,6 +30,14 @@ print('TF_IMPORTED', 'tensorflow' in sys.modules, 'WORKERS', len(spawned))
 """
 
 
+def test_a_sweep_shares_its_workers(tmp_path):
+    done = run_tfbuild("-m", "recipe=digits", *TINY, "jobs=2", "benchmark.enabled=false",
+                       "export.tflite.quantization=float,dynamic", cwd=tmp_path, python_code=NOOP_PROBE)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "WORKERS 2" in done.stdout, "two jobs, one pair of workers (TensorFlow imported once a worker)"
+    assert len(list((tmp_path / "outputs" / "sweeps").glob("*/*/build.json"))) == 2
+
+
 def artifacts(folder: Path, recipe: str) -> dict[str, str]:
     (record,) = (folder / "outputs" / "runs" / recipe).glob("*/build.json")
     return {a["name"]: a["sha256"] for a in json.loads(record.read_text())["artifacts"]}

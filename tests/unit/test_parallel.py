@@ -191,3 +191,36 @@ def test_jobs_changes_no_step_and_no_key(compose_cfg):
 
     one, many = (resolve(compose_cfg("recipe=digits_all", f"jobs={n}")).plan for n in (1, 8))
     assert one == many
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_a_step_another_tfbuild_is_building_waits_without_holding_up_the_rest(tmp_path, runs, slots):
+    import threading
+    import time
+
+    from tfbuild.runner import step_material
+    from tfbuild.step_job import output_records
+
+    cache = Cache(tmp_path / "cache")
+    kinds = {"write": WriteStep("write", runs)}
+    steps = [step("data"), step("train", {"data": "data"}), step("other", text="independent")]
+    plan = make_plan(steps)
+    key = run_plan(plan, cache, kinds, dry_run=True).steps[0].key
+    events, results = Events(), []
+    with cache.locked(key):  # another tfbuild is building `data`
+        walk = threading.Thread(target=lambda: results.append(
+            run_plan(plan, cache, kinds, scope="recipe", reporter=events, workers=ThreadExecutor(slots) if slots > 1 else None)))
+        walk.start()
+        deadline = time.monotonic() + 30
+        while not {("wait", "data"), ("end", "other")} <= set(events.log) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ("end", "other") in events.log, "the rest went on while data waited"
+        tmp = cache.begin(key)  # ...and commits it
+        (tmp / "out" / "data.txt").write_text("data")
+        spec = plan.step("data")
+        cache.commit(tmp, key, {"key": key, "name": "data", "material": step_material(spec, kinds["write"], {}, cache.state.digest),
+                                "info": {}, "seconds": 0.0, "outputs": output_records(spec, tmp), "created": "now"})  # fmt: skip
+    walk.join(30)
+    (result,) = results
+    assert summary(result)[0] == ("data", CACHED, "built meanwhile by another tfbuild", None)
+    assert [r.status for r in result.steps[1:]] == [BUILT, BUILT] and runs["data"] == 0
