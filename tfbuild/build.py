@@ -13,13 +13,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from .cache import Cache
 from .errors import BuildFailed, DataError, TfbuildError, print_error
 from .plan import Plan
 from .run_folder import BUILD_LOG, remove_unused_run_dir
+
+if TYPE_CHECKING:
+    from .worker_pool import Pools
 
 # write_pin(record, materials) -> the pin's path; made by the CLI, which has the config.
 PinWriter = Callable[[Mapping[str, Any], Mapping[str, Mapping[str, Any]]], Path]
@@ -49,12 +53,12 @@ class Build:
         return bool(self.config["verify"]["enabled"])
 
 
-def build_exit_code(build: Build) -> int:
+def build_exit_code(build: Build, pools: Pools | None = None) -> int:
     """Run the build and say how it went as an exit code (0, 1: a step or gate failed, 2: bad
     input). Errors are reported here, as one line, so that one failed job in a sweep neither
     aborts the others nor prints Hydra's report."""
     try:
-        run_build(build)
+        run_build(build, pools=pools)
     except TfbuildError as exc:
         print_error(str(exc))
         return exc.exit_code
@@ -73,12 +77,16 @@ def internal_error(exc: Exception, log_path: Path) -> int:
 
 
 def run_build(
-    build: Build, report_error: Callable[[str], None] = print_error, registry: Mapping[str, Any] | None = None
+    build: Build,
+    report_error: Callable[[str], None] = print_error,
+    registry: Mapping[str, Any] | None = None,
+    pools: Pools | None = None,
 ) -> dict[str, Any] | None:
     """Build, report and record; returns build.json's record (None for a dry run). Raises
     BuildFailed (a step or gate failed; every problem but the last goes to `report_error`)
     or DataError (the input was refused and nothing was built). `registry`: the step kinds
-    (tests give fakes; by default tfbuild's own)."""
+    (tests give fakes; by default tfbuild's own). `pools`: the worker processes this
+    process's builds share (a sweep's jobs); None: this build's own, closed when it ends."""
     # Imported here: a config error in the CLI stays as fast as possible.
     from .console import ConsoleReporter, report_table, summary_table, terminal_console
     from .quiet import native_output_to
@@ -87,10 +95,12 @@ def run_build(
     from .report_quantization import quantization_facts
     from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
+    from .worker_pool import Pools, job_count
 
     started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     run_dir, log_path = build.run_dir, build.log_path
     cache = Cache(build.cache_dir)
+    own_pools = Pools()  # used only without a caller's pools
 
     def log_error(text: str) -> None:
         with open(log_path, "a") as log:
@@ -107,11 +117,13 @@ def run_build(
                 force=build.force,
                 dry_run=build.dry_run,
                 reporter=ConsoleReporter(console),
-                quiet=lambda: native_output_to(log_path),
+                quiet=partial(native_output_to, log_path),  # a partial pickles: workers use it too
                 log_error=log_error,
+                workers=(pools or own_pools).for_jobs(job_count(build.config.get("jobs"))),
             )
         finally:
             cache.close()
+            own_pools.close()
         bad_input = next((f for f in result.failures if f.bad_input), None)
         if bad_input is not None and all(r.status == SKIPPED for r in result.steps if r is not bad_input):
             # The input cannot be built from (the data step refused it) and nothing was made:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress as RichProgress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.spinner import Spinner
+from rich.text import Text
 
 from .console_tables import STATUS_STYLE, report_table, summary_table  # noqa: F401 (the CLI's tables)
 from .plan import StepSpec
@@ -101,23 +104,95 @@ class StepProgress:
 
 
 class ConsoleReporter:
+    """A line per step as it starts and as it ends, and, on a terminal, a live line naming the
+    steps being built (several at once with jobs > 1) above their progress bars."""
+
     def __init__(self, console: Console):
         self.console = console
-        self._progress: StepProgress | None = None
+        self._in_flight = InFlight(console)
 
-    def step_started(self, spec: StepSpec, reason: str) -> StepProgress:
+    def step_started(self, spec: StepSpec, reason: str) -> Any:
         self.console.print(f"[bold]>[/] {escape(spec.name)} [dim]({escape(reason)})[/]", highlight=False)
-        self._progress = StepProgress(self.console, escape(spec.name))
-        return self._progress
+        return self._in_flight.add(spec.name, StepProgress(self.console, escape(spec.name)))
 
     def step_waiting(self, spec: StepSpec) -> None:
         self.console.print(f"[bold]…[/] {escape(spec.name)} [dim](another tfbuild is building it; waiting for its result)[/]")
 
     def step_finished(self, result: StepResult) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self._in_flight.remove(result.spec.name)
         if result.status == FAILED:
             self.console.print(f"[bold red]x {escape(result.spec.name)} failed:[/] {escape(result.error or '')}")
         elif result.status == BUILT:
             self.console.print(f"  {escape(result.spec.name)} built in {result.seconds:.2f} s", highlight=False, style="green")
+
+    def build_ended(self) -> None:
+        self._in_flight.close()
+
+
+class InFlight:
+    """The steps being built and their progress bars. On a terminal, a live line under the
+    printed lines: "building: tflite[int8], tfjs[uint8]".
+
+    Rich draws nested live displays (this line, each StepProgress bar) from a stack and takes
+    the last one off whenever any stops; so bars are stopped in the reverse order they
+    started: a step that ends under a later bar keeps its (finished) bar up until that one
+    ends too."""
+
+    def __init__(self, console: Console):
+        self._console = console
+        self._steps: dict[str, StepProgress] = {}  # building now, in start order
+        self._bars: list[tuple[str, StepProgress]] = []  # bars up, in the order they started
+        self._live: Live | None = None
+
+    def add(self, name: str, progress: StepProgress) -> "_Started":
+        self._steps[name] = progress
+        self._show()
+        return _Started(progress, lambda: self._bars.append((name, progress)))
+
+    def remove(self, name: str) -> None:
+        progress = self._steps.pop(name, None)
+        if progress is not None and not any(p is progress for _, p in self._bars):
+            progress.stop()  # it never drew a bar
+        while self._bars and self._bars[-1][0] not in self._steps:
+            self._bars.pop()[1].stop()
+        self._show()
+
+    def close(self) -> None:
+        """However the build ended (Ctrl-C too): every bar and the live line go."""
+        while self._bars:
+            self._bars.pop()[1].stop()
+        self._steps.clear()
+        self._show()
+
+    def _show(self) -> None:
+        if not self._console.is_terminal:
+            return  # a log has the per-step lines
+        if not self._steps:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+            return
+        line = Text.assemble(("building: ", "bold"), ", ".join(self._steps), no_wrap=True, overflow="ellipsis")
+        status = Spinner("dots", line, style="cyan")
+        if self._live is None:
+            self._live = Live(status, console=self._console, transient=True, redirect_stdout=False,
+                              redirect_stderr=False, refresh_per_second=8)  # fmt: skip
+            self._live.start()
+        else:
+            self._live.update(status)
+
+
+class _Started:
+    """A step's StepProgress, which says when its bar goes up (every other call goes through,
+    so what StepProgress grows works here too)."""
+
+    def __init__(self, progress: StepProgress, on_start: Callable[[], None]):
+        self._progress = progress
+        self._on_start = on_start
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        self._on_start()
+        self._progress.start(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._progress, name)

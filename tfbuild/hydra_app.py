@@ -30,6 +30,7 @@ from .resolver import resolve
 from .run_folder import BUILD_LOG, latest_link, remove_unused_run_dir
 from .schema import register_configs
 from .schema_checks import Origin
+from .worker_pool import Pools
 from . import stamp
 
 
@@ -45,14 +46,17 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
     register_configs()
     register_recipes(index)
     worst_exit = 0  # the worst exit code of the jobs run by this process (a sweep runs several)
+    # A sweep's jobs run one after another here: they share one set of worker processes.
+    pools = Pools()
 
     def task(cfg: DictConfig) -> None:
         nonlocal worst_exit
-        worst_exit = max(worst_exit, job(cfg, index, args, environment))
+        worst_exit = max(worst_exit, job(cfg, index, args, environment, pools))
 
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     try:
-        app()
+        with pools:
+            app()
     except ConfigError as exc:  # a recipe file refused while Hydra composed it
         print_error(str(exc))
         return exc.exit_code
@@ -67,7 +71,7 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
     return max(worst_exit, 1 if failed_jobs else 0)
 
 
-def job(cfg: DictConfig, recipes: RecipeIndex, args: list[str], environment: dict[str, str]) -> int:
+def job(cfg: DictConfig, recipes: RecipeIndex, args: list[str], environment: dict[str, str], pools: Pools) -> int:
     """One build per job, returning its exit code; a good build leaves a stamp for the no-op
     shortcut to find."""
     hydra_cfg = HydraConfig.get()
@@ -79,7 +83,7 @@ def job(cfg: DictConfig, recipes: RecipeIndex, args: list[str], environment: dic
         return exc.exit_code
     except Exception as exc:
         return internal_error(exc, run_dir / BUILD_LOG)
-    code = build_exit_code(build)
+    code = build_exit_code(build, pools)
     if code == 0 and hydra_cfg.mode is not None and hydra_cfg.mode.name == "RUN":
         stamp.record(args, build, run_dir_pattern=str(OmegaConf.to_container(hydra_cfg.run)["dir"]),
                      config_text=OmegaConf.to_yaml(cfg), env=environment)

@@ -1,14 +1,22 @@
-"""Walk a plan: reuse each step from the cache when its key is there, run it otherwise.
+"""Walk a plan: reuse each step from the cache when its key is there, build it otherwise.
 
 Every step ends with a status (built, cached, failed, skipped; in a dry run: cached or
 to build) and a reason. A failed step skips the steps that depend on it; the others still
 run (like `make -k`), so one broken variant does not hide the state of the rest.
+
+The plan is walked as a graph: a step is decided (its key, a cache lookup: cheap, no
+TensorFlow) as soon as the steps it reads from are done, and the steps that must be built
+go to an executor. The inline executor builds them here, one at a time, in plan order;
+a WorkerPool (worker_pool.py) builds up to `jobs` at once in worker processes. The cache
+stays this process's: it opens each step's private folder, and seals it or removes it
+whatever happened to the job (a failure, a worker killed, Ctrl-C), so nothing half-written
+is ever served.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
+import heapq
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,15 +25,15 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from .cache import Cache, Entry, cache_key
-from .digests import tree_digest, tree_files
-from .errors import TfbuildError
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
 from .run_folder import clear_owned, publish_tree
-from .steps.base import NoProgress, Progress, StepContext, StepKind
+from .step_job import Job, Outcome, one_line, run_job
+from .steps.base import NoProgress, Progress, StepKind
 
 BUILT, CACHED, FAILED, SKIPPED, TO_BUILD = "built", "cached", "failed", "skipped", "to build"
 NOT_NEEDED = "not needed"  # a step that runs only if another fails, when that one did not
+LOCK_POLL_S = 0.2  # how often a step whose key another tfbuild is building looks again
 
 
 @dataclass
@@ -66,6 +74,9 @@ class Reporter(Protocol):
 
     def step_finished(self, result: StepResult) -> None: ...
 
+    # Optional: called once when the walk ends, however it ends (a live display stops here).
+    # def build_ended(self) -> None: ...
+
 
 class SilentReporter:
     def step_started(self, spec: StepSpec, reason: str) -> Progress:
@@ -75,6 +86,42 @@ class SilentReporter:
         pass
 
     def step_finished(self, result: StepResult) -> None:
+        pass
+
+
+class Executor(Protocol):
+    """Where jobs run. `slots`: how many at once. `submit` hands one over; `wait` returns the
+    (step name, outcome) of jobs that ended, blocking up to `timeout` seconds (None: until one
+    does) and forwarding their progress calls meanwhile; `abort` ends running jobs at once
+    (after it returns none writes any more)."""
+
+    slots: int
+
+    def submit(self, name: str, job: Job, progress: Progress) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]: ...
+
+    def abort(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each job in this process when it is submitted: the sequential build (jobs=1)."""
+
+    slots = 1
+
+    def __init__(self) -> None:
+        self._ended: list[tuple[str, Outcome]] = []
+
+    def submit(self, name: str, job: Job, progress: Progress) -> None:
+        self._ended.append((name, run_job(job, progress)))
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        ended, self._ended = self._ended, []
+        if not ended and timeout:
+            time.sleep(timeout)
+        return ended
+
+    def abort(self) -> None:
         pass
 
 
@@ -90,30 +137,249 @@ def run_plan(
     reporter: Reporter | None = None,
     quiet: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     log_error: Callable[[str], None] = lambda text: None,
+    workers: Executor | None = None,
 ) -> BuildResult:
     """Build `plan`, publishing user-facing artifacts into `run_dir`.
 
     `scope` (the recipe) names whose previous build a step is compared with to explain a
-    rebuild. `quiet` wraps each step's work (the CLI sends TensorFlow's noise to a log file
-    with it); `log_error` receives the full traceback of a failed step.
+    rebuild. `quiet` wraps each step's work wherever it runs (the CLI sends TensorFlow's
+    noise to a log file with it): with `workers` it must pickle (a module-level function or
+    a functools.partial of one). `log_error` receives the full traceback of a failed step.
+    `workers` builds steps (a WorkerPool: several at once, in its processes); None builds
+    them here, one at a time, in plan order.
     """
-    publishing = run_dir is not None and not dry_run
-    producers = plan.producers()
-    results: dict[str, StepResult] = {}
+    reporter = reporter or SilentReporter()
     # Every entry this build uses stays locked against gc until the build ends.
     with contextlib.ExitStack() as uses:
-        runner = _Runner(cache, registry, scope, force, dry_run, reporter or SilentReporter(), quiet, log_error, uses)
-        if publishing:
-            clear_owned(plan, run_dir)  # type: ignore[arg-type]
-        for spec in plan.steps:
-            upstream = {role: (results[producers[a][0]], producers[a][1]) for role, a in spec.inputs.items()}
-            unneeded = _unneeded(spec, results)
-            result = unneeded or runner.step(spec, upstream)
-            if result.status in (BUILT, CACHED) and publishing:
-                result = _published(result, run_dir)  # type: ignore[arg-type]
-            results[spec.name] = result
-            runner.reporter.step_finished(result)
-    return BuildResult([results[s.name] for s in plan.steps])
+        if run_dir is not None and not dry_run:
+            clear_owned(plan, run_dir)
+        walk = _Walk(plan, cache, registry, scope, force, dry_run, run_dir if not dry_run else None, reporter,
+                     quiet, log_error, uses, workers or InlineExecutor())  # fmt: skip
+        try:
+            walk.run()
+        finally:
+            ended = getattr(reporter, "build_ended", None)
+            if ended is not None:
+                ended()
+    return BuildResult([walk.results[s.name] for s in plan.steps])
+
+
+@dataclass
+class _ToBuild:
+    """A step decided to be built, from its decision until its job ends."""
+
+    spec: StepSpec
+    kind: StepKind
+    key: str
+    material: dict[str, Any]
+    reason: str
+    forced: bool
+    inputs: dict[str, Path]
+    started: float  # when it was decided: a wait for another tfbuild's lock counts
+    waiting: bool = False  # another tfbuild holds its key's lock (reported once)
+    lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    tmp: Path | None = None
+
+
+class _LockBusy(Exception):
+    pass
+
+
+def _busy() -> None:
+    raise _LockBusy  # from Cache.locked's on_wait: take the lock now or not at all
+
+
+class _Walk:
+    """One walk of the plan: decide ready steps in plan order, start builds as the executor
+    has room, finish them as they end. With the inline executor this is the plan order
+    exactly: each build ends before the next step is decided."""
+
+    def __init__(self, plan: Plan, cache: Cache, registry: Mapping[str, StepKind], scope: str,
+                 force: bool | tuple[str, ...], dry_run: bool, publish_to: Path | None, reporter: Reporter,
+                 quiet: Callable[[], ContextManager[Any]], log_error: Callable[[str], None],
+                 uses: contextlib.ExitStack, executor: Executor) -> None:  # fmt: skip
+        self.plan, self.cache, self.registry, self.scope = plan, cache, registry, scope
+        self.force, self.dry_run, self.publish_to, self.reporter = force, dry_run, publish_to, reporter
+        self.quiet, self.log_error, self.uses, self.executor = quiet, log_error, uses, executor
+        self.results: dict[str, StepResult] = {}
+        self.index = {s.name: i for i, s in enumerate(plan.steps)}
+        producers = plan.producers()
+        self.upstream = {s.name: {role: producers[a] for role, a in s.inputs.items()} for s in plan.steps}
+        self.blockers = {
+            s.name: {name for name, _ in self.upstream[s.name].values()} | ({s.runs_if_failed} if s.runs_if_failed else set())
+            for s in plan.steps
+        }  # fmt: skip
+        self.dependents: dict[str, list[str]] = {s.name: [] for s in plan.steps}
+        for name, blockers in self.blockers.items():
+            for blocker in blockers:
+                self.dependents[blocker].append(name)
+        self.ready = [self.index[name] for name, blockers in self.blockers.items() if not blockers]
+        heapq.heapify(self.ready)
+        self.queued: list[_ToBuild] = []  # decided to build, not started; in plan order
+        self.running: dict[str, _ToBuild] = {}
+        # Two steps may share a key (it is made of kind, params and inputs, not the name): the
+        # later one is decided again once the earlier one's build ends, as it would be in turn.
+        self.parked: dict[str, list[int]] = {}
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._decide_ready()
+                self._start_queued()  # may find a step built meanwhile, which readies others
+                if self.ready:
+                    continue
+                if len(self.results) == len(self.plan.steps):
+                    return
+                if not self.running and not self.queued:
+                    raise RuntimeError(f"no step can run, {len(self.results)} of {len(self.plan.steps)} done")
+                # Block until a job ends; poll while a step waits for another tfbuild's lock.
+                polling = not self.running or any(b.waiting for b in self.queued)
+                for name, outcome in self.executor.wait(LOCK_POLL_S if polling else None):
+                    self._ended(name, outcome)
+        except BaseException:  # Ctrl-C, a bug: stop the jobs, then remove what they were writing
+            self.executor.abort()
+            for build in [*self.running.values(), *self.queued]:
+                if build.tmp is not None:
+                    self.cache.abort(build.tmp)
+                build.lock.close()
+            raise
+
+    def _decide_ready(self) -> None:
+        """Decide every ready step, lowest plan index first; start builds as they are decided
+        and finish what already ended (the inline executor: at once), which readies more."""
+        while self.ready:
+            spec = self.plan.steps[heapq.heappop(self.ready)]
+            decided = _unneeded(spec, self.results) or self._decide(spec)
+            if isinstance(decided, StepResult):
+                self._finish(decided)
+                continue
+            if any(b.key == decided.key for b in [*self.queued, *self.running.values()]):
+                self.parked.setdefault(decided.key, []).append(self.index[spec.name])
+                continue
+            self.queued.append(decided)
+            self.queued.sort(key=lambda b: self.index[b.spec.name])
+            self._start_queued()
+            for name, outcome in self.executor.wait(0):
+                self._ended(name, outcome)
+
+    def _decide(self, spec: StepSpec) -> StepResult | _ToBuild:
+        """Reuse, skip or build `spec`; its upstream steps are all done."""
+        upstream = {role: (self.results[name], out_role) for role, (name, out_role) in self.upstream[spec.name].items()}
+        blocked = sorted({r.spec.name for r, _ in upstream.values() if r.status in (FAILED, SKIPPED)})
+        if blocked:
+            return StepResult(spec, SKIPPED, f"{', '.join(blocked)} did not build")
+        pending = sorted({r.spec.name for r, _ in upstream.values() if r.status == TO_BUILD})
+        if pending:  # a dry run cannot know the digests of outputs not yet built
+            return StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")
+
+        kind = self.registry[spec.kind]
+        input_digests = {role: r.output_digest(out_role) for role, (r, out_role) in upstream.items()}
+        material = step_material(spec, kind, input_digests, self.cache.state.digest)
+        key = cache_key(material)
+        started = time.perf_counter()
+        forced = self.force is True or (
+            isinstance(self.force, tuple) and (spec.name in self.force or spec.kind in self.force)
+        )
+        self.uses.enter_context(self.cache.using(key))
+        refused: str | None = None
+        if not forced:
+            entry, refused = self.cache.lookup(key, _declared(spec))
+            if entry is not None:
+                if not self.dry_run:
+                    self.cache.remember_material(self.scope, spec.name, material)
+                return StepResult(spec, CACHED, "cached", key, time.perf_counter() - started, entry.manifest["info"], entry)
+        previous = self.cache.previous_material(self.scope, spec.name)
+        reason = "forced" if forced else refused or explain_change(previous, material)
+        if self.dry_run:
+            return StepResult(spec, TO_BUILD, reason, key)
+        inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
+        return _ToBuild(spec, kind, key, material, reason, forced, inputs, started)
+
+    def _start_queued(self) -> None:
+        """Start queued builds while there is room. A step whose kind is `exclusive` (it times
+        something) runs alone: it starts only when nothing runs, and nothing starts beside it;
+        the others go first, so that it waits for no more than it must."""
+        for build in list(self.queued):
+            if any(getattr(b.kind, "exclusive", False) for b in self.running.values()):
+                return
+            if len(self.running) >= self.executor.slots:
+                return
+            if getattr(build.kind, "exclusive", False) and (self.running or _startable_besides(build, self.queued)):
+                continue
+            self._start(build)
+
+    def _start(self, build: _ToBuild) -> None:
+        spec = build.spec
+        try:
+            build.lock.enter_context(self.cache.locked(build.key, on_wait=_busy))
+        except _LockBusy:  # another tfbuild builds this key: look again later, without blocking the rest
+            if not build.waiting:
+                build.waiting = True
+                self.reporter.step_waiting(spec)
+            return
+        self.queued.remove(build)
+        # Whoever held the lock may just have built this very key: take theirs.
+        entry = None if build.forced else self.cache.lookup(build.key, _declared(spec))[0]
+        if entry is not None:
+            build.lock.close()
+            self.cache.remember_material(self.scope, spec.name, build.material)
+            self._finish(StepResult(spec, CACHED, "built meanwhile by another tfbuild", build.key,
+                                    time.perf_counter() - build.started, entry.manifest["info"], entry))  # fmt: skip
+            return
+        self.running[spec.name] = build
+        build.tmp = self.cache.begin(build.key)
+        progress = self.reporter.step_started(spec, build.reason)
+        self.executor.submit(spec.name, Job(spec, build.kind, build.inputs, build.tmp, self.quiet), progress)
+
+    def _ended(self, name: str, outcome: Outcome) -> None:
+        """Seal a finished job's folder into the cache, or remove it; then finish the step."""
+        build = self.running.pop(name)
+        spec, key, tmp = build.spec, build.key, build.tmp
+        assert tmp is not None
+        result = StepResult(spec, FAILED, build.reason, key, outcome.seconds, error=outcome.error, bad_input=outcome.bad_input)
+        try:
+            if outcome.error is None:
+                manifest = {"key": key, "name": spec.name, "material": build.material, "info": outcome.info,
+                            "seconds": round(outcome.seconds, 3), "outputs": outcome.outputs,
+                            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+                entry = self.cache.commit(tmp, key, manifest, replace=build.forced)
+                result = StepResult(spec, BUILT, build.reason, key, outcome.seconds, outcome.info, entry)
+            else:
+                self.cache.abort(tmp)
+                self.log_error(f"step '{spec.name}' failed:\n{outcome.traceback}")
+        except Exception as exc:  # sealing failed (a full disk): the step failed, nothing is left
+            self.cache.abort(tmp)
+            self.log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
+            result = StepResult(spec, FAILED, build.reason, key, outcome.seconds, error=one_line(exc))
+        finally:
+            build.lock.close()
+        if result.status == BUILT:
+            self.cache.remember_material(self.scope, spec.name, build.material)
+        self._finish(result)
+
+    def _finish(self, result: StepResult) -> None:
+        """Record a step's final result, publish it, and ready the steps that waited for it."""
+        if result.status in (BUILT, CACHED) and self.publish_to is not None:
+            result = _published(result, self.publish_to)
+        name = result.spec.name
+        self.results[name] = result
+        self.reporter.step_finished(result)
+        for index in self.parked.pop(result.key or "", []):
+            heapq.heappush(self.ready, index)
+        for dependent in self.dependents[name]:
+            self.blockers[dependent].discard(name)
+            if not self.blockers[dependent]:
+                heapq.heappush(self.ready, self.index[dependent])
+
+
+def _startable_besides(build: _ToBuild, queued: list[_ToBuild]) -> bool:
+    """Whether a step other than `build` that need not run alone is queued (and not waiting
+    for another tfbuild): it goes first."""
+    return any(b is not build and not getattr(b.kind, "exclusive", False) and not b.waiting for b in queued)
+
+
+def _declared(spec: StepSpec) -> dict[str, str]:
+    return {out.role: out.path for out in spec.outputs}
 
 
 def _unneeded(spec: StepSpec, results: Mapping[str, StepResult]) -> StepResult | None:
@@ -141,98 +407,6 @@ def _published(result: StepResult, run_dir: Path) -> StepResult:
     return result
 
 
-@dataclass
-class _Runner:
-    cache: Cache
-    registry: Mapping[str, StepKind]
-    scope: str
-    force: bool | tuple[str, ...]
-    dry_run: bool
-    reporter: Reporter
-    quiet: Callable[[], ContextManager[Any]]
-    log_error: Callable[[str], None]
-    uses: contextlib.ExitStack
-
-    def step(self, spec: StepSpec, upstream: Mapping[str, tuple[StepResult, str]]) -> StepResult:
-        """Decide and do one step; `upstream` maps each input role to (its producer's result, output role)."""
-        blocked = sorted({r.spec.name for r, _ in upstream.values() if r.status in (FAILED, SKIPPED)})
-        if blocked:
-            return StepResult(spec, SKIPPED, f"{', '.join(blocked)} did not build")
-        pending = sorted({r.spec.name for r, _ in upstream.values() if r.status == TO_BUILD})
-        if pending:  # a dry run cannot know the digests of outputs not yet built
-            return StepResult(spec, TO_BUILD, f"after {', '.join(pending)} (its input may change)")
-
-        kind = self.registry[spec.kind]
-        input_digests = {role: r.output_digest(out_role) for role, (r, out_role) in upstream.items()}
-        material = step_material(spec, kind, input_digests, self.cache.state.digest)
-        key = cache_key(material)
-        started = time.perf_counter()
-        forced = self.force is True or (
-            isinstance(self.force, tuple) and (spec.name in self.force or spec.kind in self.force)
-        )
-        outputs = {out.role: out.path for out in spec.outputs}
-        self.uses.enter_context(self.cache.using(key))
-        refused: str | None = None
-        if not forced:
-            entry, refused = self.cache.lookup(key, outputs)
-            if entry is not None:
-                if not self.dry_run:
-                    self.cache.remember_material(self.scope, spec.name, material)
-                return StepResult(spec, CACHED, "cached", key, time.perf_counter() - started, entry.manifest["info"], entry)
-        previous = self.cache.previous_material(self.scope, spec.name)
-        reason = "forced" if forced else refused or explain_change(previous, material)
-        if self.dry_run:
-            return StepResult(spec, TO_BUILD, reason, key)
-        inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
-        with self.cache.locked(key, on_wait=lambda: self.reporter.step_waiting(spec)):
-            # Whoever held the lock may just have built this very key: take theirs.
-            entry, _ = (None, None) if forced else self.cache.lookup(key, outputs)
-            if entry is not None:
-                self.cache.remember_material(self.scope, spec.name, material)
-                return StepResult(spec, CACHED, "built meanwhile by another tfbuild", key,
-                                  time.perf_counter() - started, entry.manifest["info"], entry)
-            result = self._build(spec, kind, material, key, reason, inputs, replace=forced)
-        if result.status == BUILT:
-            self.cache.remember_material(self.scope, spec.name, material)
-        return result
-
-    def _build(
-        self, spec: StepSpec, kind: StepKind, material: dict[str, Any], key: str, reason: str, inputs: dict[str, Path],
-        *, replace: bool,
-    ) -> StepResult:
-        """Run the step into a private folder and commit it; `replace` (a forced build) puts
-        the new entry in place of an existing one rather than keeping that."""
-        started = time.perf_counter()
-        tmp = self.cache.begin(key)
-        progress = self.reporter.step_started(spec, reason)
-        try:
-            ctx = StepContext(
-                spec=spec,
-                params=spec.params,
-                inputs=inputs,
-                files={role: Path(path) for role, path in spec.files.items()},
-                outputs={out.role: tmp / "out" / out.path for out in spec.outputs},
-                progress=progress,
-            )
-            with self.quiet():
-                info = kind.run(ctx) or {}
-            seconds = time.perf_counter() - started
-            manifest = {"key": key, "name": spec.name, "material": material, "info": info,
-                        "seconds": round(seconds, 3), "outputs": _output_records(spec, tmp),
-                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            entry = self.cache.commit(tmp, key, manifest, replace=replace)
-        except Exception as exc:  # a step's failure is reported as the step's, never as a crash
-            self.cache.abort(tmp)
-            self.log_error(f"step '{spec.name}' failed:\n{traceback.format_exc()}")
-            bad_input = isinstance(exc, TfbuildError)
-            error = str(exc) if bad_input else _one_line(exc)
-            return StepResult(spec, FAILED, reason, key, time.perf_counter() - started, error=error, bad_input=bad_input)
-        except BaseException:  # Ctrl-C: leave no temp folder behind, then stop
-            self.cache.abort(tmp)
-            raise
-        return StepResult(spec, BUILT, reason, key, seconds, info, entry)
-
-
 def step_material(
     spec: StepSpec, kind: StepKind, inputs: Mapping[str, str], file_digest: Callable[[Path], str]
 ) -> dict[str, Any]:
@@ -242,45 +416,9 @@ def step_material(
     return key_material(spec.kind, kind.version, spec.params, inputs, files, kind.tools)
 
 
-def _output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:
-    records: dict[str, dict[str, Any]] = {}
-    for out in spec.outputs:
-        path = tmp / "out" / out.path
-        if not path.exists():
-            raise RuntimeError(f"the step did not write its output '{out.path}'")
-        if any(p.is_symlink() for p in [path, *(path.rglob("*") if path.is_dir() else ())]):
-            raise RuntimeError(f"the step left a symlink in its output '{out.path}' (a cache entry holds files only)")
-        files = tree_files(path)
-        if not files:  # an entry with an empty output could not be told from a damaged one
-            raise RuntimeError(f"the step wrote no files in its output '{out.path}'")
-        records[out.role] = {
-            "artifact": out.artifact,
-            "path": out.path,
-            "sha256": tree_digest(files),
-            "bytes": sum(f.bytes for f in files),
-            "files": [vars(f) for f in files],
-        }
-    return records
-
-
 def publish(result: StepResult, run_dir: Path) -> None:
     """Copy (reflink where possible) a step's user-facing outputs into the run folder."""
     assert result.entry is not None
     for out in result.spec.outputs:
         if out.publish is not None:
             publish_tree(result.entry.output_path(out.role), run_dir / out.publish)
-
-
-# MLIR's source locations, nested up to three levels: loc(callsite(fused[...] at ...)).
-_MLIR_LOCATION = re.compile(r"loc\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\):?\s*")
-
-
-def _one_line(exc: BaseException) -> str:
-    """TensorFlow's own message, on one line. Converter errors bury the cause ("'tf.X' op is
-    neither a custom op nor a flex op") under MLIR locations and notes: those are dropped."""
-    lines = [line for line in str(exc).splitlines() if not line.startswith("<unknown>:0: note:")]
-    tidy = _MLIR_LOCATION.sub("", "\n".join(lines)).replace("<unknown>:0: ", "")
-    text = " ".join(tidy.split()) or type(exc).__name__
-    limit = 400
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"

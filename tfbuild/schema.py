@@ -335,6 +335,10 @@ class TfbuildBase:
     dry_run: bool = False
     # Rebuild steps even when cached: false, true (all), or a list of step names or kinds.
     force: Any = False
+    # Steps built at once, each in a worker process that imports TensorFlow once; null: one per
+    # CPU; 1: one at a time in tfbuild's own process. Never part of a cache key: the artifacts
+    # are byte-identical whatever it is.
+    jobs: Optional[int] = None
     # After a successful build, write recipes/pinned/RECIPE-VERSION.yaml: the resolved config
     # and a lock (tool versions, data and artifact digests). Refuses to overwrite a pin unless
     # pin_overwrite=true.

@@ -68,6 +68,8 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "benchmark.warmup": (0, 1_000_000),
     "benchmark.min_runs": (1, 1_000_000),
     "benchmark.threads": (1, 1024),
+    # Steps built at once: a worker process each, about 0.5 GB with TensorFlow loaded.
+    "jobs": (1, 1024),
     # 1 PiB: no model file is near it.
     "gates*.max_bytes": (1, 2**50),
 }

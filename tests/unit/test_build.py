@@ -16,7 +16,7 @@ from tfbuild.plan import make_plan
 
 from tests.fakes import WriteStep, step
 
-CONFIG = {"verify": {"enabled": True}, "gates": {}, "recipe": "fake"}
+CONFIG = {"verify": {"enabled": True}, "gates": {}, "recipe": "fake", "jobs": 1}  # in this process: runs are counted
 
 
 @pytest.fixture

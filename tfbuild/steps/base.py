@@ -57,6 +57,10 @@ class StepKind(Protocol):
     `version` is part of every cache key: bump it when the step's output would change for the
     same inputs. `tools` are the distributions whose installed versions also enter the key.
     Implementations import TensorFlow inside `run` only, so planning and cache hits stay fast.
+    A kind may also set `exclusive = True` (read with getattr, default False): its steps time
+    something, so none runs beside another step when several are built at once.
+    `run` may run in a worker process (jobs > 1): the kind and its context must pickle, and
+    what it keeps per process (a browser session) ends when that process does.
     """
 
     kind: str

@@ -24,6 +24,7 @@ class BenchmarkStep:
     kind = "benchmark"
     version = 3  # 3: runtimes from the format registry
     tools = ("tensorflow", "ai-edge-litert", "numpy")  # TF.js is keyed by the npm lockfile
+    exclusive = True  # it times: nothing else may run beside it (jobs > 1)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import numpy as np

@@ -1,0 +1,106 @@
+"""One build of one step as a picklable job: run the step into its private folder and describe
+what it wrote. The same `run_job` runs in the build's own process (jobs=1) and in a worker
+process (tfbuild/worker_pool.py), so a step cannot tell the two apart.
+
+The cache is the main process's alone: it opens the private folder (`Cache.begin`) before the
+job and seals or removes it (`Cache.commit` / `Cache.abort`) after, whatever the job did. The
+job only writes inside that folder and hashes what it wrote (the slow part, done in parallel).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Mapping
+
+from .digests import tree_digest, tree_files
+from .errors import TfbuildError
+from .plan import StepSpec
+from .steps.base import Progress, StepContext, StepKind
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: StepSpec
+    kind: StepKind
+    inputs: Mapping[str, Path]  # role -> a file or folder inside a committed cache entry
+    tmp: Path  # the private folder from Cache.begin; outputs go under tmp/out/
+    # Wraps the step's work (the CLI sends native output to build.log with it). Picklable when
+    # the job goes to a worker: a module-level function or a functools.partial of one.
+    quiet: Callable[[], ContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job did: `info` and `outputs` (the manifest's records) when it succeeded;
+    otherwise `error` on one line and the full `traceback` for the log."""
+
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    bad_input: bool = False  # it failed on what the user gave it (a TfbuildError), not a bug
+    traceback: str = ""
+
+
+def run_job(job: Job, progress: Progress) -> Outcome:
+    """Run `job`; an exception in the step is its outcome, never raised. KeyboardInterrupt and
+    other BaseExceptions go through: the caller aborts the private folder and stops."""
+    started = time.perf_counter()
+    spec = job.spec
+    try:
+        ctx = StepContext(
+            spec=spec,
+            params=spec.params,
+            inputs=job.inputs,
+            files={role: Path(path) for role, path in spec.files.items()},
+            outputs={out.role: job.tmp / "out" / out.path for out in spec.outputs},
+            progress=progress,
+        )
+        with job.quiet():
+            info = job.kind.run(ctx) or {}
+        seconds = time.perf_counter() - started
+        return Outcome(seconds, info, output_records(spec, job.tmp))
+    except Exception as exc:  # a step's failure is reported as the step's, never as a crash
+        bad_input = isinstance(exc, TfbuildError)
+        return Outcome(time.perf_counter() - started, error=str(exc) if bad_input else one_line(exc),
+                       bad_input=bad_input, traceback=traceback.format_exc())  # fmt: skip
+
+
+def output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for out in spec.outputs:
+        path = tmp / "out" / out.path
+        if not path.exists():
+            raise RuntimeError(f"the step did not write its output '{out.path}'")
+        if any(p.is_symlink() for p in [path, *(path.rglob("*") if path.is_dir() else ())]):
+            raise RuntimeError(f"the step left a symlink in its output '{out.path}' (a cache entry holds files only)")
+        files = tree_files(path)
+        if not files:  # an entry with an empty output could not be told from a damaged one
+            raise RuntimeError(f"the step wrote no files in its output '{out.path}'")
+        records[out.role] = {
+            "artifact": out.artifact,
+            "path": out.path,
+            "sha256": tree_digest(files),
+            "bytes": sum(f.bytes for f in files),
+            "files": [vars(f) for f in files],
+        }
+    return records
+
+
+# MLIR's source locations, nested up to three levels: loc(callsite(fused[...] at ...)).
+_MLIR_LOCATION = re.compile(r"loc\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\):?\s*")
+
+
+def one_line(exc: BaseException) -> str:
+    """TensorFlow's own message, on one line. Converter errors bury the cause ("'tf.X' op is
+    neither a custom op nor a flex op") under MLIR locations and notes: those are dropped."""
+    lines = [line for line in str(exc).splitlines() if not line.startswith("<unknown>:0: note:")]
+    tidy = _MLIR_LOCATION.sub("", "\n".join(lines)).replace("<unknown>:0: ", "")
+    text = " ".join(tidy.split()) or type(exc).__name__
+    limit = 400
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
