@@ -84,9 +84,8 @@ def job(cfg: DictConfig, recipes: RecipeIndex, args: list[str], environment: dic
     except Exception as exc:
         return internal_error(exc, run_dir / BUILD_LOG)
     code = build_exit_code(build, pools)
-    if code == 0 and hydra_cfg.mode is not None and hydra_cfg.mode.name == "RUN":
-        stamp.record(args, build, run_dir_pattern=str(OmegaConf.to_container(hydra_cfg.run)["dir"]),
-                     config_text=OmegaConf.to_yaml(cfg), env=environment)
+    if code == 0 and not _in_sweep(hydra_cfg):
+        stamp.record(args, build, run_dir_pattern=_run_dir_pattern(hydra_cfg), config_text=OmegaConf.to_yaml(cfg), env=environment)
     return code
 
 
@@ -128,12 +127,24 @@ def compose_build(cfg: DictConfig, recipes: RecipeIndex) -> Build:
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
         force=resolved.choices.force,
         dry_run=bool(cfg.dry_run),
-        latest=latest_link(run_dir, str(OmegaConf.to_container(hydra_cfg.run)["dir"])),
+        latest=latest_link(run_dir, _run_dir_pattern(hydra_cfg)),
         pinned_lock=pinned.lock if pinned else None,
         drift=drift,
         write_pin=writer,
         pin_name=Path(recipe or "pinned").name if pinned else None,
     )
+
+
+def _in_sweep(hydra_cfg: Any) -> bool:
+    return hydra_cfg.mode is None or hydra_cfg.mode.name != "RUN"
+
+
+def _run_dir_pattern(hydra_cfg: Any) -> str:
+    """How this job's folder was named, before interpolation: hydra.run.dir, or in a sweep
+    its job's hydra.sweep.subdir (by job number: no `latest` among a sweep's jobs)."""
+    if _in_sweep(hydra_cfg):
+        return str(OmegaConf.to_container(hydra_cfg.sweep)["subdir"])
+    return str(OmegaConf.to_container(hydra_cfg.run)["dir"])
 
 
 def formats_help() -> str:
