@@ -134,3 +134,20 @@ class BarrierStep:
         for path in ctx.outputs.values():
             path.write_text(ctx.spec.name)
         return {}
+
+
+class KeeperStep:
+    """Writes the id of the process it ran in; its `affinity` param is its kind's affinity
+    (the name of a runtime it would keep in that process, as TF.js steps keep a Chromium)."""
+
+    kind = "keeper"
+    version = 1
+    tools = ("pytest",)
+
+    def affinity(self, spec: Any) -> str | None:
+        return spec.params.get("affinity")
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        for path in ctx.outputs.values():
+            path.write_text(f"{ctx.spec.name}|{os.getpid()}")
+        return {"pid": os.getpid()}

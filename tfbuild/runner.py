@@ -176,6 +176,7 @@ class _ToBuild:
     forced: bool
     inputs: dict[str, Path]
     started: float  # when it was decided: a wait for another tfbuild's lock counts
+    affinity: str | None = None  # see StepKind.affinity
     waiting: bool = False  # another tfbuild holds its key's lock (reported once)
     lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     tmp: Path | None = None
@@ -293,12 +294,15 @@ class _Walk:
         if self.dry_run:
             return StepResult(spec, TO_BUILD, reason, key)
         inputs = {role: r.entry.output_path(out_role) for role, (r, out_role) in upstream.items()}  # type: ignore[union-attr]
-        return _ToBuild(spec, kind, key, material, reason, forced, inputs, started)
+        affinity = getattr(kind, "affinity", None)
+        return _ToBuild(spec, kind, key, material, reason, forced, inputs, started, affinity(spec) if affinity else None)
 
     def _start_queued(self) -> None:
         """Start queued builds while there is room. A step whose kind is `exclusive` (it times
         something) runs alone: it starts only when nothing runs, and nothing starts beside it;
-        the others go first, so that it waits for no more than it must."""
+        the others go first, so that it waits for no more than it must. A step with an affinity
+        waits for the worker that keeps its runtime (the executor says)."""
+        has_room = getattr(self.executor, "has_room", lambda affinity: True)
         for build in list(self.queued):
             if any(getattr(b.kind, "exclusive", False) for b in self.running.values()):
                 return
@@ -306,7 +310,8 @@ class _Walk:
                 return
             if getattr(build.kind, "exclusive", False) and (self.running or _startable_besides(build, self.queued)):
                 continue
-            self._start(build)
+            if has_room(build.affinity):
+                self._start(build)
 
     def _start(self, build: _ToBuild) -> None:
         spec = build.spec
@@ -329,7 +334,7 @@ class _Walk:
         self.running[spec.name] = build
         build.tmp = self.cache.begin(build.key)
         progress = self.reporter.step_started(spec, build.reason)
-        self.executor.submit(spec.name, Job(spec, build.kind, build.inputs, build.tmp, self.quiet), progress)
+        self.executor.submit(spec.name, Job(spec, build.kind, build.inputs, build.tmp, self.quiet, build.affinity), progress)
 
     def _ended(self, name: str, outcome: Outcome) -> None:
         """Seal a finished job's folder into the cache, or remove it; then finish the step."""

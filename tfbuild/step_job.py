@@ -31,6 +31,9 @@ class Job:
     # Wraps the step's work (the CLI sends native output to build.log with it). Picklable when
     # the job goes to a worker: a module-level function or a functools.partial of one.
     quiet: Callable[[], ContextManager[Any]]
+    # A runtime the step keeps in its process for the next ones that name it (one Chromium):
+    # a worker pool gives all of them to the same worker (StepKind.affinity).
+    affinity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def job_count(jobs: int | None) -> int:
         return os.cpu_count() or 1
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen
     conn: Connection
@@ -84,16 +84,26 @@ class WorkerPool:
         self._preload = preload
         self._workers: list[_Worker] = []
         self._ended: list[tuple[str, Outcome]] = []
+        self._keepers: dict[str, _Worker] = {}  # affinity -> the worker that keeps that runtime
 
     @property
     def started(self) -> int:
         """Workers alive now (for tests and the curious)."""
         return sum(1 for w in self._workers if w.process.poll() is None)
 
+    def has_room(self, affinity: str | None) -> bool:
+        """Whether a step with this affinity may start now: not while the worker that keeps its
+        runtime is busy (the runner checks that a slot is free)."""
+        keeper = self._keeper(affinity)
+        return keeper is None or keeper.step is None
+
     def submit(self, name: str, job: Job, progress: Progress) -> None:
         if not self._workers:  # the first job starts them all: their TensorFlow imports overlap
             self._workers = [self._spawn(job.quiet) for _ in range(self.slots)]
-        worker = self._idle_worker(job.quiet)
+        keeper = self._keeper(job.affinity)
+        worker = keeper if keeper is not None and keeper.step is None else self._idle_worker(job.quiet)
+        if job.affinity is not None:
+            self._keepers[job.affinity] = worker
         try:
             worker.conn.send(job)
         except (OSError, ValueError) as error:  # the worker died while idle, or the job cannot pickle
@@ -193,6 +203,10 @@ class WorkerPool:
                 died = _failed(_death(worker.process.returncode), time.perf_counter() - worker.since)
                 self._ended.append((worker.step, died))
                 self._discard(worker)
+
+    def _keeper(self, affinity: str | None) -> _Worker | None:
+        keeper = self._keepers.get(affinity) if affinity is not None else None
+        return keeper if keeper in self._workers and keeper.process.poll() is None else None
 
     def _discard(self, worker: _Worker) -> None:
         worker.conn.close()

@@ -16,10 +16,10 @@ from tfbuild.steps.base import NoProgress
 from tfbuild.worker_pool import Pools, WorkerPool, job_count
 
 from tests.fakes import WriteStep, step
-from tests.parallel_fakes import DieStep, InterruptStep, MeetStep, PrintStep
+from tests.parallel_fakes import DieStep, InterruptStep, KeeperStep, MeetStep, PrintStep
 
 KINDS = {"write": WriteStep("write", Counter()), "meet": MeetStep(), "die": DieStep(), "interrupt": InterruptStep(),
-         "print": PrintStep()}  # fmt: skip
+         "print": PrintStep(), "keeper": KeeperStep()}  # fmt: skip
 
 
 @pytest.fixture
@@ -84,6 +84,31 @@ def test_a_worker_killed_mid_step_fails_that_step_in_one_line_and_the_rest_go_on
     assert leftovers(tmp_path) == [], "its half-written folder was removed"
     again = build(tmp_path, [step("data"), step("next", {"data": "data"})], pool)
     assert [r.status for r in again.steps] == [CACHED, BUILT], "the pool replaced the dead worker"
+
+
+def test_steps_that_share_a_runtime_run_in_one_worker_one_at_a_time(tmp_path, pool):
+    events = []
+
+    class Recorder:
+        def step_started(self, spec, reason):
+            events.append(("start", spec.name))
+            return NoProgress()
+
+        def step_finished(self, result):
+            events.append(("end", result.spec.name))
+
+    browser = [of_kind("keeper", f"b{i}", {"data": "data"}, text=str(i), affinity="chromium") for i in range(3)]
+    result = build(tmp_path, [step("data"), *browser, step("plain", {"data": "data"}, text="plain")], pool,
+                   reporter=Recorder())  # fmt: skip
+    assert [r.status for r in result.steps] == [BUILT] * 5
+    assert len({r.info["pid"] for r in result.steps if r.spec.name.startswith("b")}) == 1
+    running = set()
+    for event, name in events:
+        if event == "start":
+            assert not (name.startswith("b") and any(r.startswith("b") for r in running)), events
+            running.add(name)
+        else:
+            running.discard(name)
 
 
 def test_ctrl_c_ends_the_workers_and_leaves_no_temp_folder(tmp_path, pool):

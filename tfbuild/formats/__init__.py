@@ -10,7 +10,7 @@ Order matters where people see it: formats are planned, listed and reported in t
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 from .base import Format
 from .saved_model import SAVED_MODEL
@@ -20,6 +20,13 @@ from .tflite import TFLITE
 from .web import WEB
 
 FORMATS: dict[str, Format] = {f.name: f for f in (SAVED_MODEL, TFLITE, TFJS, WEB, SERVING)}
+
+
+def shared_runtime(params: Mapping[str, Any]) -> str | None:
+    """The runtime a verify or benchmark step with these params keeps in its process for the
+    next ones (Format.shared_runtime of params["format"]), or None."""
+    shared = FORMATS[params["format"]].shared_runtime
+    return shared(params) if shared is not None else None
 
 
 def variant_formats() -> list[Format]:

@@ -86,6 +86,10 @@ class Format:
     check: Callable[[DictConfig, tuple[str, ...], tuple[str, ...]], None] = no_checks
     settings: tuple[str, ...] = ()  # e.g. "verify.browser_backends"
     tools: tuple[str, ...] = ()  # distributions its verify/benchmark runtimes use (keyed)
+    # (verify/benchmark step params) -> the name of a runtime the step keeps running in its
+    # process for the next ones (TF.js's one Chromium a process), or None. With jobs > 1 the
+    # steps that name the same one are built by the same worker process, so it starts once.
+    shared_runtime: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def artifact(self, variant: str | None) -> str:
         """The plan-wide artifact name, e.g. "tflite/int8"."""

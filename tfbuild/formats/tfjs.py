@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..conversion import tfjs_unsupported_ops
 from ..errors import ConfigError
@@ -148,6 +148,11 @@ def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[st
     return runs
 
 
+def shared_runtime(params: Mapping[str, Any]) -> str | None:
+    """Runs in Chromium share the process's one browser session (shared_session)."""
+    return f"chromium {params['chromium']} {params['node']}" if params.get("browser_backends") else None
+
+
 def runtime_params(cfg: DictConfig, purpose: str) -> tuple[dict[str, Any], dict[str, str]]:
     """What running an artifact in TF.js reads: the backends (in Node.js and in Chromium),
     the Node.js and Chromium executables, and (as a file input) the npm lockfile that pins
@@ -220,6 +225,7 @@ TFJS = Format(
     verify=verify,
     benchmark=benchmark,
     runtime_params=runtime_params,
+    shared_runtime=shared_runtime,
     check=check,
     settings=("verify.tfjs_backends", "benchmark.tfjs_backends", "verify.browser_backends", "benchmark.browser_backends"),
 )

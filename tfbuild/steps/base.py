@@ -59,6 +59,9 @@ class StepKind(Protocol):
     Implementations import TensorFlow inside `run` only, so planning and cache hits stay fast.
     A kind may also set `exclusive = True` (read with getattr, default False): its steps time
     something, so none runs beside another step when several are built at once.
+    And `affinity(spec) -> str | None`: the name of a runtime the step keeps in its process
+    for the next steps that name it (TF.js's one Chromium): a worker pool builds all of them
+    in the same worker, one after another, so that runtime starts once.
     `run` may run in a worker process (jobs > 1): the kind and its context must pickle, and
     what it keeps per process (a browser session) ends when that process does.
     """

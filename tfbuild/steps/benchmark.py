@@ -16,6 +16,7 @@ from typing import Any
 
 from ..digests import tree_files
 from ..metrics import GENERATED, describe, task_metrics
+from ..plan import StepSpec
 from .base import StepContext
 from .compressed import gzip_bytes
 
@@ -25,6 +26,12 @@ class BenchmarkStep:
     version = 3  # 3: runtimes from the format registry
     tools = ("tensorflow", "ai-edge-litert", "numpy")  # TF.js is keyed by the npm lockfile
     exclusive = True  # it times: nothing else may run beside it (jobs > 1)
+
+    def affinity(self, spec: StepSpec) -> str | None:
+        """What it keeps in its process for the next such step (a Chromium): see the runner."""
+        from ..formats import shared_runtime
+
+        return shared_runtime(spec.params)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import numpy as np

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..agreement import compare_outputs, violations, worst
 from ..metrics import CLASSIFICATION, GENERATED, output_tasks, task_metrics
+from ..plan import StepSpec
 from .base import StepContext
 
 
@@ -28,6 +29,12 @@ class VerifyStep:
     # Every format's runtimes (tools of the artifact's format alone would be tighter, but a
     # step kind's tools are fixed). TF.js is keyed by the npm lockfile (a file input).
     tools = ("numpy", "tensorflow", "ai-edge-litert")
+
+    def affinity(self, spec: StepSpec) -> str | None:
+        """What it keeps in its process for the next such step (a Chromium): see the runner."""
+        from ..formats import shared_runtime
+
+        return shared_runtime(spec.params)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from ..datasets.split import Split
