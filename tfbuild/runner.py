@@ -22,107 +22,21 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Protocol
+from typing import Any, Callable, ContextManager, Mapping
 
-from .cache import Cache, Entry, cache_key
+from .cache import Cache, cache_key
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
+from .results import (BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, Reporter, SilentReporter,
+                      StepResult)  # fmt: skip
 from .run_folder import clear_owned, publish_tree
-from .step_job import Job, Outcome, one_line, run_job
-from .steps.base import NoProgress, Progress, StepKind
+from .step_job import Executor, InlineExecutor, Job, Outcome, one_line
+from .steps.base import StepKind
 
-BUILT, CACHED, FAILED, SKIPPED, TO_BUILD = "built", "cached", "failed", "skipped", "to build"
-NOT_NEEDED = "not needed"  # a step that runs only if another fails, when that one did not
+__all__ = ["BUILT", "CACHED", "FAILED", "NOT_NEEDED", "SKIPPED", "TO_BUILD", "BuildResult", "Reporter", "SilentReporter",
+           "StepResult", "publish", "run_plan", "step_material"]  # fmt: skip
+
 LOCK_POLL_S = 0.2  # how often a step whose key another tfbuild is building looks again
-
-
-@dataclass
-class StepResult:
-    spec: StepSpec
-    status: str
-    reason: str
-    key: str | None = None
-    seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
-    entry: Entry | None = None
-    error: str | None = None
-    bad_input: bool = False  # it failed on what the user gave it (a TfbuildError), not a bug
-
-    def output_digest(self, role: str) -> str:
-        assert self.entry is not None
-        return self.entry.manifest["outputs"][role]["sha256"]
-
-
-@dataclass
-class BuildResult:
-    steps: list[StepResult]
-
-    @property
-    def failures(self) -> list[StepResult]:
-        return [r for r in self.steps if r.status == FAILED]
-
-    @property
-    def failed(self) -> StepResult | None:
-        """The first failure, if any."""
-        return next(iter(self.failures), None)
-
-
-class Reporter(Protocol):
-    def step_started(self, spec: StepSpec, reason: str) -> Progress: ...
-
-    def step_waiting(self, spec: StepSpec) -> None: ...
-
-    def step_finished(self, result: StepResult) -> None: ...
-
-    # Optional: called once when the walk ends, however it ends (a live display stops here).
-    # def build_ended(self) -> None: ...
-
-
-class SilentReporter:
-    def step_started(self, spec: StepSpec, reason: str) -> Progress:
-        return NoProgress()
-
-    def step_waiting(self, spec: StepSpec) -> None:
-        pass
-
-    def step_finished(self, result: StepResult) -> None:
-        pass
-
-
-class Executor(Protocol):
-    """Where jobs run. `slots`: how many at once. `submit` hands one over; `wait` returns the
-    (step name, outcome) of jobs that ended, blocking up to `timeout` seconds (None: until one
-    does) and forwarding their progress calls meanwhile; `abort` ends running jobs at once
-    (after it returns none writes any more)."""
-
-    slots: int
-
-    def submit(self, name: str, job: Job, progress: Progress) -> None: ...
-
-    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]: ...
-
-    def abort(self) -> None: ...
-
-
-class InlineExecutor:
-    """Runs each job in this process when it is submitted: the sequential build (jobs=1)."""
-
-    slots = 1
-
-    def __init__(self) -> None:
-        self._ended: list[tuple[str, Outcome]] = []
-
-    def submit(self, name: str, job: Job, progress: Progress) -> None:
-        self._ended.append((name, run_job(job, progress)))
-
-    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
-        ended, self._ended = self._ended, []
-        if not ended and timeout:
-            time.sleep(timeout)
-        return ended
-
-    def abort(self) -> None:
-        pass
 
 
 def run_plan(

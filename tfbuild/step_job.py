@@ -1,6 +1,7 @@
 """One build of one step as a picklable job: run the step into its private folder and describe
-what it wrote. The same `run_job` runs in the build's own process (jobs=1) and in a worker
-process (tfbuild/worker_pool.py), so a step cannot tell the two apart.
+what it wrote; and where jobs run (Executor): here, one at a time (InlineExecutor, jobs=1),
+or in worker processes (worker_pool.WorkerPool). `run_job` is the same in both, so a step
+cannot tell the two apart.
 
 The cache is the main process's alone: it opens the private folder (`Cache.begin`) before the
 job and seals or removes it (`Cache.commit` / `Cache.abort`) after, whatever the job did. The
@@ -14,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from .digests import tree_digest, tree_files
 from .errors import TfbuildError
@@ -92,6 +93,43 @@ def output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:
             "files": [vars(f) for f in files],
         }
     return records
+
+
+class Executor(Protocol):
+    """Where jobs run. `slots`: how many at once. `submit` hands one over; `wait` returns the
+    (step name, outcome) of jobs that ended, blocking up to `timeout` seconds (None: until one
+    does) and forwarding their progress calls meanwhile; `abort` ends running jobs at once
+    (after it returns none writes any more). Optional: `has_room(affinity) -> bool`, whether
+    a job with that affinity (Job.affinity) may start now; without it, always."""
+
+    slots: int
+
+    def submit(self, name: str, job: Job, progress: Progress) -> None: ...
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]: ...
+
+    def abort(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each job in this process when it is submitted: the sequential build (jobs=1)."""
+
+    slots = 1
+
+    def __init__(self) -> None:
+        self._ended: list[tuple[str, Outcome]] = []
+
+    def submit(self, name: str, job: Job, progress: Progress) -> None:
+        self._ended.append((name, run_job(job, progress)))
+
+    def wait(self, timeout: float | None) -> list[tuple[str, Outcome]]:
+        ended, self._ended = self._ended, []
+        if not ended and timeout:
+            time.sleep(timeout)
+        return ended
+
+    def abort(self) -> None:
+        pass
 
 
 # MLIR's source locations, nested up to three levels: loc(callsite(fused[...] at ...)).
