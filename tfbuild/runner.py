@@ -120,10 +120,11 @@ class _Walk:
         self.index = {s.name: i for i, s in enumerate(plan.steps)}
         producers = plan.producers()
         self.upstream = {s.name: {role: producers[a] for role, a in s.inputs.items()} for s in plan.steps}
-        self.blockers = {
-            s.name: {name for name, _ in self.upstream[s.name].values()} | ({s.runs_if_failed} if s.runs_if_failed else set())
-            for s in plan.steps
-        }  # fmt: skip
+        # A step waits for the steps it reads from, and for the one whose failure alone runs it.
+        self.blockers = {s.name: {name for name, _ in self.upstream[s.name].values()} for s in plan.steps}
+        for s in plan.steps:
+            if s.runs_if_failed:
+                self.blockers[s.name].add(s.runs_if_failed)
         self.dependents: dict[str, list[str]] = {s.name: [] for s in plan.steps}
         for name, blockers in self.blockers.items():
             for blocker in blockers:
@@ -255,7 +256,8 @@ class _Walk:
         build = self.running.pop(name)
         spec, key, tmp = build.spec, build.key, build.tmp
         assert tmp is not None
-        result = StepResult(spec, FAILED, build.reason, key, outcome.seconds, error=outcome.error, bad_input=outcome.bad_input)
+        result = StepResult(spec, FAILED, build.reason, key, outcome.seconds, error=outcome.error,
+                            bad_input=outcome.bad_input)  # fmt: skip
         try:
             if outcome.error is None:
                 manifest = {"key": key, "name": spec.name, "material": build.material, "info": outcome.info,

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # multiprocessing is imported when workers start: a cached bu
 STOP_S = 10.0  # how long a closing pool waits for an idle worker to exit before ending it
 # What a worker process runs: the parent's import path first, so that it imports tfbuild, the
 # user's builders and step kinds (a test's) from where the parent did.
-WORKER = "import json, sys; sys.path[:] = json.loads(sys.argv[2]); from tfbuild.worker_pool import serve; serve(int(sys.argv[1]))"
+WORKER = ("import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
+          "from tfbuild.worker_pool import serve; serve(int(sys.argv[1]))")
 
 
 def job_count(jobs: int | None) -> int:
@@ -105,10 +106,12 @@ class WorkerPool:
         if job.affinity is not None:
             self._keepers[job.affinity] = worker
         try:
-            worker.conn.send(job)
-        except (OSError, ValueError) as error:  # the worker died while idle, or the job cannot pickle
-            self._ended.append((name, _failed(f"could not hand the step to a worker process ({error})")))
-            self._discard(worker)
+            worker.conn.send(job)  # pickled whole before a byte is written
+        except Exception as error:  # noqa: BLE001 - the worker died while idle (OSError), or the job does not pickle
+            why = f"could not hand the step to a worker process ({type(error).__name__}: {error})"
+            self._ended.append((name, _failed(why)))
+            if isinstance(error, OSError):
+                self._discard(worker)
             return
         worker.step, worker.progress, worker.ran, worker.since = name, progress, True, time.perf_counter()
         worker.warming_since = float("inf")  # a cold worker imports in the step, or after it

@@ -170,3 +170,16 @@ def test_pools_are_made_for_more_than_one_job_and_reused():
         three = pools.for_jobs(3)
         assert three is not two and three.slots == 3
     assert job_count(None) >= 1 and job_count(4) == 4
+
+
+def test_a_step_that_cannot_go_to_a_worker_fails_in_one_line(tmp_path, pool):
+    class Local(WriteStep):  # defined in a function: a worker could not import it
+        pass
+
+    kinds = {**KINDS, "local": Local("local", Counter())}
+    steps = [step("data"), of_kind("local", "here", {"data": "data"}), step("other", {"data": "data"}, text="x")]
+    result = run_plan(make_plan(steps), Cache(tmp_path / "cache"), kinds, workers=pool)
+    here = result.steps[1]
+    assert here.status == FAILED and here.error.startswith("could not hand the step to a worker process (")
+    assert "\n" not in here.error and result.steps[2].status == BUILT
+    assert leftovers(tmp_path) == []
