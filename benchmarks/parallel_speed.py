@@ -25,7 +25,7 @@ def cold_build(work: Path, recipe: str, jobs: int, overrides: list[str]) -> tupl
     """Seconds for a cold build in the fresh folder `work`, and its artifacts' digests."""
     work.mkdir(parents=True)
     seconds, _ = timed([str(TFBUILD), f"recipe={recipe}", f"jobs={jobs}", *overrides], work)
-    (record,) = (work / "outputs" / "runs" / recipe).glob("*/build.json")
+    (record,) = [p for p in (work / "outputs" / "runs" / recipe).glob("*/build.json") if not p.parent.is_symlink()]
     artifacts = json.loads(record.read_text())["artifacts"]
     return seconds, {a["name"]: a["sha256"] for a in artifacts}
 
