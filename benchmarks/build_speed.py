@@ -6,7 +6,8 @@
   quant change   `export.tflite.quantization=int16x8`: one new conversion, training reused
 
 Each figure is the median wall time of --repeat fresh runs, in subprocesses, as a user sees
-it. Targets (issue #2): no-op <= 0.6 s without importing TensorFlow; cold <= 1.15x plain.
+it. Targets (issue #15): no-op <= 0.35 s and <= 5% of the cold build, without importing
+TensorFlow; cold <= 1.0x plain (every step built at once where it can, jobs = CPUs).
 
     python benchmarks/build_speed.py [--repeat 3]
 """
