@@ -13,9 +13,11 @@ import pytest
 from tests.conftest import TINY, run_tfbuild
 
 # Runs tfbuild's entry point, then reports whether TensorFlow was ever imported.
-WITH_IMPORT_PROBE = """
+def probe(report: str) -> str:
+    """A `python -c` program that runs tfbuild, then prints `report` (a Python expression,
+    evaluated once tfbuild is done) as the last line of stderr."""
+    return f"""
 import sys
-import time
 from tfbuild.cli import main
 sys.argv = ["tfbuild", *sys.argv[1:]]
 code = 0
@@ -23,9 +25,12 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-print("TENSORFLOW_IMPORTED=" + str("tensorflow" in sys.modules), file=sys.stderr)
+print({report}, file=sys.stderr)
 sys.exit(code)
 """
+
+
+WITH_IMPORT_PROBE = probe('"TENSORFLOW_IMPORTED=" + str("tensorflow" in sys.modules)')
 
 QUICK = [*TINY, "export.tflite.quantization=[float,int8]"]
 # A build that fails at its data step (small flat features; the step needs no TensorFlow).

@@ -15,21 +15,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT, run_tfbuild
-from tests.integration.test_cli import run_dirs
+from tests.integration.test_cli import probe, run_dirs
 
 # Says on stderr which way the command went: the shortcut never imports Hydra.
-PROBE = """
-import sys
-from tfbuild.cli import main
-sys.argv = ["tfbuild", *sys.argv[1:]]
-code = 0
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-print("SHORTCUT=" + str("hydra" not in sys.modules), file=sys.stderr)
-sys.exit(code)
-"""
+PROBE = probe('"SHORTCUT=" + str("hydra" not in sys.modules)')
 RECIPE = """\
 # @package _global_
 defaults:
