@@ -9,7 +9,8 @@ report.json:
   "reference": "saved_model", "generated_inputs": bool (no data: no metrics),
   "columns": {name: description, ...},
   "rows": [{"artifact", "format", "variant", "runtime", "threads", "path", "bytes",
-            "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "samples_per_s", "batch_size",
+            "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "p50_spread", "p95_spread", "rounds",
+            "samples_per_s", "batch_size",
             "tasks": {output: task}, "generated",
             "metrics": {output: {"task", "accuracy" | "mae", "rmse"}},
             "metric_deltas": {output: {metric: artifact's minus the SavedModel's}},
@@ -48,6 +49,9 @@ COLUMNS = {
     "p50_ms": "median latency at batch 1, ms",
     "p95_ms": "95th percentile latency at batch 1, ms",
     "p99_ms": "99th percentile latency at batch 1, ms",
+    "p50_spread": "(max - min) / median of the timing rounds' p50s: the run's own noise on p50",
+    "p95_spread": "(max - min) / median of the timing rounds' p95s",
+    "rounds": "interleaved timing rounds; p50_ms is the median of the rounds' p50s",
     "samples_per_s": "throughput at batch_size, from the median batch time",
     "tasks": "each model output's task (classification or regression)",
     "generated": "true when the test inputs were generated from the model's signature (no labels, no metrics)",
@@ -127,6 +131,7 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
     runtimes = bench.info.get("runtimes", {}) if bench is not None and bench.status in (BUILT, CACHED) else {}
     if not runtimes:
         return [{**base, "runtime": None, "threads": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
+                 "p50_spread": None, "p95_spread": None, "rounds": None,
                  "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
     rows = []
     for runtime, figures in runtimes.items():
@@ -139,6 +144,10 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
             "p50_ms": figures["latency"]["p50_ms"],
             "p95_ms": figures["latency"]["p95_ms"],
             "p99_ms": figures["latency"]["p99_ms"],
+            # null where a format plug-in times without rounds (not measured).
+            "p50_spread": figures["latency"].get("p50_spread"),
+            "p95_spread": figures["latency"].get("p95_spread"),
+            "rounds": figures["latency"].get("rounds"),
             "samples_per_s": figures["throughput"]["samples_per_s"],
             "batch_size": figures["throughput"]["batch_size"],
             **_with_metrics(figures.get("metrics") or {}),
