@@ -10,6 +10,7 @@ report.json:
   "columns": {name: description, ...},
   "rows": [{"artifact", "format", "variant", "runtime", "threads", "path", "bytes",
             "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "p50_spread", "p95_spread", "rounds",
+            "p50_rounds_ms", "p95_rounds_ms",
             "samples_per_s", "batch_size",
             "tasks": {output: task}, "generated",
             "metrics": {output: {"task", "accuracy" | "mae", "rmse"}},
@@ -52,6 +53,8 @@ COLUMNS = {
     "p50_spread": "(max - min) / median of the timing rounds' p50s: the run's own noise on p50",
     "p95_spread": "(max - min) / median of the timing rounds' p95s",
     "rounds": "interleaved timing rounds; p50_ms is the median of the rounds' p50s",
+    "p50_rounds_ms": "each timing round's p50 at batch 1, ms (what tfbuild-report diff compares)",
+    "p95_rounds_ms": "each timing round's p95 at batch 1, ms",
     "samples_per_s": "throughput at batch_size, from the median batch time",
     "tasks": "each model output's task (classification or regression)",
     "generated": "true when the test inputs were generated from the model's signature (no labels, no metrics)",
@@ -131,7 +134,7 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
     runtimes = bench.info.get("runtimes", {}) if bench is not None and bench.status in (BUILT, CACHED) else {}
     if not runtimes:
         return [{**base, "runtime": None, "threads": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-                 "p50_spread": None, "p95_spread": None, "rounds": None,
+                 "p50_spread": None, "p95_spread": None, "rounds": None, "p50_rounds_ms": None, "p95_rounds_ms": None,
                  "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
     rows = []
     for runtime, figures in runtimes.items():
@@ -148,6 +151,8 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
             "p50_spread": figures["latency"].get("p50_spread"),
             "p95_spread": figures["latency"].get("p95_spread"),
             "rounds": figures["latency"].get("rounds"),
+            "p50_rounds_ms": figures["latency"].get("p50_rounds_ms"),
+            "p95_rounds_ms": figures["latency"].get("p95_rounds_ms"),
             "samples_per_s": figures["throughput"]["samples_per_s"],
             "batch_size": figures["throughput"]["batch_size"],
             **_with_metrics(figures.get("metrics") or {}),
