@@ -9,7 +9,9 @@ report.json:
   "reference": "saved_model", "generated_inputs": bool (no data: no metrics),
   "columns": {name: description, ...},
   "rows": [{"artifact", "format", "variant", "runtime", "threads", "path", "bytes",
-            "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "samples_per_s", "batch_size",
+            "gzip_bytes", "p50_ms", "p95_ms", "p99_ms", "p50_spread", "p95_spread", "rounds",
+            "p50_rounds_ms", "p95_rounds_ms",
+            "samples_per_s", "batch_size",
             "tasks": {output: task}, "generated",
             "metrics": {output: {"task", "accuracy" | "mae", "rmse"}},
             "metric_deltas": {output: {metric: artifact's minus the SavedModel's}},
@@ -52,6 +54,11 @@ COLUMNS = {
     "p50_ms": "median latency at batch 1, ms",
     "p95_ms": "95th percentile latency at batch 1, ms",
     "p99_ms": "99th percentile latency at batch 1, ms",
+    "p50_spread": "(max - min) / median of the timing rounds' p50s: the run's own noise on p50",
+    "p95_spread": "(max - min) / median of the timing rounds' p95s",
+    "rounds": "interleaved timing rounds; p50_ms is the median of the rounds' p50s",
+    "p50_rounds_ms": "each timing round's p50 at batch 1, ms (what tfbuild-report diff compares)",
+    "p95_rounds_ms": "each timing round's p95 at batch 1, ms",
     "samples_per_s": "throughput at batch_size, from the median batch time",
     "tasks": "each model output's task (classification or regression)",
     "generated": "true when the test inputs were generated from the model's signature (no labels, no metrics)",
@@ -140,7 +147,8 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
     runtimes = bench.info.get("runtimes", {}) if bench is not None and bench.status in (BUILT, CACHED) else {}
     if not runtimes:
         return [{**base, "runtime": None, "threads": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-                 "p50_spread": None, "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
+                 "p50_spread": None, "p95_spread": None, "rounds": None, "p50_rounds_ms": None, "p95_rounds_ms": None,
+                 "samples_per_s": None, "batch_size": None, **_with_metrics({})}]
     rows = []
     for runtime, figures in runtimes.items():
         rows.append({
@@ -152,7 +160,12 @@ def _artifact_rows(export: StepResult, out: Any, by_name: Mapping[str, StepResul
             "p50_ms": figures["latency"]["p50_ms"],
             "p95_ms": figures["latency"]["p95_ms"],
             "p99_ms": figures["latency"]["p99_ms"],
-            "p50_spread": figures["latency"].get("p50_spread"),  # benchmarks timed in rounds record it
+            # null where a format plug-in times without rounds (not measured).
+            "p50_spread": figures["latency"].get("p50_spread"),
+            "p95_spread": figures["latency"].get("p95_spread"),
+            "rounds": figures["latency"].get("rounds"),
+            "p50_rounds_ms": figures["latency"].get("p50_rounds_ms"),
+            "p95_rounds_ms": figures["latency"].get("p95_rounds_ms"),
             "samples_per_s": figures["throughput"]["samples_per_s"],
             "batch_size": figures["throughput"]["batch_size"],
             **_with_metrics(figures.get("metrics") or {}),

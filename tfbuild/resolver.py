@@ -234,6 +234,7 @@ def benchmark_step(cfg: DictConfig, artifact: OutputSpec) -> StepSpec:
         "warmup": bench.warmup,
         "min_runs": bench.min_runs,
         "min_seconds": bench.min_seconds,
+        "rounds": bench.rounds,
         "batch_size": bench.batch_size,
         **extra,
     }

@@ -274,11 +274,17 @@ class VerifyBase:
 class BenchmarkConfig:
     # Time every artifact on its own runtime: latency, throughput, size, test accuracy.
     enabled: bool = True
-    # Untimed calls first: first calls pay for allocation and kernel selection.
+    # Untimed calls first: first calls pay for allocation, kernel selection and JIT
+    # compilation. At least this many; then more while calls still get faster (TF.js's V8
+    # optimizes for ~3,000 calls), for at most 5 x min_seconds of CPU time.
     warmup: int = 50
     # Timed calls go on until both of these are reached.
     min_runs: int = 50
     min_seconds: float = 0.2
+    # ... split over this many rounds, each timing batch 1 then the batch in turn, so that a
+    # drift of the machine hits both alike; the report's p50 is the rounds' median and
+    # p50_spread how far they disagree.
+    rounds: int = 5
     # Throughput is measured at this batch size; latency always at batch 1.
     batch_size: int = 32
     # Threads the runtime may use: LiteRT's num_threads, the SavedModel session's intra-op

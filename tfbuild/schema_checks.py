@@ -67,6 +67,8 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     # Calls timed per artifact and runtime: a million calls is minutes even at 0.1 ms a call.
     "benchmark.warmup": (0, 1_000_000),
     "benchmark.min_runs": (1, 1_000_000),
+    # Rounds split min_runs and min_seconds; each is at least one call of each kind.
+    "benchmark.rounds": (1, 1000),
     "benchmark.threads": (1, 1024),
     # Steps built at once: a worker process each, about 0.5 GB with TensorFlow loaded.
     "jobs": (1, 1024),

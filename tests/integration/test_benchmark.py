@@ -23,10 +23,15 @@ def test_every_artifact_has_latency_throughput_size_and_its_metrics(built):
     for artifact in ARTIFACTS:
         bench = info(result, f"benchmark[{artifact}]")
         assert bench["bytes"] > bench["gzip_bytes"] > 0, artifact
-        assert bench["protocol"] == {"warmup": 1, "min_runs": 5, "min_seconds": 0.0}
+        assert bench["protocol"] == {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "rounds": 5}
         for runtime, figures in bench["runtimes"].items():
             latency = figures["latency"]
             assert latency["runs"] >= 5 and 0 < latency["min_ms"] <= latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+            # p50 is the median of the 5 rounds' p50s; the spread is their range over it.
+            rounds = latency["p50_rounds_ms"]
+            assert latency["rounds"] == len(rounds) == 5 and latency["p50_ms"] == sorted(rounds)[2]
+            assert latency["p50_spread"] == pytest.approx((max(rounds) - min(rounds)) / latency["p50_ms"], abs=2e-3)  # rounded figures
+            assert figures["throughput"]["rounds"] == 5 and figures["throughput"]["batch_p50_spread"] >= 0
             assert figures["throughput"]["batch_size"] == cfg.benchmark.batch_size
             assert figures["throughput"]["samples_per_s"] > 0
             assert figures["samples"] == 120 and 0 < figures["metrics"]["probabilities"]["accuracy"] <= 1

@@ -28,7 +28,7 @@ SAMPLES = {"train": 4, "validation": 4, "test": 24}
 INPUTS = {"pixels": ArraySpec((8,), "float32"), "extra": ArraySpec((2,), "float32")}
 TARGETS = {"digit": ArraySpec((), "int64", "classification", 3), "age": ArraySpec((1,), "float32", "regression")}
 LOOSE = {"max_abs_diff": 1e-4, "mean_abs_diff": None, "max_rel_diff": None, "min_cosine": 0.999, "min_top1_agreement": 0.99}
-BENCH = {"warmup": 1, "min_runs": 3, "min_seconds": 0.0, "batch_size": 8, "threads": 1}
+BENCH = {"warmup": 1, "min_runs": 3, "min_seconds": 0.0, "rounds": 3, "batch_size": 8, "threads": 1}
 HAS_NODE = node_problem() is None
 
 

@@ -166,10 +166,11 @@ def test_a_killed_python_leaves_no_chromium(browser, tmp_path):
 @pytest.mark.slow
 def test_bench_times_batch_1_and_the_bench_batch_on_each_backend(converted):
     folders, x, _ = converted
-    run = run_tfjs_browser(folders["none"], x, ["wasm", "webgl"], bench=(Protocol(1, 3, 0.0), 4))
+    run = run_tfjs_browser(folders["none"], x, ["wasm", "webgl"], bench=(Protocol(1, 3, 0.0, rounds=3), 4))
     for backend in ("wasm", "webgl"):
-        latency, batch = run.latency_ms[backend], run.batch_ms[backend]
-        assert len(latency) == 3 and len(batch) == 3
+        rounds = run.latency_rounds[backend], run.batch_rounds[backend]
+        assert [len(r) for r in rounds[0]] == [len(r) for r in rounds[1]] == [1, 1, 1]  # 3 rounds of 1 call each
+        latency, batch = [ms for r in rounds[0] for ms in r], [ms for r in rounds[1] for ms in r]
         assert all(0 <= ms < 10_000 for ms in latency + batch) and max(latency) > 0
         assert run.timings[backend]["load_ms"] > 0
     assert run.timeout_s > 60

@@ -37,7 +37,7 @@ def converted(tmp_path_factory):
 @needs_node
 def test_both_backends_run_in_batches_by_name_and_report_timings(converted):
     folder, x, reference = converted
-    run = run_tfjs(folder, x, ["cpu", "wasm"], bench=(Protocol(1, 3, 0.0), 4))
+    run = run_tfjs(folder, x, ["cpu", "wasm"], bench=(Protocol(1, 3, 0.0, rounds=3), 4))
     assert run.version == "4.22.0" and run.batch_size == 256  # 300 samples: two calls
     for backend in ("cpu", "wasm"):
         outputs = run.outputs[backend]
@@ -47,7 +47,8 @@ def test_both_backends_run_in_batches_by_name_and_report_timings(converted):
         for name in ("digit", "size"):  # the second batch lands after the first, in order
             np.testing.assert_allclose(outputs[name], reference[name], atol=1e-5)
         assert set(run.timings[backend]) == {"load_ms", "predict_ms"} and run.timings[backend]["predict_ms"] > 0
-        assert len(run.latency_ms[backend]) == 3 and len(run.batch_ms[backend]) == 3
+        # Three rounds of one call at batch 1 and one at the bench batch.
+        assert [len(r) for r in run.latency_rounds[backend]] == [len(r) for r in run.batch_rounds[backend]] == [1, 1, 1]
     # Same weights, two kernels' implementations: far closer to each other than to TensorFlow.
     assert float(np.abs(run.outputs["cpu"]["digit"] - run.outputs["wasm"]["digit"]).max()) < 1e-5
 

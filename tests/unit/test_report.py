@@ -156,7 +156,7 @@ def test_diff_names_what_regressed_and_exits_1(tmp_path, capsys):
     a = write_rows(tmp_path / "a", [row, dict(row, artifact="tflite/float", bytes=150_000)])
     b = write_rows(tmp_path / "b", [dict(row, bytes=46_000, p95_ms=0.0056, accuracy=0.92), dict(row, artifact="tfjs/uint8")])
     with pytest.raises(SystemExit) as exit_code:
-        diff_main(["diff", str(a), str(b)])
+        diff_main(["diff", str(a), str(b), "--p95"])  # p95 grew (+12%), p50 did not
     assert exit_code.value.code == 1
     err = capsys.readouterr().err
     assert "regression: tflite/int8 (LiteRT): bigger, slower, less accurate" in err

@@ -125,8 +125,9 @@ def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: 
 
 
 def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[str, tuple[Arrays, list, list]]:
-    """runtime label -> (outputs, latency ms, batch ms): in Node.js on params["backends"],
-    then in Chromium on params["browser_backends"] (one Chromium for the whole build)."""
+    """runtime label -> (outputs, latency ms per round, batch ms per round): in Node.js on
+    params["backends"], then in Chromium on params["browser_backends"] (one Chromium for the
+    whole build)."""
     runs: dict[str, tuple[Arrays, list, list]] = {}
     if params["backends"]:
         from ..runtimes.tfjs_node import run_tfjs
@@ -134,7 +135,7 @@ def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[st
         run = run_tfjs(path, inputs, params["backends"], node=params["node"], bench=bench)
         for backend in params["backends"]:
             runs[f"TF.js {run.version} {backend}"] = (
-                run.outputs[backend], run.latency_ms.get(backend, []), run.batch_ms.get(backend, []))
+                run.outputs[backend], run.latency_rounds.get(backend, []), run.batch_rounds.get(backend, []))
     if params.get("browser_backends"):
         from ..runtimes.tfjs_browser import browser_version, shared_session
 
@@ -144,7 +145,7 @@ def _runs(path: Path, inputs: Arrays, params: Any, bench: Any = None) -> dict[st
         browser = browser_version(params["chromium"]).split(".")[0]
         for backend in params["browser_backends"]:
             runs[f"TF.js {run.version} {backend} in {browser}"] = (
-                run.outputs[backend], run.latency_ms.get(backend, []), run.batch_ms.get(backend, []))
+                run.outputs[backend], run.latency_rounds.get(backend, []), run.batch_rounds.get(backend, []))
     return runs
 
 

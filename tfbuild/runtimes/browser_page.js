@@ -6,7 +6,7 @@
 //   await tfbuild.init(configUrl, backends, debug) -> {tfjs, samples, batches}
 //   await tfbuild.setup(backend)                   -> {outputs, load_ms, info}
 //   await tfbuild.runBatch(k)   -> {predict_ms, outputs: [{shape, data: base64 float32}]}
-//   await tfbuild.bench({warmup, minRuns, minMs, batch}) -> {latency_ms, batch_ms}
+//   await tfbuild.bench(protocol)  -> {latency_ms, batch_ms}: ms per call, per round (timing.js)
 //   tfbuild.finish()                               -> the model and its tensors are disposed
 //
 // One page for every backend and model: loading TF.js again in a fresh page cost ~0.5 s
@@ -236,11 +236,11 @@
     }
   }
 
-  // tfjs_run.js's protocol: batch 1 is the first sample, a larger batch the first `batch`
-  // samples (config.bench holds them); WARMUP untimed calls, then timed ones until both
-  // MIN_RUNS calls and MIN_MS milliseconds are done. Each timed call awaits the outputs'
-  // data, so GPU work and the download are in the figure, as an application pays them.
-  async function bench({warmup, minRuns, minMs, batch}) {
+  // tfjs_run.js's inputs and protocol (timing.js, loaded by browser_page.html): batch 1 is
+  // the first sample, a larger batch the first `batch` samples (config.bench holds them).
+  // Each timed call awaits the outputs' data, so GPU work and the download are in the
+  // figure, as an application pays them.
+  async function bench(protocol) {
     const first = await readFeed(state.config.bench.files);
     const have = state.config.bench.rows;
     const batchOf = (n) => Object.fromEntries(Object.entries(first).map(([name, t]) => {
@@ -249,28 +249,19 @@
       index.dispose();
       return [name, rows];
     }));
-    const timeAt = async (n) => {
-      const feed = batchOf(n);
-      const call = async () => {
-        const ys = [].concat(state.useAsync ? await state.model.executeAsync(feed, state.outputs)
-                                            : state.model.execute(feed, state.outputs));
-        await Promise.all(ys.map((y) => y.data()));
-        tf.dispose(ys);
-      };
-      for (let i = 0; i < warmup; i++) await call();
-      const times = [];
-      const started = performance.now();
-      while (times.length < minRuns || performance.now() - started < minMs) {
-        const before = performance.now();
-        await call();
-        times.push(Math.round((performance.now() - before) * 1000) / 1000);
-      }
-      tf.dispose(Object.values(feed));
-      return times;
+    const callOn = (feed) => async () => {
+      const ys = [].concat(state.useAsync ? await state.model.executeAsync(feed, state.outputs)
+                                          : state.model.execute(feed, state.outputs));
+      await Promise.all(ys.map((y) => y.data()));
+      tf.dispose(ys);
     };
-    const figures = {latency_ms: await timeAt(1), batch_ms: await timeAt(batch)};
-    tf.dispose(Object.values(first));
-    return figures;
+    const one = batchOf(1);
+    const many = batchOf(protocol.batch);
+    try {
+      return await window.tfbuildTiming.timeRounds(callOn(one), callOn(many), protocol);
+    } finally {
+      tf.dispose([...Object.values(one), ...Object.values(many), ...Object.values(first)]);
+    }
   }
 
   window.tfbuild = {init, setup, runBatch, bench, finish};

@@ -10,7 +10,7 @@
 // stdin, one JSON line per request:
 //   {"url": ".../browser_page.html", "config": "runs/N/config.json", "prefix": "runs/N/",
 //    "label": MODEL_DIR, "out": OUTDIR, "backends": ["webgl", "wasm"],
-//    "bench": null | {"warmup": W, "minRuns": R, "minMs": MS, "batch": B}}
+//    "bench": null | the timing protocol (timing.py Protocol.for_js, run by timing.js)}
 // stdout, one JSON line per request: {"ok": true, "result": {...}} or {"ok": false, "error":
 // "one line"}; the outputs are OUTDIR/<backend>/<i>.npy, float32, i the output's position
 // in the result's "outputs". --profile is Chromium's user-data-dir, a folder the caller owns,

@@ -59,16 +59,24 @@ class SavedModelSession:
     TF2's eager thread pools are process-wide and fixed once TensorFlow has started (training
     in the same process has started them); a session carries its own, so `threads` holds
     whatever ran before.
+
+    `caller_thread` runs every op in the calling thread (inter_op_parallelism_threads=-1)
+    instead of handing each call to an inter-op pool thread: benchmarks ask for it, because
+    that hand-off cost 0.02 to 0.2 ms a call on the 2-core project machine depending on what
+    else ran (as much as the digits CNN itself), which is the scheduler's figure, not the
+    model's, and was most of the SavedModel's p50 spread between runs. Intra-op threads
+    (`threads`) still parallelize each op.
     """
 
-    def __init__(self, path: Path, threads: int, signature: str = SIGNATURE):
+    def __init__(self, path: Path, threads: int, signature: str = SIGNATURE, *, caller_thread: bool = False):
         from ..tfenv import import_tensorflow
 
         tf = import_tensorflow()
         self._name = f"SavedModel {path}"
         self._graph = tf.Graph()
         with self._graph.as_default():
-            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                              inter_op_parallelism_threads=-1 if caller_thread else 1)
             self._session = tf.compat.v1.Session(graph=self._graph, config=config)
             meta = tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(path))
         if signature not in meta.signature_def:

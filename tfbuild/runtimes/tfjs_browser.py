@@ -32,7 +32,7 @@ from .feeds import Inputs, batches, sample_count
 from .line_driver import DriverError, DriverTimeout, LineDriver
 from .static_server import StaticServer
 from .tfjs_graph import GraphSignature, TfjsRuntimeError, weight_bytes
-from .tfjs_node import NODE_MODULES, TfjsRun, model_feeds, node_problem, time_limit, write_npy
+from .tfjs_node import NODE_MODULES, TfjsRun, model_feeds, node_problem, rounds_of, time_limit, write_npy
 from .timing import Protocol
 
 if TYPE_CHECKING:  # numpy is imported inside functions: planning must not pay for it
@@ -44,7 +44,7 @@ BROWSER_BACKENDS = ("webgl", "wasm", "cpu", "webgpu")
 HERE = Path(__file__).parent
 SCRIPT = HERE / "browser_run.js"
 PAGE = "browser_page.html"
-PAGE_FILES = (PAGE, "browser_page.js")
+PAGE_FILES = (PAGE, "browser_page.js", "timing.js")
 # Served under lib/: TF.js's union bundle (core, converter, cpu and webgl; the ES2017 build,
 # which loaded in half the time of the ES5 tf.min.js here and runs in any browser we drive),
 # the wasm backend and its binaries (which one loads is the browser's pick: SIMD here;
@@ -216,10 +216,7 @@ class BrowserSession:
         request = {
             "url": self._server.url(PAGE), "config": f"{prefix}config.json", "prefix": prefix,
             "label": str(model_dir), "out": str(out), "backends": list(backends),
-            "bench": None if bench is None else {
-                "warmup": bench[0].warmup, "minRuns": bench[0].min_runs,
-                "minMs": bench[0].min_seconds * 1000, "batch": bench[1],
-            },
+            "bench": None if bench is None else bench[0].for_js(bench[1]),
         }  # fmt: skip
         try:
             report = self._driver.request(request, timeout_s)
@@ -248,8 +245,8 @@ class BrowserSession:
             run.outputs[backend] = {name: np.load(file) for name, file in entry.pop("outputs").items()}
             run.timings[backend] = {"load_ms": float(entry.pop("load_ms")), "predict_ms": float(entry.pop("predict_ms"))}
             if "latency_ms" in entry:
-                run.latency_ms[backend] = [float(v) for v in entry.pop("latency_ms")]
-                run.batch_ms[backend] = [float(v) for v in entry.pop("batch_ms")]
+                run.latency_rounds[backend] = rounds_of(entry.pop("latency_ms"))
+                run.batch_rounds[backend] = rounds_of(entry.pop("batch_ms"))
             run.backend_info[backend] = entry  # what is left: renderer, simd, ...
         if self._temp is not None:
             shutil.rmtree(out, ignore_errors=True)

@@ -52,9 +52,10 @@ class TfjsRun:
     version: str  # tf.version.tfjs that produced the outputs
     outputs: dict[str, dict[str, "np.ndarray"]]  # backend -> output name -> float32 [N, ...]
     timings: dict[str, dict[str, float]]  # backend -> {"load_ms": ..., "predict_ms": ...}
-    # With `bench=`: backend -> ms per timed call at batch 1, and at the bench batch size.
-    latency_ms: dict[str, list[float]] = field(default_factory=dict)
-    batch_ms: dict[str, list[float]] = field(default_factory=dict)
+    # With `bench=`: backend -> ms per timed call at batch 1, and at the bench batch size,
+    # per round of the timing protocol (timing.py).
+    latency_rounds: dict[str, list[list[float]]] = field(default_factory=dict)
+    batch_rounds: dict[str, list[list[float]]] = field(default_factory=dict)
     batch_size: int = 0  # samples per call while predicting
     timeout_s: float = 0.0  # the limit the run was given
 
@@ -150,7 +151,7 @@ def run_tfjs(
             command += ["--input", f"{name}={file}"]
         if bench is not None:
             protocol, bench_batch = bench
-            command += ["--bench", f"{protocol.warmup},{protocol.min_runs},{protocol.min_seconds * 1000:g},{bench_batch}"]
+            command += ["--bench", json.dumps(protocol.for_js(bench_batch))]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=work)
         except subprocess.TimeoutExpired:
@@ -174,9 +175,14 @@ def run_tfjs(
             outputs[backend] = {name: np.load(file) for name, file in entry["outputs"].items()}
             timings[backend] = {"load_ms": float(entry["load_ms"]), "predict_ms": float(entry["predict_ms"])}
             if "latency_ms" in entry:
-                latency[backend] = [float(v) for v in entry["latency_ms"]]
-                batches[backend] = [float(v) for v in entry["batch_ms"]]
+                latency[backend] = rounds_of(entry["latency_ms"])
+                batches[backend] = rounds_of(entry["batch_ms"])
     return TfjsRun(str(report["tfjs"]), outputs, timings, latency, batches, batch, timeout_s)
+
+
+def rounds_of(reported: Any) -> list[list[float]]:
+    """A runner's per-round timings ([[ms, ...], ...]) as floats."""
+    return [[float(v) for v in one] for one in reported]
 
 
 def model_feeds(model_dir: Path, inputs: Inputs) -> tuple[Path, Any, dict[str, Any], int, int]:
@@ -209,9 +215,10 @@ def time_limit(
     calls, extra_s = samples, 0.0
     if bench is not None:
         protocol, batch = bench
-        # Warm-up and timed calls at batch 1 and at `batch`; the minimum time is spent twice.
-        calls += (protocol.warmup + protocol.min_runs) * (1 + batch)
-        extra_s = 2 * protocol.min_seconds
+        # Warm-up and timed calls at batch 1 and at `batch` (each round rounds its share of
+        # min_runs up); the minimum time is spent twice, and so is the warm-up's budget.
+        calls += (protocol.warmup + protocol.min_runs + protocol.rounds) * (1 + batch)
+        extra_s = 2 * (protocol.min_seconds + protocol.warmup_budget())
     return startup_s + sum(calls * factors[b] * size_mb + extra_s for b in backends)
 
 

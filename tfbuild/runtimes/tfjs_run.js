@@ -5,15 +5,15 @@
 //
 //   node tfjs_run.js --model DIR --input NAME=X.npy [--input NAME=X.npy ...] --out OUTDIR
 //                    [--backends wasm,cpu] [--outputs NAME,NAME] [--batch N]
-//                    [--bench WARMUP,MIN_RUNS,MIN_MS,BATCH]
+//                    [--bench PROTOCOL_JSON]
 //
 // Samples are read, run and written --batch at a time (default 64), so memory stays bounded
 // whatever the sample count. Outputs: OUTDIR/<backend>/<i>.npy, float32, i the output's
 // position in the report's "outputs" list (default: every output of the signature).
 //
-// --bench times, per backend, calls at batch 1 (latency) and at BATCH (throughput): WARMUP
-// untimed calls, then timed ones until both MIN_RUNS calls and MIN_MS milliseconds are done
-// (tfbuild/runtimes/timing.py runs the same protocol for LiteRT and TensorFlow).
+// --bench times, per backend, calls at batch 1 (latency) and at the protocol's batch
+// (throughput) in interleaved rounds, after a warm-up: timing.js, the protocol that
+// tfbuild/runtimes/timing.py runs for LiteRT and TensorFlow (its Protocol.for_js writes the JSON).
 //
 // stdout: exactly one JSON line. Errors: one line `tfjs_run: <message>` on stderr, exit 1
 // (set TFBUILD_DEBUG=1 for the stack). No tfjs-node: it downloads a native library at install
@@ -23,6 +23,7 @@
 const fs = require('fs');
 const path = require('path');
 const {NpyWriter, openNpy, readRows} = require('./npy.js');
+const {timeRounds} = require('./timing.js');
 
 const DEBUG = Boolean(process.env.TFBUILD_DEBUG);
 
@@ -72,11 +73,11 @@ function parseArgs(argv) {
   if (!/^[1-9]\d*$/.test(args.batch)) fail(`--batch wants a positive integer, got '${args.batch}'`);
   args.batch = Number(args.batch);
   if (args.bench !== undefined) {
-    const m = /^(\d+),(\d+),(\d+(?:\.\d+)?),(\d+)$/.exec(args.bench);
-    if (!m || Number(m[2]) < 1 || Number(m[4]) < 1) {
-      fail(`--bench wants WARMUP,MIN_RUNS,MIN_MS,BATCH (e.g. 10,50,200,32), got '${args.bench}'`);
+    try {
+      args.bench = JSON.parse(args.bench);
+    } catch (e) {
+      fail(`--bench wants the timing protocol as JSON (timing.py's Protocol.for_js), got '${args.bench}'`);
     }
-    args.bench = {warmup: Number(m[1]), minRuns: Number(m[2]), minMs: Number(m[3]), batch: Number(m[4])};
   }
   return args;
 }
@@ -235,9 +236,9 @@ async function runBackend(tf, name, args, inputs, artifacts, result) {
   return entry;
 }
 
-async function bench(tf, {warmup, minRuns, minMs, batch}, inputs, feedOf, model, outputNames, useAsync) {
+async function bench(tf, protocol, inputs, feedOf, model, outputNames, useAsync) {
   // Batch 1 is the first sample; a larger batch repeats the first samples as needed.
-  const have = Math.min(batch, inputs[0].shape[0]);
+  const have = Math.min(protocol.batch, inputs[0].shape[0]);
   const first = feedOf(0, have);
   const batchOf = (n) => Object.fromEntries(Object.entries(first).map(([k, t]) => {
     const index = tf.tensor1d(Array.from({length: n}, (_, i) => i % have), 'int32');
@@ -248,33 +249,24 @@ async function bench(tf, {warmup, minRuns, minMs, batch}, inputs, feedOf, model,
   // Each timed call includes reading the results back, as an application must. Static
   // graphs on cpu and wasm run synchronously (execute + dataSync), which keeps the event
   // loop's scheduling out of the figures; graphs that need executeAsync are awaited.
-  const timeAt = async (n) => {
-    const feed = batchOf(n);
-    const syncCall = () => {
-      const ys = [].concat(model.execute(feed, outputNames));
-      ys.forEach((y) => y.dataSync());
-      tf.dispose(ys);
-    };
-    const asyncCall = async () => {
+  const callOn = (feed) => (useAsync
+    ? async () => {
       const ys = [].concat(await model.executeAsync(feed, outputNames));
       await Promise.all(ys.map((y) => y.data()));
       tf.dispose(ys);
-    };
-    const call = useAsync ? asyncCall : syncCall;
-    for (let i = 0; i < warmup; i++) await call();
-    const times = [];
-    const started = performance.now();
-    while (times.length < minRuns || performance.now() - started < minMs) {
-      const before = performance.now();
-      await call();
-      times.push(round(performance.now() - before));
     }
-    tf.dispose(Object.values(feed));
-    return times;
-  };
-  const figures = {latency_ms: await timeAt(1), batch_ms: await timeAt(batch)};
-  tf.dispose(Object.values(first));
-  return figures;
+    : () => {
+      const ys = [].concat(model.execute(feed, outputNames));
+      ys.forEach((y) => y.dataSync());
+      tf.dispose(ys);
+    });
+  const one = batchOf(1);
+  const many = batchOf(protocol.batch);
+  try {
+    return await timeRounds(callOn(one), callOn(many), protocol);
+  } finally {
+    tf.dispose([...Object.values(one), ...Object.values(many), ...Object.values(first)]);
+  }
 }
 
 function round(ms) {

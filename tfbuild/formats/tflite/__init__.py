@@ -117,15 +117,14 @@ def verify(path: Path, inputs: Arrays, params: Any) -> Runs:
 def benchmark(path: Path, inputs: Arrays, score: Scorer, params: Any, protocol: Any) -> dict[str, Any]:
     from ...runtimes.feeds import first_sample, tiled
     from ...runtimes.litert import LiteRtModel, litert_version
-    from ...runtimes.timing import figures, time_calls
+    from ...runtimes.timing import figures, time_rounds
 
     model = LiteRtModel(path, params["threads"])
     outputs = model.predict(inputs)
     # Timed: set input, invoke, read output, on an input already quantized (as on a device).
     one = model.prepare(first_sample(inputs))
-    latency = time_calls(lambda: model.invoke(one), protocol)
     batch = model.prepare(tiled(inputs, params["batch_size"]))
-    batches = time_calls(lambda: model.invoke(batch), protocol)
+    latency, batches = time_rounds(lambda: model.invoke(one), lambda: model.invoke(batch), protocol)
     runtime = litert_version()
     samples = len(next(iter(outputs.values())))
     return {runtime: figures(runtime, params["threads"], latency, batches, params["batch_size"], score(outputs), samples)}

@@ -186,7 +186,7 @@ class TfliteRepairStep:
             def latency(float_ops: list[str]) -> float:
                 model, _ = run(float_ops)
                 one = model.prepare({k: v[:1] for k, v in inputs.items()})
-                return latency_figures(time_calls(lambda: model.invoke(one), Protocol(**COST_TIMING)))["p50_ms"]
+                return latency_figures([time_calls(lambda: model.invoke(one), Protocol(**COST_TIMING))])["p50_ms"]
 
             ctx.progress.start(2 + len(ranked).bit_length() + bool(kept), "measuring full int8")
             full = evaluate([])
