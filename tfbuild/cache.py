@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = ["MANIFEST", "Cache", "CacheEntry", "Entry", "Leftover", "Pins", "cach
 READ_ONLY = 0o444
 _BUILD_FOLDER = re.compile(r"([0-9a-f]{64})\.[0-9a-f]+")  # tmp/<key>.<id>, made by Cache.begin
 MAX_PIN_BYTES = 1 << 20
+MAX_STAMP_BYTES = 64 << 20  # a stamp is tens of KB; a bigger file is not one
 
 
 def canonical_json(value: Any) -> str:
@@ -110,15 +112,38 @@ class Cache:
         return Path(root) / "stamps" / f"{name}.json"
 
     @staticmethod
+    def read_stamp(root: Path, name: str) -> str | None:
+        """A stamp's text, only from a regular file of this user's that no one else may write
+        (a stamp decides what a command builds: in a cache others share, theirs are not
+        taken, as ssh takes no key file that others can write)."""
+        path = Cache.stamp_file(root, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return None
+            return os.read(fd, MAX_STAMP_BYTES + 1).decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    @staticmethod
     def write_stamp(root: Path, name: str, text: str) -> None:
-        """Replace a stamp in one rename: a reader finds the old one or the new one, whole."""
+        """Replace a stamp in one rename (a reader finds the old one or the new one, whole),
+        readable and writable by this user only."""
         path = Cache.stamp_file(root, name)
         path.parent.mkdir(exist_ok=True)
         if path.is_dir() and not path.is_symlink():  # whatever stands in its place goes
             shutil.rmtree(path)
         staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
         try:
-            staging.write_text(text)
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(text)
             os.replace(staging, path)
         finally:
             staging.unlink(missing_ok=True)

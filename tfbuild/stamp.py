@@ -131,7 +131,7 @@ def rebuild(args: list[str], env: Mapping[str, str]) -> int | None:
     cache_dir = _cache_dir_for(args, cwd) if usable(args) else None
     if cache_dir is None or not os.access(cache_dir, os.W_OK | os.X_OK):
         return None
-    document = _read(Cache.stamp_file(cache_dir, _name(args, cwd)))
+    document = _read(Cache.read_stamp(cache_dir, _name(args, cwd)))
     if document is None or document["args"] != args or document["cwd"] != str(cwd):
         return None
     if document["python"] != [sys.executable, sys.version] or document["env"] != _environment(env, document["env_names"]):
@@ -157,12 +157,12 @@ def rebuild(args: list[str], env: Mapping[str, str]) -> int | None:
     return build_exit_code(build)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(text: str | None) -> dict[str, Any] | None:
     """The stamp, if it reads and its seal holds (an edited or truncated one is ignored)."""
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(text or "")
         seal = document.pop("seal")
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError):
         return None
     if not isinstance(document, dict) or document.get("format") != FORMAT or seal != _seal(document):
         return None

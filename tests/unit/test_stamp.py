@@ -12,6 +12,7 @@ import pytest
 
 from tfbuild import stamp
 from tfbuild.build import Build
+from tfbuild.cache import Cache
 from tfbuild.plan import OutputSpec, StepSpec, make_plan
 from tfbuild.project import CONF_DIR
 from tfbuild.run_folder import latest_link
@@ -72,13 +73,26 @@ def test_the_plan_survives_json_exactly():
 
 def test_a_stamp_whose_seal_does_not_hold_is_not_read(tmp_path):
     document = {"format": stamp.FORMAT, "args": ["recipe=digits"], "plan": []}
-    path = tmp_path / "stamp.json"
-    path.write_text(json.dumps({**document, "seal": stamp._seal(document)}))
-    assert stamp._read(path) == document
+    assert stamp._read(json.dumps({**document, "seal": stamp._seal(document)})) == document
     for text in (json.dumps({**document, "args": ["recipe=other"], "seal": stamp._seal(document)}),
-                 json.dumps(document), "[1, 2]", '{"seal": 1', ""):
-        path.write_text(text)
-        assert stamp._read(path) is None, text
+                 json.dumps(document), "[1, 2]", '{"seal": 1', "", None):
+        assert stamp._read(text) is None, text
+
+
+def test_only_this_users_own_stamps_are_read(tmp_path):
+    """A stamp decides what a command builds: one that others could write, or a link to
+    somewhere else, is not taken (in a cache shared between people)."""
+    Cache.write_stamp(tmp_path, "a", "{}")
+    path = Cache.stamp_file(tmp_path, "a")
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and Cache.read_stamp(tmp_path, "a") == "{}"
+    path.chmod(0o666)
+    assert Cache.read_stamp(tmp_path, "a") is None
+    path.chmod(0o600)
+    other = tmp_path / "elsewhere.json"
+    other.write_text("{}")
+    other.chmod(0o600)
+    Cache.stamp_file(tmp_path, "b").symlink_to(other)
+    assert Cache.read_stamp(tmp_path, "b") is None and Cache.read_stamp(tmp_path, "missing") is None
 
 
 def test_a_file_changed_a_moment_ago_is_known_by_its_content(tmp_path):
