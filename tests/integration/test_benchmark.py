@@ -30,7 +30,9 @@ def test_every_artifact_has_latency_throughput_size_and_its_metrics(built):
             # p50 is the median of the 5 rounds' p50s; the spread is their range over it.
             rounds = latency["p50_rounds_ms"]
             assert latency["rounds"] == len(rounds) == 5 and latency["p50_ms"] == sorted(rounds)[2]
-            assert latency["p50_spread"] == pytest.approx((max(rounds) - min(rounds)) / latency["p50_ms"], abs=2e-3)  # rounded figures
+            # From rounded figures: their rounding error grows with the ratio (a spread of 6.9
+            # was seen with 1-call rounds), hence a relative tolerance as well.
+            assert latency["p50_spread"] == pytest.approx((max(rounds) - min(rounds)) / latency["p50_ms"], rel=1e-2, abs=2e-3)
             assert figures["throughput"]["rounds"] == 5 and figures["throughput"]["batch_p50_spread"] >= 0
             assert figures["throughput"]["batch_size"] == cfg.benchmark.batch_size
             assert figures["throughput"]["samples_per_s"] > 0
