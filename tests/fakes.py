@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfbuild.plan import OutputSpec, StepSpec
-from tfbuild.steps.base import StepContext
+from tfbuild.steps.base import NoProgress, StepContext
 
 
 class WriteStep:
@@ -33,6 +33,23 @@ class WriteStep:
         ctx.progress.start(1, "working")
         ctx.progress.advance("done")
         return {"chars": sum(len(p) for p in parts)}
+
+
+class EventReporter:
+    """A runner reporter that records ("start", name) and ("end", name, status) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def step_started(self, spec: StepSpec, reason: str) -> NoProgress:
+        self.events.append(("start", spec.name))
+        return NoProgress()
+
+    def step_waiting(self, spec: StepSpec) -> None:
+        pass
+
+    def step_finished(self, result: Any) -> None:
+        self.events.append(("end", result.spec.name, result.status))
 
 
 def step(name: str, inputs: dict[str, str] | None = None, publish: bool = False, **params: Any) -> StepSpec:

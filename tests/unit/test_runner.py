@@ -11,7 +11,7 @@ from tfbuild.cache import Cache
 from tfbuild.plan import OutputSpec, StepSpec, make_plan
 from tfbuild.runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, run_plan
 
-from tests.fakes import WriteStep, step
+from tests.fakes import EventReporter, WriteStep, step
 
 
 @pytest.fixture
@@ -159,18 +159,7 @@ def test_published_artifacts_are_links_or_copies_not_paths_into_the_cache(build,
 
 
 def test_progress_and_quiet_wrapper_are_used(build):
-    events = []
-
-    class Recorder:
-        def step_started(self, spec, reason):
-            events.append(("start", spec.name))
-            from tfbuild.steps.base import NoProgress
-
-            return NoProgress()
-
-        def step_finished(self, result):
-            events.append(("end", result.spec.name, result.status))
-
+    reporter = EventReporter()
     quiet_calls = []
 
     import contextlib
@@ -180,8 +169,8 @@ def test_progress_and_quiet_wrapper_are_used(build):
         quiet_calls.append(1)
         yield
 
-    build(chain(), reporter=Recorder(), quiet=quiet)
-    assert events[:2] == [("start", "data"), ("end", "data", BUILT)]
+    build(chain(), reporter=reporter, quiet=quiet)
+    assert reporter.events[:2] == [("start", "data"), ("end", "data", BUILT)]
     assert len(quiet_calls) == 3
 
 
@@ -234,7 +223,7 @@ from pathlib import Path
 from tfbuild.cache import Cache
 from tfbuild.plan import make_plan
 from tfbuild.runner import run_plan
-from tests.fakes import WriteStep, step
+from tests.fakes import EventReporter, WriteStep, step
 
 root = Path(sys.argv[1])
 steps = [step("big", text="x" * 300_000, publish=True), step("small", publish=True)]

@@ -15,7 +15,7 @@ from tfbuild.runner import BUILT, CACHED, FAILED, SKIPPED, run_plan
 from tfbuild.steps.base import NoProgress
 from tfbuild.worker_pool import Pools, WorkerPool, job_count
 
-from tests.fakes import WriteStep, step
+from tests.fakes import EventReporter, WriteStep, step
 from tests.parallel_fakes import DieStep, InterruptStep, KeeperStep, MeetStep, PrintStep
 
 KINDS = {"write": WriteStep("write", Counter()), "meet": MeetStep(), "die": DieStep(), "interrupt": InterruptStep(),
@@ -87,25 +87,16 @@ def test_a_worker_killed_mid_step_fails_that_step_in_one_line_and_the_rest_go_on
 
 
 def test_steps_that_share_a_runtime_run_in_one_worker_one_at_a_time(tmp_path, pool):
-    events = []
-
-    class Recorder:
-        def step_started(self, spec, reason):
-            events.append(("start", spec.name))
-            return NoProgress()
-
-        def step_finished(self, result):
-            events.append(("end", result.spec.name))
-
+    reporter = EventReporter()
     browser = [of_kind("keeper", f"b{i}", {"data": "data"}, text=str(i), affinity="chromium") for i in range(3)]
     result = build(tmp_path, [step("data"), *browser, step("plain", {"data": "data"}, text="plain")], pool,
-                   reporter=Recorder())  # fmt: skip
+                   reporter=reporter)  # fmt: skip
     assert [r.status for r in result.steps] == [BUILT] * 5
     assert len({r.info["pid"] for r in result.steps if r.spec.name.startswith("b")}) == 1
     running = set()
-    for event, name in events:
+    for event, name, *_ in reporter.events:
         if event == "start":
-            assert not (name.startswith("b") and any(r.startswith("b") for r in running)), events
+            assert not (name.startswith("b") and any(r.startswith("b") for r in running)), reporter.events
             running.add(name)
         else:
             running.discard(name)
