@@ -88,11 +88,14 @@ def run_build(
     (tests give fakes; by default tfbuild's own). `pools`: the worker processes this
     process's builds share (a sweep's jobs); None: this build's own, closed when it ends."""
     # Imported here: a config error in the CLI stays as fast as possible.
-    from .console import ConsoleReporter, report_table, summary_table, terminal_console
+    from rich.markup import escape
+
+    from .console import ConsoleReporter, report_table, summary_table, terminal_console, upload_entries
     from .quiet import native_output_to
     from .record import build_record, write_json
     from .report import gate_violations, report_rows, write_report
     from .report_quantization import quantization_facts
+    from .remote_sync import open_remote
     from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
     from .worker_pool import Pools, job_count
@@ -107,6 +110,12 @@ def run_build(
             log.write(text)
 
     with terminal_console() as console, _run_dir_writes(run_dir):
+
+        def warn(text: str) -> None:
+            console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
+            log_error(f"warning: {text}\n")
+
+        remote = None if build.dry_run else open_remote(cache, build.config.get("cache", {}), warn)
         try:
             result = run_plan(
                 build.plan,
@@ -120,7 +129,10 @@ def run_build(
                 quiet=partial(native_output_to, log_path),  # a partial pickles: workers use it too
                 log_error=log_error,
                 workers=(pools or own_pools).for_jobs(job_count(build.config.get("jobs"))),
+                remote=remote,
             )
+            if remote is not None:
+                upload_entries(remote, [r.entry for r in result.steps if r.entry is not None], console)
         finally:
             cache.close()
             own_pools.close()

@@ -17,6 +17,8 @@ Layout under the cache folder:
   state.db                           remembered file digests (see digests.StatCache)
   stamps/<name>.json                 what a command's last good build was composed from and
                                      planned to (the no-op shortcut, stamp.py)
+  remote/<url hash>/ab/<key>         this machine uploaded `key` to that remote cache (when:
+                                     the file's mtime), so a build need not ask the remote
 
 An entry exists only once its folder, manifest written last, is renamed into place. An entry
 is served only when it is exactly what its manifest says and the manifest holds together (see
@@ -33,6 +35,7 @@ import os
 import re
 import shutil
 import stat
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +150,25 @@ class Cache:
             os.replace(staging, path)
         finally:
             staging.unlink(missing_ok=True)
+
+    # -- what this machine uploaded to a remote cache ------------------------------------------
+
+    def _upload_mark(self, remote: str, key: str) -> Path:
+        return self.root / "remote" / hashlib.sha256(remote.encode()).hexdigest()[:16] / key[:2] / key
+
+    def uploaded_within(self, remote: str, key: str, seconds: float) -> bool:
+        """Whether this machine uploaded (or found) `key` in `remote` in the last `seconds`."""
+        try:
+            return time.time() - self._upload_mark(remote, key).stat().st_mtime < seconds
+        except OSError:
+            return False
+
+    def mark_uploaded(self, remote: str, key: str) -> None:
+        """Best effort, like the index: a mark only saves asking the remote again."""
+        mark = self._upload_mark(remote, key)
+        with contextlib.suppress(OSError):
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
 
     def entry_dir(self, key: str) -> Path:
         return self.root / "entries" / key[:2] / key
@@ -335,7 +357,7 @@ class Cache:
 
     def record_pin(self, name: str, keys: Iterable[str]) -> None:
         """Remember that pinned release `name` needs the entries `keys` (gc keeps them)."""
-        path = self.root / "pins" / f"{_safe_name(name)}.json"
+        path = self.root / "pins" / f"{safe_name(name)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps({"name": name, "keys": sorted(set(keys))}, indent=2) + "\n")
@@ -420,7 +442,7 @@ def _tree_bytes(folder: Path) -> int:
     return total
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     """A file name for `name`: itself when plain, else its plain letters and a short hash."""
     plain = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100].lstrip(".")
     if plain == name:

@@ -117,7 +117,7 @@ def parse_age(text: str) -> float:
 
 
 def _human(n: int) -> str:
-    from .console import human_bytes
+    from .human import human_bytes
 
     return human_bytes(n)
 

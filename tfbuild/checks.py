@@ -342,6 +342,18 @@ CACHE_DIR_MAX_BYTES = 400
 NAME_MAX_BYTES = 255
 
 
+def check_cache_remote(url: str | None) -> None:
+    """cache.remote: a URL an installed fsspec back-end opens, with no credentials in it."""
+    if url is None:
+        return
+    from .remote_cache import check_remote_url
+
+    try:
+        check_remote_url(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def check_cache_location(path: str, run_dir: Path, protected: Sequence[Path]) -> Path:
     """cache.dir as an absolute folder, refused where a cache must not be: the current folder
     (an empty value), a path the OS or SQLite cannot open, a run folder (it would be deleted or

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from rich.console import Console
 from rich.live import Live
@@ -15,9 +15,13 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from .console_tables import STATUS_STYLE, report_table, summary_table  # noqa: F401 (the CLI's tables)
+from .human import human_bytes
 from .plan import StepSpec
 from .quiet import terminal_stream
 from .runner import BUILT, FAILED, StepResult
+
+if TYPE_CHECKING:
+    from .remote_sync import RemoteSync
 
 LOG_WIDTH = 120  # a log or CI page without COLUMNS: wide enough for every column of the tables
 
@@ -38,17 +42,6 @@ def piped_width(environ: Mapping[str, str]) -> int:
     tfbuild ... | less`), else LOG_WIDTH rather than rich's 80 for non-terminals."""
     value = environ.get("COLUMNS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else LOG_WIDTH
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class StepProgress:
@@ -196,3 +189,31 @@ class _Started:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._progress, name)
+
+
+def upload_entries(remote: "RemoteSync", entries: list[Any], console: Console) -> None:
+    """Upload what a build made or used to the remote cache: a bar on a terminal, then a line."""
+    bar: RichProgress | None = None
+
+    def progress(total: int) -> Callable[[int, int], None]:
+        nonlocal bar
+        if not console.is_terminal:
+            return lambda done, all_: None
+        bar = RichProgress(TextColumn("  remote cache: uploading"), BarColumn(bar_width=24), TaskProgressColumn(),
+                           TextColumn("{task.description}"), console=console, transient=True)  # fmt: skip
+        bar.start()
+        task = bar.add_task("", total=total)
+        return lambda done, all_: bar.update(task, completed=done, description=f"{human_bytes(done)} of {human_bytes(all_)}")  # type: ignore[union-attr]
+
+    try:
+        uploaded = remote.upload(entries, progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if uploaded.entries or uploaded.present:
+        console.print(
+            f"[dim]remote cache: uploaded {uploaded.entries} entries ({human_bytes(uploaded.bytes)}) to "
+            f"{escape(remote.remote.url)} in {uploaded.seconds:.2f} s"
+            + (f"; {uploaded.present} were there already" if uploaded.present else "") + "[/]",
+            highlight=False,
+        )

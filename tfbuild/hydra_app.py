@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .build import Build, build_exit_code, internal_error
 from .cache import Cache
-from .checks import check_cache_location
+from .checks import check_cache_location, check_cache_remote
 from .errors import ConfigError, TfbuildError, print_error
 from .hydra_errors import one_line_error
 from .pin_checks import check_pinned, read_pin
@@ -104,6 +104,7 @@ def compose_build(cfg: DictConfig, recipes: RecipeIndex) -> Build:
         new_pin = None if cfg.pin is None else check_new_pin(cfg, typed_version(hydra_cfg), recipe, Path.cwd() / "recipes")
         _check_run_dir_writable(run_dir)
         cache_dir = _writable_cache_dir(cfg.cache.dir, check_cache_location(cfg.cache.dir, run_dir, config_dirs()))
+        check_cache_remote(cfg.cache.remote)
         cache = Cache(cache_dir)
         drift = check_pinned(cfg, pinned, resolved.plan, cache.state.digest) if pinned else []
     except ConfigError:

@@ -50,7 +50,7 @@ def check_entry(
     outputs = manifest["outputs"]
     if expected_outputs is not None and {r: o["path"] for r, o in outputs.items()} != dict(expected_outputs):
         raise Corrupt("cache entry does not have the step's outputs")
-    listed = _listed_files(outputs)
+    listed = listed_files(outputs)
     found = _walk_entry(folder, _parents(listed), _folder_outputs(outputs))
     for name, record in listed.items():
         st = found.pop(name, None)
@@ -118,7 +118,7 @@ def _safe_path(text: str) -> None:
         raise Corrupt(f"cache entry corrupt (path '{text[:80]}' leaves its folder or is not plain)")
 
 
-def _listed_files(outputs: Mapping[str, Any]) -> dict[str, FileRecord]:
+def listed_files(outputs: Mapping[str, Any]) -> dict[str, FileRecord]:
     """out/-relative name -> record, for every file of every output."""
     listed: dict[str, FileRecord] = {}
     for output in outputs.values():

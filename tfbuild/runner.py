@@ -24,9 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping
 
-from .cache import Cache, cache_key
+from .cache import Cache, Entry, cache_key
+from .human import human_bytes
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
+from .remote_sync import RemoteSync
 from .results import (BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, Reporter, SilentReporter,
                       StepResult)  # fmt: skip
 from .run_folder import clear_owned, publish_tree
@@ -52,6 +54,7 @@ def run_plan(
     quiet: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     log_error: Callable[[str], None] = lambda text: None,
     workers: Executor | None = None,
+    remote: RemoteSync | None = None,
 ) -> BuildResult:
     """Build `plan`, publishing user-facing artifacts into `run_dir`.
 
@@ -60,7 +63,8 @@ def run_plan(
     noise to a log file with it): with `workers` it must pickle (a module-level function or
     a functools.partial of one). `log_error` receives the full traceback of a failed step.
     `workers` builds steps (a WorkerPool: several at once, in its processes); None builds
-    them here, one at a time, in plan order.
+    them here, one at a time, in plan order. `remote` is a shared cache looked in on a
+    local miss (its entries are checked and committed locally before they are used).
     """
     reporter = reporter or SilentReporter()
     # Every entry this build uses stays locked against gc until the build ends.
@@ -68,7 +72,7 @@ def run_plan(
         if run_dir is not None and not dry_run:
             clear_owned(plan, run_dir)
         walk = _Walk(plan, cache, registry, scope, force, dry_run, run_dir if not dry_run else None, reporter,
-                     quiet, log_error, uses, workers or InlineExecutor())  # fmt: skip
+                     quiet, log_error, uses, workers or InlineExecutor(), remote)  # fmt: skip
         try:
             walk.run()
         finally:
@@ -112,10 +116,11 @@ class _Walk:
     def __init__(self, plan: Plan, cache: Cache, registry: Mapping[str, StepKind], scope: str,
                  force: bool | tuple[str, ...], dry_run: bool, publish_to: Path | None, reporter: Reporter,
                  quiet: Callable[[], ContextManager[Any]], log_error: Callable[[str], None],
-                 uses: contextlib.ExitStack, executor: Executor) -> None:  # fmt: skip
+                 uses: contextlib.ExitStack, executor: Executor, remote: RemoteSync | None) -> None:  # fmt: skip
         self.plan, self.cache, self.registry, self.scope = plan, cache, registry, scope
         self.force, self.dry_run, self.publish_to, self.reporter = force, dry_run, publish_to, reporter
         self.quiet, self.log_error, self.uses, self.executor = quiet, log_error, uses, executor
+        self.remote = remote
         self.results: dict[str, StepResult] = {}
         self.index = {s.name: i for i, s in enumerate(plan.steps)}
         producers = plan.producers()
@@ -240,16 +245,36 @@ class _Walk:
         self.queued.remove(build)
         # Whoever held the lock may just have built this very key: take theirs.
         entry = None if build.forced else self.cache.lookup(build.key, _declared(spec))[0]
+        reason = "built meanwhile by another tfbuild"
+        if entry is None and not build.forced and self.remote is not None:
+            entry, reason = self._download(build), "downloaded from the remote cache"
         if entry is not None:
             build.lock.close()
             self.cache.remember_material(self.scope, spec.name, build.material)
-            self._finish(StepResult(spec, CACHED, "built meanwhile by another tfbuild", build.key,
-                                    time.perf_counter() - build.started, entry.manifest["info"], entry))  # fmt: skip
+            self._finish(StepResult(spec, CACHED, reason, build.key, time.perf_counter() - build.started,
+                                    entry.manifest["info"], entry))  # fmt: skip
             return
         self.running[spec.name] = build
         build.tmp = self.cache.begin(build.key)
         progress = self.reporter.step_started(spec, build.reason)
         self.executor.submit(spec.name, Job(spec, build.kind, build.inputs, build.tmp, self.quiet, build.affinity), progress)
+
+    def _download(self, build: _ToBuild) -> Entry | None:
+        """`build`'s entry from the remote cache (this process holds its key's lock), with the
+        download shown as the step's progress; None when the remote cannot serve it."""
+        assert self.remote is not None
+        started: list[Any] = []
+
+        def on_found(total: int) -> Callable[[int, int], None]:
+            progress = self.reporter.step_started(build.spec, f"downloading {human_bytes(total)} from the remote cache")
+            progress.start(1, "download")
+            started.append(progress)
+            return lambda done, all_: progress.update(done, all_, f"{human_bytes(done)} of {human_bytes(all_)}")
+
+        entry = self.remote.download(build.key, build.spec.name, _declared(build.spec), on_found)
+        if started and entry is None:  # the step is built after all: its line comes again
+            self.reporter.step_finished(StepResult(build.spec, TO_BUILD, "remote copy refused", build.key))
+        return entry
 
     def _ended(self, name: str, outcome: Outcome) -> None:
         """Seal a finished job's folder into the cache, or remove it; then finish the step."""

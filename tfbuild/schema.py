@@ -42,6 +42,12 @@ class PrecisionPolicy(str, Enum):
     mixed_bfloat16 = "mixed_bfloat16"
 
 
+class RemoteMode(str, Enum):
+    read = "read"  # take entries from the remote cache on a local miss (developers)
+    write = "write"  # upload what a build made or used; never download (a clean CI build)
+    readwrite = "readwrite"  # both (CI that reuses what it uploaded before)
+
+
 class OptimizeMethod(str, Enum):
     none = "none"
     prune = "prune"  # magnitude pruning to a target sparsity
@@ -321,6 +327,11 @@ class Gate:
 class CacheConfig:
     # The shared step cache; relative paths are taken from the directory tfbuild runs in.
     dir: str = "outputs/cache"
+    # A cache a team shares, at an fsspec URL (s3://, gs://, az://, sftp://, file://); null: none.
+    # Credentials come from the back-end's own configuration, never from here.
+    remote: Optional[str] = None
+    # What this machine does with the remote: read (developers), write or readwrite (CI).
+    remote_mode: RemoteMode = RemoteMode.read
 
 
 @dataclass
