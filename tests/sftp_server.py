@@ -20,6 +20,7 @@ import getpass
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -158,8 +159,27 @@ def _wait_listening(proc: subprocess.Popen, host: str, port: int, log: Path) -> 
     raise RuntimeError(f"sshd did not listen on {host}:{port} within {START_TIMEOUT_S}s: {log.read_text()}")
 
 
+def _descendants(pid: int) -> list[int]:
+    """Pids below `pid` (Linux /proc; empty elsewhere). sshd's per-connection children call
+    setsid(), so stopping the listener or its process group would leave them running while
+    a client still holds its connection."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The ppid is the 2nd field after the ")" that closes the command name.
+            ppid = int(entry.read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop our sshd (its pid only); it never outlives the context."""
+    """Stop our sshd and its session children (our pids only): nothing outlives the context."""
+    children = _descendants(proc.pid)
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -167,6 +187,24 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 3
+        while (children := [p for p in children if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not children:
+            return
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has stopped; init reaps it, not us)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @contextlib.contextmanager
