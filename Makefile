@@ -11,14 +11,14 @@ HAVE_NPM := $(shell command -v npm 2>/dev/null)
 # never a downloaded one; these are the names tfbuild/runtimes/chromium.py looks for.
 CHROMIUM_NAMES := chromium chromium-browser google-chrome google-chrome-stable
 
-.PHONY: setup run test test-fast bench clean node-missing chromium
+.PHONY: setup run test test-fast bench clean node-missing chromium sshd
 
 ifneq ($(HAVE_NPM),)
-setup: $(STAMP) $(NODE_STAMP) chromium
+setup: $(STAMP) $(NODE_STAMP) chromium sshd
 else
 # Without Node the Python part still installs; only TF.js verification is unavailable, and a
 # build that asks for it says so then.
-setup: $(STAMP) node-missing chromium
+setup: $(STAMP) node-missing chromium sshd
 endif
 
 # Re-installs only when the dependency list changes; the package itself is editable.
@@ -49,6 +49,11 @@ chromium:
 	else \
 		echo "note: Chromium is needed for TF.js browser verification (e.g. sudo apt-get install chromium, or set TFBUILD_CHROMIUM=/path/to/chromium)"; \
 	fi
+
+# sshd (Debian's openssh-server) for the remote-cache tests, which start their own on a loopback
+# port; installed where we may, a note elsewhere. Never fails setup: only those tests need it.
+sshd:
+	@.ci/install-sshd || true
 
 run: setup
 	$(BIN)/tfbuild recipe=digits

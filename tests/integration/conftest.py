@@ -15,6 +15,7 @@ from tfbuild.runner import StepResult, run_plan
 from tfbuild.steps import REGISTRY
 
 from tests.conftest import TINY
+from tests import sftp_server as sftp
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,17 @@ def require_browser(problem: str | None) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the browser tests: {problem}")
     pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def sftp_server():
+    """A real SFTP server (Debian's sshd) on 127.0.0.1 for the session: tests.sftp_server.SFTPServer.
+    `url()` makes a fresh remote folder; `env` (FSSPEC_SFTP) configures fsspec in a subprocess,
+    `configured()` in this process. Skips without sshd, or fails when CI is set."""
+    problem = sftp.sshd_problem()
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the remote-cache tests: {problem}")
+        pytest.skip(problem)
+    with sftp.sftp_server() as server:
+        yield server
