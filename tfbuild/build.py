@@ -131,8 +131,6 @@ def run_build(
                 workers=(pools or own_pools).for_jobs(job_count(build.config.get("jobs"))),
                 remote=remote,
             )
-            if remote is not None:
-                upload_entries(remote, [r.entry for r in result.steps if r.entry is not None], console)
         finally:
             cache.close()
             own_pools.close()
@@ -145,6 +143,8 @@ def run_build(
 
         title = f"tfbuild {'plan' if build.dry_run else 'build'}: {build.recipe or '(no recipe)'}"
         console.print(summary_table(result, title))
+        if remote is not None:  # what this build made or used, for the machines that share the remote
+            upload_entries(remote, [r.entry for r in result.steps if r.entry is not None], console)
         if not build.verify_enabled:  # allowed, but never silent
             _say_unverified(console, build.plan)
         if build.dry_run:

@@ -191,25 +191,33 @@ class _Started:
         return getattr(self._progress, name)
 
 
-def upload_entries(remote: "RemoteSync", entries: list[Any], console: Console) -> None:
-    """Upload what a build made or used to the remote cache: a bar on a terminal, then a line."""
-    bar: RichProgress | None = None
+@contextlib.contextmanager
+def transfer_progress(console: Console, label: str) -> Iterator[Callable[[int], Callable[[int, int], None]]]:
+    """`start(total bytes)` -> what follows a transfer's (bytes done, bytes in all): a bar on a
+    terminal, gone when the transfer ends; nothing in a log (a line after it says what moved)."""
+    bars: list[RichProgress] = []
 
-    def progress(total: int) -> Callable[[int, int], None]:
-        nonlocal bar
+    def start(total: int) -> Callable[[int, int], None]:
         if not console.is_terminal:
             return lambda done, all_: None
-        bar = RichProgress(TextColumn("  remote cache: uploading"), BarColumn(bar_width=24), TaskProgressColumn(),
+        bar = RichProgress(TextColumn(f"  {label}"), BarColumn(bar_width=24), TaskProgressColumn(),
                            TextColumn("{task.description}"), console=console, transient=True)  # fmt: skip
         bar.start()
+        bars.append(bar)
         task = bar.add_task("", total=total)
-        return lambda done, all_: bar.update(task, completed=done, description=f"{human_bytes(done)} of {human_bytes(all_)}")  # type: ignore[union-attr]
+        return lambda done, all_: bar.update(task, completed=done, description=f"{human_bytes(done)} of {human_bytes(all_)}")
 
     try:
-        uploaded = remote.upload(entries, progress)
+        yield start
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.stop()
+
+
+def upload_entries(remote: "RemoteSync", entries: list[Any], console: Console) -> None:
+    """Upload what a build made or used to the remote cache: a bar on a terminal, then a line."""
+    with transfer_progress(console, "remote cache: uploading") as progress:
+        uploaded = remote.upload(entries, progress)
     if uploaded.entries or uploaded.present:
         console.print(
             f"[dim]remote cache: uploaded {uploaded.entries} entries ({human_bytes(uploaded.bytes)}) to "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 def human_bytes(n: int | None) -> str:
     if n is None:
@@ -12,3 +14,7 @@ def human_bytes(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def local_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))

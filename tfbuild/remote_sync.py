@@ -86,14 +86,16 @@ class RemoteSync:
             if tmp is not None:
                 self.cache.abort(tmp)
 
-    def upload(self, entries: Iterable[Entry], progress: Callable[[int], Progress] = lambda total: lambda d, t: None) -> Uploaded:
-        """Upload every entry the remote may lack (this machine has no recent note that it has
-        it); `progress(total bytes)` returns what follows the bytes sent."""
+    def upload(self, entries: Iterable[Entry], progress: Callable[[int], Progress] = lambda total: lambda d, t: None,
+               *, trust_marks: bool = True) -> Uploaded:  # fmt: skip
+        """Upload every entry the remote may lack: with `trust_marks`, those this machine has no
+        recent note of having uploaded; else each one the remote lacks (it is asked).
+        `progress(total bytes)` returns what follows the bytes sent."""
         summary = Uploaded()
         if not self.writes:
             return summary
         started = time.perf_counter()
-        todo = {e.key: e for e in entries if e.key in self.refused
+        todo = {e.key: e for e in entries if not trust_marks or e.key in self.refused
                 or not self.cache.uploaded_within(self.remote.url, e.key, UPLOAD_MARK_TTL_S)}  # fmt: skip
         total = sum(_entry_bytes(e) for e in todo.values())
         follow = progress(total) if todo else (lambda done, all_: None)

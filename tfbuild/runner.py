@@ -39,6 +39,7 @@ __all__ = ["BUILT", "CACHED", "FAILED", "NOT_NEEDED", "SKIPPED", "TO_BUILD", "Bu
            "StepResult", "publish", "run_plan", "step_material"]  # fmt: skip
 
 LOCK_POLL_S = 0.2  # how often a step whose key another tfbuild is building looks again
+SHOW_DOWNLOAD_BYTES = 256 << 10  # smaller downloads get no line of their own
 
 
 def run_plan(
@@ -266,6 +267,8 @@ class _Walk:
         started: list[Any] = []
 
         def on_found(total: int) -> Callable[[int, int], None]:
+            if total < SHOW_DOWNLOAD_BYTES:  # done in a blink: the summary table says it
+                return lambda done, all_: None
             progress = self.reporter.step_started(build.spec, f"downloading {human_bytes(total)} from the remote cache")
             progress.start(1, "download")
             started.append(progress)

@@ -1,0 +1,276 @@
+"""The remote cache with fake steps and file:// remotes: two "machines" (two cache folders)
+sharing one remote; what is downloaded is checked like a local hit; what is damaged, in any of
+the ways a clumsy user, a killed upload or an attacker damages it, is refused and rebuilt."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tfbuild.cache import Cache
+from tfbuild.plan import make_plan
+from tfbuild.remote_cache import RemoteCache, RemoteError, check_remote_url
+from tfbuild.remote_sync import UPLOAD_MARK_TTL_S, RemoteSync
+from tfbuild.runner import BUILT, CACHED, run_plan
+
+from tests.fakes import WriteStep, step
+
+
+def chain():
+    return [step("data"), step("train", {"data": "data"}), step("export", {"model": "train"}, publish=True)]
+
+
+class Machine:
+    """One cache folder and its builds against a shared remote."""
+
+    def __init__(self, root: Path, url: str, mode: str):
+        self.root, self.url, self.mode = root, url, mode
+        self.runs: Counter = Counter()
+        self.warnings: list[str] = []
+
+    def build(self, steps=None, **kwargs):
+        cache = Cache(self.root / "cache")
+        sync = RemoteSync(cache, RemoteCache(self.url), self.mode, self.warnings.append)
+        result = run_plan(make_plan(steps or chain()), cache, {"write": WriteStep("write", self.runs)},
+                          run_dir=self.root / "run", remote=sync, **kwargs)  # fmt: skip
+        sync.upload([r.entry for r in result.steps if r.entry is not None])
+        cache.close()
+        return result
+
+    def leftovers(self) -> list[Path]:
+        return list((self.root / "cache" / "tmp").glob("*")) if (self.root / "cache" / "tmp").is_dir() else []
+
+
+@pytest.fixture
+def remote(tmp_path) -> Path:
+    return tmp_path / "remote"
+
+
+@pytest.fixture
+def machine(tmp_path, remote):
+    def make(name: str, mode: str = "readwrite") -> Machine:
+        return Machine(tmp_path / name, f"file://{remote}", mode)
+
+    return make
+
+
+def statuses(result):
+    return {r.spec.name: (r.status, r.reason) for r in result.steps}
+
+
+def manifests(remote: Path) -> dict[str, Path]:
+    """step name -> its manifest in the remote."""
+    return {json.loads(p.read_text())["name"]: p for p in remote.glob("ac/*/*.json")}
+
+
+def blob_of(remote: Path, manifest: Path) -> Path:
+    sha = json.loads(manifest.read_text())["outputs"]["out"]["files"][0]["sha256"]
+    return remote / "cas" / sha[:2] / sha
+
+
+def test_a_second_machine_builds_nothing_the_first_built(machine, remote):
+    ci, laptop = machine("ci", "write"), machine("laptop", "read")
+    ci.build()
+    result = laptop.build()
+    assert statuses(result) == {n: (CACHED, "downloaded from the remote cache") for n in ("data", "train", "export")}
+    assert laptop.runs == Counter()
+    assert (laptop.root / "run" / "export.txt").read_text() == (ci.root / "run" / "export.txt").read_text()
+    assert laptop.warnings == [] and laptop.leftovers() == []
+    # Downloaded entries are ordinary local entries now: the next build asks nobody.
+    assert statuses(laptop.build()) == {n: (CACHED, "cached") for n in ("data", "train", "export")}
+
+
+def test_a_read_only_machine_uploads_nothing_and_a_writer_downloads_nothing(machine, remote):
+    machine("laptop", "read").build()
+    assert not remote.exists() or manifests(remote) == {}
+    machine("ci", "write").build()
+    second_ci = machine("ci2", "write")
+    second_ci.build()
+    assert second_ci.runs == Counter(data=1, train=1, export=1)  # write mode never downloads
+
+
+def test_uploads_put_every_file_before_the_manifest(machine, remote, monkeypatch):
+    """A killed upload leaves files (named by their content, harmless) and no manifest: no
+    reader ever finds an entry whose files are not all there."""
+    ci = machine("ci", "write")
+    written: list[str] = []
+    original = RemoteCache._put
+
+    def put(self, path, write):
+        written.append(path.split("/")[-3])  # "ac" or "cas"
+        return original(self, path, write)
+
+    monkeypatch.setattr(RemoteCache, "_put", put)
+    ci.build([step("data")])
+    assert written == ["cas", "ac"]
+
+    def dies_on_manifest(self, path, write):
+        if "/ac/" in path:
+            raise RemoteError("connection lost")
+        return original(self, path, write)
+
+    monkeypatch.setattr(RemoteCache, "_put", dies_on_manifest)
+    ci.build([step("data"), step("train", {"data": "data"})])
+    assert "train" not in manifests(remote)
+    assert any("connection lost" in w for w in ci.warnings)
+    assert not list(remote.glob("tmp/*"))  # the in-flight file was removed or renamed
+
+
+def _flip_a_byte(remote, manifest):
+    blob = blob_of(remote, manifest)
+    data = bytearray(blob.read_bytes())
+    data[0] ^= 1
+    blob.write_bytes(bytes(data))
+
+
+def _truncate(remote, manifest):
+    blob = blob_of(remote, manifest)
+    blob.write_bytes(blob.read_bytes()[:-1])
+
+
+def _grow(remote, manifest):
+    blob = blob_of(remote, manifest)
+    blob.write_bytes(blob.read_bytes() + b"x" * 5000)
+
+
+def _remove_file(remote, manifest):
+    blob_of(remote, manifest).unlink()
+
+
+def _garbage_manifest(remote, manifest):
+    manifest.write_text("{not json")
+
+
+def _empty_manifest(remote, manifest):
+    manifest.write_text("")
+
+
+def _huge_manifest(remote, manifest):
+    manifest.write_bytes(b" " * (17 << 20))
+
+
+def _manifest_of_another_key(remote, manifest):
+    other = next(p for p in remote.glob("ac/*/*.json") if p != manifest)
+    manifest.write_bytes(other.read_bytes())
+
+
+def _edit_manifest(change):
+    def damage(remote, manifest):
+        document = json.loads(manifest.read_text())
+        change(document)
+        manifest.write_text(json.dumps(document))
+
+    return damage
+
+
+def _path_leaving(document):
+    document["outputs"]["out"]["path"] = "../../escaped.txt"
+
+
+def _digest_as_path(document):
+    document["outputs"]["out"]["files"][0]["sha256"] = "../../../../etc/passwd"
+
+
+def _material_edited(document):
+    document["material"]["params"] = {"text": "something else"}
+
+
+def _record_size_lies(document):
+    document["outputs"]["out"]["files"][0]["bytes"] += 1
+
+
+def _second_file_named_inside_the_first(document):
+    record = dict(document["outputs"]["out"]["files"][0])
+    document["outputs"]["out"]["files"] = [{**record, "path": "a"}, {**record, "path": "a/b"}]
+
+
+@pytest.mark.parametrize("damage", [
+    _flip_a_byte, _truncate, _grow, _remove_file, _garbage_manifest, _empty_manifest, _huge_manifest,
+    _manifest_of_another_key, _edit_manifest(_path_leaving), _edit_manifest(_digest_as_path),
+    _edit_manifest(_material_edited), _edit_manifest(_record_size_lies),
+    _edit_manifest(_second_file_named_inside_the_first),
+], ids=lambda f: getattr(f, "__name__", "edit"))  # fmt: skip
+def test_a_damaged_remote_entry_is_refused_rebuilt_and_never_served(machine, remote, tmp_path, damage):
+    ci, laptop = machine("ci", "write"), machine("laptop", "readwrite")
+    ci.build()
+    damage(remote, manifests(remote)["train"])
+    result = laptop.build()
+    assert laptop.runs["train"] == 1, "the damaged entry must be rebuilt here"
+    assert statuses(result)["train"][0] == BUILT
+    assert statuses(result)["data"] == (CACHED, "downloaded from the remote cache")
+    assert [w for w in laptop.warnings if "'train' refused" in w], laptop.warnings
+    assert laptop.leftovers() == []  # the refused download left nothing in the local cache
+    assert not (tmp_path / "escaped.txt").exists() and not list(tmp_path.rglob("escaped.txt"))
+    # In readwrite mode the rebuilt entry replaced the refused copy: a third machine gets a good one.
+    third = machine("third", "read")
+    assert statuses(third.build())["train"] == (CACHED, "downloaded from the remote cache")
+    assert third.runs == Counter() and third.warnings == []
+
+
+def test_a_download_killed_midway_leaves_nothing_behind(machine, remote, monkeypatch):
+    machine("ci", "write").build()
+    laptop = machine("laptop", "read")
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RemoteCache, "_download", killed)
+    with pytest.raises(KeyboardInterrupt):
+        laptop.build()
+    assert laptop.leftovers() == []
+    assert not list((laptop.root / "cache" / "entries").glob("*/*")) if (laptop.root / "cache" / "entries").exists() else True
+
+
+def test_an_unreachable_remote_warns_once_and_the_build_goes_on(machine, tmp_path):
+    pytest.importorskip("sshfs")
+    laptop = Machine(tmp_path / "laptop", "sftp://127.0.0.1:1/nowhere", "readwrite")
+    result = laptop.build()
+    assert {r.status for r in result.steps} == {BUILT}
+    assert len(laptop.warnings) == 1 and "building without the remote cache" in laptop.warnings[0], laptop.warnings
+
+
+def test_an_upload_this_machine_made_recently_is_not_asked_about_again(machine, remote):
+    ci = machine("ci", "write")
+    ci.build()
+    uploaded = set(manifests(remote))
+    for path in remote.glob("ac/*/*.json"):
+        path.unlink()  # a remote gc took them
+    ci.build()
+    assert manifests(remote) == {}, "a fresh note of the upload is trusted: the remote is not asked"
+    for mark in (ci.root / "cache" / "remote").rglob("*"):
+        if mark.is_file():
+            old = time.time() - UPLOAD_MARK_TTL_S - 60
+            os.utime(mark, (old, old))
+    ci.build()
+    assert set(manifests(remote)) == uploaded, "an old note is checked: what the gc took is uploaded again"
+
+
+def test_the_same_key_uploaded_from_two_machines_stays_one_good_entry(machine, remote):
+    first, second = machine("one", "write"), machine("two", "write")
+    first.build()
+    second.build()
+    assert len(list(remote.glob("ac/*/*.json"))) == 3
+    reader = machine("reader", "read")
+    reader.build()
+    assert reader.runs == Counter() and reader.warnings == []
+
+
+@pytest.mark.parametrize("url, message", [
+    ("s3://user:secret@bucket/cache", "credentials do not belong in the URL"),
+    ("https://example.com/cache?token=abc", "credentials do not belong in the URL"),
+    ("nosuch://bucket/cache", "no protocol fsspec knows"),
+    ("gs://bucket/cache", "pip install 'tfbuild[gcs]'"),
+])  # fmt: skip
+def test_a_remote_url_is_checked_with_a_one_line_reason(url, message):
+    with pytest.raises(ValueError, match="^cache.remote: ") as caught:
+        check_remote_url(url)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_plain_file_url_is_accepted(tmp_path):
+    assert check_remote_url(f"file://{tmp_path}") == f"file://{tmp_path}"
