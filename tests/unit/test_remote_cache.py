@@ -274,3 +274,142 @@ def test_a_remote_url_is_checked_with_a_one_line_reason(url, message):
 
 def test_a_plain_file_url_is_accepted(tmp_path):
     assert check_remote_url(f"file://{tmp_path}") == f"file://{tmp_path}"
+
+
+# -- tfbuild-cache push / pull / list / gc --remote --------------------------------------------
+
+
+def _pin(project: Path, name: str, machine: Machine, steps=("data", "train")) -> dict[str, str]:
+    """A pinned recipe whose lock names the entries `machine` built for `steps`."""
+    built = {}
+    for manifest in (machine.root / "cache" / "entries").glob("*/*/manifest.json"):
+        document = json.loads(manifest.read_text())
+        built[document["name"]] = document["key"]
+    keys = {name: built[name] for name in steps}  # in plan order
+    (project / "recipes" / "pinned").mkdir(parents=True, exist_ok=True)
+    lock = "\n".join(f"    {name}: {key}" for name, key in keys.items())
+    (project / "recipes" / "pinned" / f"{name}.yaml").write_text(f"# @package _global_\nlock:\n  steps:\n{lock}\n")
+    return keys
+
+
+def _cache_tool(*args: str) -> int:
+    from tfbuild.cache_admin import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(list(args))
+    return ended.value.code
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_push_then_pull_move_exactly_the_entries_a_pin_needs(machine, remote, project, capsys):
+    ci = machine("ci", "read")  # builds locally only: push is the one upload
+    ci.build()
+    keys = _pin(project, "digits-1.0", ci)
+    assert _cache_tool("push", "recipe=pinned/digits-1.0", "--remote", f"file://{remote}", "--cache", str(ci.root / "cache")) == 0
+    assert "pushed pin 'digits-1.0': 2 entries uploaded" in capsys.readouterr().out
+    assert set(manifests(remote)) == {"data", "train"}  # exactly the pin's: not export
+    assert json.loads(next(remote.glob("pins/*.json")).read_text())["keys"] == sorted(keys.values())
+
+    laptop = project.parent / "laptop-cache"
+    assert _cache_tool("pull", "pinned/digits-1.0", "--remote", f"file://{remote}", "--cache", str(laptop)) == 0
+    assert "pulled pin 'digits-1.0': 2 entries downloaded and checked, 0 already here" in capsys.readouterr().out
+    cache = Cache(laptop)
+    assert all(cache.lookup(key)[0] is not None for key in keys.values())
+    assert set(cache.pinned_keys()) == set(keys.values())  # local gc keeps what was pulled for a pin
+    assert _cache_tool("pull", "digits-1.0", "--remote", f"file://{remote}", "--cache", str(laptop)) == 0
+    assert "0 entries downloaded and checked, 2 already here" in capsys.readouterr().out
+
+
+def test_push_refuses_a_pin_whose_entries_are_not_all_here(machine, remote, project, capsys):
+    ci = machine("ci", "read")
+    ci.build()
+    _pin(project, "rel", ci)
+    other = project.parent / "empty-cache"
+    (other / "entries").mkdir(parents=True)
+    assert _cache_tool("push", "recipe=pinned/rel", "--remote", f"file://{remote}", "--cache", str(other)) == 2
+    err = capsys.readouterr().err
+    assert "2 of the 2 entries pin 'rel' needs are not in the local cache (data, train)" in err
+    assert err.count("\n") == 1 and not remote.exists()
+
+
+def test_pull_of_a_tampered_entry_fails_and_commits_nothing(machine, remote, project, capsys):
+    ci = machine("ci", "write")
+    ci.build()
+    keys = _pin(project, "rel", ci)
+    _flip_a_byte(remote, manifests(remote)["train"])
+    laptop = project.parent / "laptop-cache"
+    assert _cache_tool("pull", "recipe=pinned/rel", "--remote", f"file://{remote}", "--cache", str(laptop)) == 2
+    captured = capsys.readouterr()
+    assert "remote cache entry for 'train' refused (train.txt changed)" in captured.err
+    assert "1 of the 2 entries pin 'rel' needs could not be pulled (train)" in captured.err
+    assert Cache(laptop).lookup(keys["train"])[0] is None and Cache(laptop).lookup(keys["data"])[0] is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    (("pull", "recipe=pinned/nope"), "recipe: 'recipe=pinned/nope' is not a pinned recipe; pinned: rel"),
+    (("push", "recipe=pinned/rel"), "no remote cache given, and conf/config.yaml sets no cache.remote"),
+    (("gc", "--remote", "file:///x", "--max-size", "1GB"), "gc --remote takes --older-than AGE"),
+    (("list", "--remote", "s3://u:p@b/x"), "cache.remote: credentials do not belong in the URL"),
+])  # fmt: skip
+def test_remote_commands_refuse_bad_arguments_in_one_line(machine, project, capsys, args, message):
+    ci = machine("ci", "read")
+    ci.build([step("data")])
+    _pin(project, "rel", ci, steps=("data",))
+    if args[0] == "pull":
+        args = (*args, "--remote", "file:///tmp/x")
+    assert _cache_tool(*args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_the_remote_is_read_from_the_projects_config_when_not_given(machine, remote, project, capsys):
+    (project / "conf").mkdir()
+    (project / "conf" / "config.yaml").write_text(f"cache:\n  remote: file://{remote}\n")
+    ci = machine("ci", "write")
+    ci.build()
+    assert _cache_tool("list", "--remote", f"file://{remote}") == 0
+    listing = capsys.readouterr().out
+    assert "3 entries" in listing and "train" in listing
+
+
+def _age(remote: Path, days: float) -> None:
+    old = time.time() - days * 86400
+    for path in remote.rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))
+
+
+def test_remote_gc_never_deletes_what_a_pin_needs(machine, remote, project, capsys):
+    ci = machine("ci", "write")
+    ci.build()
+    keys = _pin(project, "rel", ci, steps=("train",))
+    assert _cache_tool("push", "recipe=pinned/rel", "--cache", str(ci.root / "cache"), "--remote", f"file://{remote}") == 0
+    (project / "recipes" / "pinned" / "rel.yaml").unlink()  # the remote's own pin record still protects it
+    _age(remote, 40)
+    ci.build([step("fresh", text="new")])  # uploaded today
+    assert _cache_tool("gc", "--remote", f"file://{remote}", "--older-than", "30d") == 0
+    out = capsys.readouterr().out
+    assert "2 entries and 2 unreferenced files were deleted" in out and "1 kept for pinned recipes" in out
+    assert set(manifests(remote)) == {"train", "fresh"}
+    # What remains is whole: a new machine gets train from the remote, builds data and export.
+    reader = machine("reader", "read")
+    assert statuses(reader.build())["train"] == (CACHED, "downloaded from the remote cache")
+    assert reader.runs == Counter(data=1, export=1)
+    assert keys["train"] in {json.loads(p.read_text())["key"] for p in remote.glob("ac/*/*.json")}
+
+
+def test_remote_gc_keeps_young_unreferenced_files_an_upload_may_still_name(machine, remote, project, capsys):
+    ci = machine("ci", "write")
+    ci.build([step("data")])
+    for path in remote.glob("ac/*/*.json"):
+        path.unlink()  # as if the manifest were still on its way
+    assert _cache_tool("gc", "--remote", f"file://{remote}", "--older-than", "1d", "--dry-run") == 0
+    assert "0 entries and 0 unreferenced files would be deleted" in capsys.readouterr().out
+    assert len(list(remote.glob("cas/*/*"))) == 1
