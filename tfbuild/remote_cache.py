@@ -60,6 +60,9 @@ def check_remote_url(url: str) -> str:
     """`url` as given, or a one-line error naming the key: a URL fsspec can open with an
     installed back-end, and no credentials in it (they would be in every run's build.json)."""
     parts = urlsplit(url)
+    if not (parts.netloc + parts.path).strip("/"):
+        raise ValueError(f"cache.remote: '{url}' names no folder; give one, e.g. s3://bucket/tfbuild-cache, "
+                         "file:///srv/tfbuild-cache (or null for no remote)")  # fmt: skip
     if parts.password or parts.query:
         raise ValueError("cache.remote: credentials do not belong in the URL (it is written into every build.json); "
                          "configure them the back-end's usual way (~/.aws/credentials, ~/.ssh/config, "

@@ -265,6 +265,9 @@ def test_the_same_key_uploaded_from_two_machines_stays_one_good_entry(machine, r
     ("https://example.com/cache?token=abc", "credentials do not belong in the URL"),
     ("nosuch://bucket/cache", "no protocol fsspec knows"),
     ("gs://bucket/cache", "pip install 'tfbuild[gcs]'"),
+    ("", "names no folder"),
+    ("file://", "names no folder"),
+    ("file:///", "names no folder"),
 ])  # fmt: skip
 def test_a_remote_url_is_checked_with_a_one_line_reason(url, message):
     with pytest.raises(ValueError, match="^cache.remote: ") as caught:
