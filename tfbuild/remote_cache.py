@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -123,6 +124,9 @@ class RemoteCache:
             with self._talking():
                 from fsspec.config import conf
                 from fsspec.core import url_to_fs
+
+                # asyncssh logs each connection at INFO, which Hydra's logging would print.
+                logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
                 options: dict[str, Any] = {}
                 if _protocol_of(self.url) in ("sftp", "ssh") and "known_hosts" not in conf.get(_protocol_of(self.url), {}):

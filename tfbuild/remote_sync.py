@@ -105,7 +105,7 @@ class RemoteSync:
                 sent = self.remote.upload(entry, lambda d, t, base=done: follow(base + d, total), replace=key in self.refused)
             except (RemoteError, Corrupt, OSError) as problem:
                 summary.failed = str(problem)
-                self.warn(f"{problem}; {len(todo) - summary.entries - summary.present} entries not uploaded")
+                self.warn(f"{problem}; {len(todo) - summary.entries - summary.present} entries not uploaded (the next build tries again)")
                 break
             self.cache.mark_uploaded(self.remote.url, key)
             summary.entries += 1 if sent else 0
