@@ -229,9 +229,6 @@ class RemoteCache:
             raise Corrupt(f"cache entry incomplete (a file of {target.name} is missing from the remote)") from None
         return done + size
 
-    def has(self, key: str) -> bool:
-        return self._size(self._manifest(key)) is not None
-
     def upload(self, entry: Entry, progress: Progress = lambda done, total: None, *, replace: bool = False) -> int:
         """Upload a local entry (already checked: it was just built or served) unless the remote
         has it: its files that the remote lacks, then its manifest. The bytes sent (0: it was
