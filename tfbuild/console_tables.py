@@ -23,13 +23,15 @@ from rich.table import Table
 from rich.text import Text
 
 from .report_table import Column, metric_note, table_columns
+from .results import DOWNLOADED
 from .runner import BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, StepResult
 
-STATUS_STYLE = {BUILT: "green", CACHED: "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta", NOT_NEEDED: "dim"}
+STATUS_STYLE = {BUILT: "green", CACHED: "cyan", "remote": "cyan", FAILED: "bold red", SKIPPED: "yellow", TO_BUILD: "magenta", NOT_NEEDED: "dim"}
 GAP = 2  # columns between two columns: no vertical rules, which cost 3 columns each
 MIN_TEXT = 24  # below this a wrapped result reads one word a line: drop figures first
 SHOWN_ERROR = 40  # how much of an error counts when deciding whether the wide layout fits
 QUIET_REASONS = {BUILT: "not in cache", CACHED: "cached"}  # what the status already says
+REMOTE = "remote"  # the table's status for a step the remote cache served (build.json: cached)
 
 
 @dataclass(frozen=True)
@@ -106,21 +108,23 @@ def summary_table(result: BuildResult, title: str) -> FitToWidth:
 def _summary_at(steps: Sequence[StepResult], title: str, width: int) -> Table:
     unit, divisor = size_unit(published_bytes(r) for r in steps)
     step = Cell("step", [escape(r.spec.name) for r in steps])
-    status = Cell("status", [f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]" for r in steps])
+    status = Cell("status", [f"[{STATUS_STYLE.get(r.status, '')}]{_status(r)}[/]" for r in steps])
     figures = [
         Cell("s", [f"{r.seconds:.2f}" if r.status in (BUILT, CACHED, FAILED) else "" for r in steps], numeric=True),
         Cell(unit, [size_cell(published_bytes(r), divisor) for r in steps], numeric=True),
     ]
     figures = [c for c in figures if any(c.cells)]  # a figure no step has (sizes in a dry run) is no column
-    why = Cell("why", ["" if r.status == CACHED and r.reason == QUIET_REASONS[CACHED] else escape(r.reason or "")
+    why = Cell("why", ["" if r.status == CACHED and r.reason in (QUIET_REASONS[CACHED], DOWNLOADED) else escape(r.reason or "")
                        for r in steps], wraps=True)  # fmt: skip
+    remote_note = ["remote: downloaded from the remote cache, checked like a local hit."] if any(
+        _status(r) == REMOTE for r in steps) else []  # fmt: skip
     outcome = Cell("result", [_outcome(r) for r in steps], wraps=True)
 
     # Wide: a column for why; it fits when nothing but an error wraps (only an error's start must fit).
     measured = Cell("result", [escape((r.error or "")[:SHOWN_ERROR]) if r.status == FAILED else c
                                for r, c in zip(steps, outcome.cells)])  # fmt: skip
     if table_width(c.width() for c in (step, status, why, *figures, measured)) <= width:
-        return render(title, [step, status, why, *figures, outcome])
+        return render(title, [step, status, why, *figures, outcome], " ".join(remote_note))
     # Narrow: the reason joins the result, and only where it says more than the status.
     text = Cell("result", [_outcome_and_reason(r) for r in steps], wraps=True)
     left_out = []
@@ -128,7 +132,7 @@ def _summary_at(steps: Sequence[StepResult], title: str, width: int) -> Table:
         # A very narrow terminal: figures go (sizes, then seconds) before the text is one word a line.
         left_out.append("sizes" if figures[-1].header == unit else "seconds")
         figures.pop()
-    notes = []
+    notes = list(remote_note)
     if any(r.status == BUILT and r.reason == QUIET_REASONS[BUILT] for r in steps):
         notes.append("Built: not in the cache, unless a reason is shown.")
     if left_out:
@@ -142,9 +146,15 @@ def _outcome(r: StepResult) -> str:
     return escape(str(r.info.get("summary", ""))) if r.status in (BUILT, CACHED) else ""
 
 
+def _status(r: StepResult) -> str:
+    """The status as the table shows it: a step the remote cache served is "remote"."""
+    return REMOTE if r.status == CACHED and r.reason == DOWNLOADED else r.status
+
+
 def _outcome_and_reason(r: StepResult) -> str:
     outcome = _outcome(r)
-    reason = "" if QUIET_REASONS.get(r.status) == r.reason or r.status == FAILED else escape(r.reason or "")
+    quiet = QUIET_REASONS.get(r.status) == r.reason or r.status == FAILED or _status(r) == REMOTE
+    reason = "" if quiet else escape(r.reason or "")
     if outcome and reason:
         return f"{outcome}\n[dim]{reason}[/]"
     return outcome or f"[dim]{reason}[/]"

@@ -12,6 +12,7 @@ from .steps.base import NoProgress, Progress
 
 BUILT, CACHED, FAILED, SKIPPED, TO_BUILD = "built", "cached", "failed", "skipped", "to build"
 NOT_NEEDED = "not needed"  # a step that runs only if another fails, when that one did not
+DOWNLOADED = "downloaded from the remote cache"  # the reason of a CACHED step the remote served
 
 
 @dataclass

@@ -29,8 +29,8 @@ from .human import human_bytes
 from .keys import explain_change, key_material
 from .plan import Plan, StepSpec
 from .remote_sync import RemoteSync
-from .results import (BUILT, CACHED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, Reporter, SilentReporter,
-                      StepResult)  # fmt: skip
+from .results import (BUILT, CACHED, DOWNLOADED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, Reporter,
+                      SilentReporter, StepResult)  # fmt: skip
 from .run_folder import clear_owned, publish_tree
 from .step_job import Executor, InlineExecutor, Job, Outcome, one_line
 from .steps.base import StepKind
@@ -248,7 +248,7 @@ class _Walk:
         entry = None if build.forced else self.cache.lookup(build.key, _declared(spec))[0]
         reason = "built meanwhile by another tfbuild"
         if entry is None and not build.forced and self.remote is not None:
-            entry, reason = self._download(build), "downloaded from the remote cache"
+            entry, reason = self._download(build), DOWNLOADED
         if entry is not None:
             build.lock.close()
             self.cache.remember_material(self.scope, spec.name, build.material)
