@@ -416,3 +416,19 @@ def test_remote_gc_keeps_young_unreferenced_files_an_upload_may_still_name(machi
     assert _cache_tool("gc", "--remote", f"file://{remote}", "--older-than", "1d", "--dry-run") == 0
     assert "0 entries and 0 unreferenced files would be deleted" in capsys.readouterr().out
     assert len(list(remote.glob("cas/*/*"))) == 1
+
+
+def test_the_summary_shows_what_the_remote_served_as_remote(machine):
+    from rich.console import Console
+
+    from tfbuild.console_tables import summary_table
+
+    machine("ci", "write").build()
+    result = machine("laptop", "read").build([*chain(), step("extra", text="new here")])
+    for width in (80, 140):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(summary_table(result, "build"))
+        text = console.export_text()
+        assert [line.split()[1] for line in text.splitlines() if line.split()[:1] in (["data"], ["train"], ["export"])] == ["remote"] * 3
+        assert "remote: downloaded from the remote cache, checked like a local hit." in " ".join(text.split())
+        assert "downloaded from the remote cache\n" not in text
