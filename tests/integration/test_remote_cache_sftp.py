@@ -81,3 +81,26 @@ def test_machines_sharing_an_sftp_remote_build_each_step_once_and_refuse_a_tampe
     assert fourth.returncode == 0, fourth.stderr
     assert steps(tmp_path / "fourth")["train"]["reason"] == "downloaded from the remote cache"
     assert "warning" not in fourth.stdout + fourth.stderr
+
+
+def test_an_sftp_remote_checks_the_servers_host_key(sftp_server, tmp_path, monkeypatch):
+    """sshfs would skip the host key check unless told; tfbuild tells it (asyncssh's default:
+    ~/.ssh/known_hosts), so a server this machine does not know is refused, not trusted."""
+    import fsspec.config
+
+    from tests.sftp_server import clear_sftp_instances
+    from tfbuild.remote_cache import RemoteCache, RemoteError
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/known_hosts: the server is unknown
+    options = {k: v for k, v in sftp_server.fsspec_options.items() if k != "known_hosts"}
+    monkeypatch.setitem(fsspec.config.conf, "sftp", options)
+    clear_sftp_instances()
+    try:
+        with pytest.raises(RemoteError, match="[Hh]ost key"):
+            RemoteCache(sftp_server.url()).pinned_keys()
+        # Told where the server's key is, the same remote is used.
+        monkeypatch.setitem(fsspec.config.conf, "sftp", {**options, "known_hosts": str(sftp_server.known_hosts)})
+        clear_sftp_instances()
+        assert RemoteCache(sftp_server.url()).pinned_keys() == ({}, [])
+    finally:
+        clear_sftp_instances()
