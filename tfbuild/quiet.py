@@ -26,11 +26,17 @@ def terminal_stream() -> IO[str]:
 
 @contextlib.contextmanager
 def native_output_to(log_path: Path) -> Iterator[None]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    """Send fds 1 and 2 to `log_path` for the block. The run folder exists while its build
+    runs; a worker warming up (importing TensorFlow) after a build removed its folder (its
+    input was refused) writes to /dev/null instead, and never makes the folder again."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    try:
+        log = open(log_path, "ab")
+    except FileNotFoundError:
+        log = open(os.devnull, "ab")
     saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "ab") as log:
+    with log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:

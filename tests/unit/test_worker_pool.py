@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import replace
 from functools import partial
 
+import os
 import pytest
 
 from tfbuild.cache import Cache
@@ -174,3 +175,12 @@ def test_a_step_that_cannot_go_to_a_worker_fails_in_one_line(tmp_path, pool):
     assert here.status == FAILED and here.error.startswith("could not hand the step to a worker process (")
     assert "\n" not in here.error and result.steps[2].status == BUILT
     assert leftovers(tmp_path) == []
+
+
+def test_output_for_a_removed_run_folder_goes_nowhere_and_the_folder_stays_gone(tmp_path):
+    """A worker that warms up after its build removed the run folder (refused input) must
+    neither fail nor make the folder again."""
+    gone = tmp_path / "run" / "build.log"
+    with native_output_to(gone):
+        os.write(1, b"TensorFlow's import noise\n")
+    assert not (tmp_path / "run").exists()
