@@ -2,11 +2,11 @@
 nothing): they overlap, their progress and errors come back, and a worker that dies or a
 Ctrl-C leaves nothing half-written in the cache."""
 
+import os
 from collections import Counter
 from dataclasses import replace
 from functools import partial
 
-import os
 import pytest
 
 from tfbuild.cache import Cache
