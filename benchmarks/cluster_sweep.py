@@ -8,7 +8,8 @@ on an empty cache in a fresh folder, with each launcher:
   ray (2 nodes)   hydra/launcher=ray on a two-node Ray cluster started here (head + worker,
                   one CPU each; tests/ray_cluster.py), jobs as Ray tasks; the cluster's start
                   is timed apart, as a team's cluster is already up
-  submitit_local  hydra/launcher=submitit_local: one process per job, all at once
+  submitit_local  hydra/launcher=submitit_local: one process per job, all at once (each with
+                  its worker processes, one per CPU), and again with jobs=1 (none)
 
 and, for each, how many jobs trained (1: the others found training in the shared cache).
 On a machine with few cores, the launchers that run jobs at once mostly overlap the jobs'
@@ -30,7 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.ray_cluster import LocalRayCluster  # noqa: E402
 
 SWEEP = ["-m", "recipe=digits", "export.tflite.quantization=float,dynamic,fp16,int8"]
-LAUNCHERS = {"basic": [], "ray (2 nodes)": ["hydra/launcher=ray"], "submitit_local": ["hydra/launcher=submitit_local"]}
+LAUNCHERS = {
+    "basic": [],
+    "ray (2 nodes)": ["hydra/launcher=ray"],
+    "submitit_local": ["hydra/launcher=submitit_local"],
+    "submitit_local, jobs=1": ["hydra/launcher=submitit_local", "jobs=1"],  # one process per job, no workers
+}
 trainings: dict[str, int] = {}  # launcher -> jobs that trained, in the last round
 
 
@@ -47,7 +53,7 @@ def one_round(work: Path) -> dict[str, float]:
     with LocalRayCluster(work / "ray_cluster") as cluster:
         figures["ray cluster start"] = time.perf_counter() - started
         for name, args in LAUNCHERS.items():
-            folder = work / name.split()[0]
+            folder = work / name.replace(" ", "_").replace(",", "")
             folder.mkdir()
             address = [f"hydra.launcher.ray.init.address={cluster.address}"] if name.startswith("ray") else []
             figures[name] = timed([str(TFBUILD), *SWEEP, *args, *address], folder)[0]
@@ -58,10 +64,10 @@ def one_round(work: Path) -> dict[str, float]:
 def main() -> None:
     median = median_rounds(one_round, __doc__, 1)
     basic = median["basic"]
-    print(f"\n{'launcher':<18}{'seconds':>9}{'vs basic':>10}  jobs that trained")
+    print(f"\n{'launcher':<24}{'seconds':>9}{'vs basic':>10}  jobs that trained")
     for name in LAUNCHERS:
-        print(f"{name:<18}{median[name]:>9.2f}{median[name] / basic:>9.2f}x  {trainings[name]} of 4")
-    print(f"{'(ray cluster start':<18}{median['ray cluster start']:>9.2f}{'':>10}  not in the ray figure)")
+        print(f"{name:<24}{median[name]:>9.2f}{median[name] / basic:>9.2f}x  {trainings[name]} of 4")
+    print(f"{'(ray cluster start':<24}{median['ray cluster start']:>9.2f}{'':>10}  not in the ray figure)")
 
 
 if __name__ == "__main__":

@@ -154,6 +154,7 @@ def _run_here(cwd: str, hydra_context: Any, sweep_config: DictConfig, task_funct
     os.chdir(cwd)
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    _jobs_from_task_cpus(sweep_config)
     output = io.StringIO()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
         setup_globals()  # as hydra-ray-launcher's job does
@@ -173,6 +174,19 @@ def _reason(exc: Exception) -> str:
         return f"{type(cause).__name__}: {cause}".splitlines()[0]
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(exc).__name__
+
+
+def _jobs_from_task_cpus(sweep_config: DictConfig) -> None:
+    """`jobs: null` means one worker process per CPU this process may use; a Ray task may use
+    the CPUs Ray gave it (hydra.launcher.ray.remote.num_cpus, 1 by default), not every CPU of
+    its node, which the node's other tasks use too. With one, steps build in the task's own
+    process, which Ray keeps for its next task: TensorFlow imported once per worker, not per job."""
+    if sweep_config.get("jobs") is not None:
+        return
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        with open_dict(sweep_config):
+            sweep_config.jobs = max(1, int(cpus))
 
 
 def _print_job(idx: int, overrides: str, code: int, seconds: float, node: str, error: str) -> None:

@@ -98,7 +98,9 @@ def test_a_ray_cluster_that_is_not_there_is_one_line(tmp_path):
 
 def test_a_sweep_with_the_submitit_local_launcher_trains_once(tmp_path):
     needs("submitit")
-    run_tfbuild(*SWEEP, "hydra/launcher=submitit_local", cwd=tmp_path, check=True)
+    # Four processes at once on a small machine: each builds its steps itself (README).
+    local = ["hydra/launcher=submitit_local", "jobs=1"]
+    run_tfbuild(*SWEEP, *local, cwd=tmp_path, check=True)
     builds, jobs = sweep_outcome(tmp_path)
     assert trained(builds).count("built") == 1
     assert [j["status"] for j in jobs] == ["succeeded"] * 4 and [j["exit_code"] for j in jobs] == [0] * 4
@@ -106,5 +108,5 @@ def test_a_sweep_with_the_submitit_local_launcher_trains_once(tmp_path):
     assert list(sweep.glob(".submitit/*/*_log.out")), "submitit's logs are in the sweep folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"], "nothing of submitit's beside it"
 
-    failing = run_tfbuild(*SWEEP, BUDGET, "hydra/launcher=submitit_local", cwd=tmp_path)
+    failing = run_tfbuild(*SWEEP, BUDGET, *local, cwd=tmp_path)
     assert_budget_failures(failing, *sweep_outcome(tmp_path))
