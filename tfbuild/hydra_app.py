@@ -62,7 +62,8 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
         with pools if elsewhere else contextlib.nullcontext():
             code = job(cfg, index, args, environment, pools)
         if _in_sweep(HydraConfig.get()):
-            record_exit_code(Path(HydraConfig.get().runtime.output_dir), code)
+            with contextlib.suppress(OSError):  # an unwritable job folder: the job said so already
+                record_exit_code(Path(HydraConfig.get().runtime.output_dir), code)
         worst_exit = max(worst_exit, code)
         return code
 
