@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
 from .job_outcome import record_exit_code
-from .run_folder import remove_unused_sweep_dir
+from .run_folder import BUILD_LOG, remove_unused_sweep_dir
 
 try:
     import ray
@@ -162,8 +162,19 @@ def _run_here(cwd: str, hydra_context: Any, sweep_config: DictConfig, task_funct
         HydraConfig.instance().set_config(sweep_config)
         ret = run_job(hydra_context=hydra_context, task_function=task_function, config=sweep_config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    _keep_output(sweep_config, output.getvalue())
     node = ray.get_runtime_context().get_node_id()[:8]
     return ret, output.getvalue(), node
+
+
+def _keep_output(sweep_config: DictConfig, output: str) -> None:
+    """What the job printed (its tables, its error line), at the end of its build.log: where
+    the terminal's output of a build run here would be, had it been kept."""
+    folder = OmegaConf.select(sweep_config, "hydra.runtime.output_dir")  # run_job set it
+    if not output or not folder or not Path(folder).is_dir():
+        return
+    with contextlib.suppress(OSError), open(Path(folder) / BUILD_LOG, "a") as log:
+        log.write(f"\n--- what the job printed (hydra/launcher=ray) ---\n{output}")
 
 
 def _reason(exc: Exception) -> str:

@@ -84,6 +84,8 @@ def test_a_sweep_on_a_two_node_ray_cluster_trains_once(ray_cluster, tmp_path):
     assert_budget_failures(failing, *sweep_outcome(tmp_path))
     failed_line = next(line for line in failing.stdout.splitlines() if line.startswith("ray: job 0 "))
     assert "exit 1" in failed_line and "gate" in failed_line, "the job's line carries its error"
+    job_log = (max((tmp_path / "outputs" / "sweeps").iterdir()) / "0" / "build.log").read_text()
+    assert "what the job printed" in job_log and "tflite/float" in job_log, "and its folder all it printed"
 
 
 def test_a_ray_cluster_that_is_not_there_is_one_line(tmp_path):
