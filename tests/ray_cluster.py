@@ -11,6 +11,7 @@ so the cluster listens there; callers use `address` as Ray reports it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,6 +82,11 @@ class LocalRayCluster:
             node.wait(timeout=10)
         self._nodes = []
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def node_ids(self) -> set[str]:
+        """The ids of the cluster's live nodes, as `ray status` lists them (hex)."""
+        status = subprocess.run([RAY, "status", f"--address={self.address}"], capture_output=True, text=True, check=True)
+        return set(re.findall(r"^\s*1 node_([0-9a-f]+)$", status.stdout, re.MULTILINE))
 
     def __enter__(self) -> "LocalRayCluster":
         try:

@@ -105,7 +105,10 @@ def _connect(init: DictConfig) -> str:
     """Join the cluster at `init.address` (or start Ray here when it is null); the address."""
     options = OmegaConf.to_container(init, resolve=True)
     assert isinstance(options, dict)
-    if not options.get("address"):
+    if not options.get("address") or options["address"] == "local":
+        # "local": a Ray of its own, even where `ray start` runs a cluster on this machine (a
+        # bare ray.init() would join that one, and then refuse the object store size).
+        options["address"] = "local"
         options.setdefault("object_store_memory", LOCAL_OBJECT_STORE)
         options.setdefault("include_dashboard", False)
     options.setdefault("log_to_driver", False)  # each job's output comes back with its result
@@ -117,9 +120,9 @@ def _connect(init: DictConfig) -> str:
                 warnings.simplefilter("ignore", FutureWarning)
                 ray.init(**options)
         except (ConnectionError, ValueError, RuntimeError) as exc:  # no cluster there, or options Ray refuses
-            where = f"'{options.get('address')}'" if options.get("address") else "this machine"
+            where = "this machine" if options["address"] == "local" else f"'{options['address']}'"
             raise ConfigError(f"hydra.launcher.ray.init: Ray could not start or join a cluster at {where} ({exc})") from None
-    return options.get("address") or "a Ray instance started here"
+    return "a Ray instance started here" if options["address"] == "local" else options["address"]
 
 
 def _check_reachable(address: str | None) -> None:

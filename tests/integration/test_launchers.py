@@ -72,7 +72,7 @@ def test_a_sweep_on_a_two_node_ray_cluster_trains_once(ray_cluster, tmp_path):
     for variant in VARIANTS:  # each line names what its job swept, not the shared overrides
         assert any(f" export.tflite.quantization={variant}: ok" in line for line in lines)
     nodes = {re.search(r"on node (\w+)", line).group(1) for line in lines}
-    assert len(nodes) == 2, f"both nodes ran jobs: {lines}"
+    assert nodes == {n[:8] for n in ray_cluster.node_ids()}, f"both of the cluster's nodes ran jobs: {lines}"
     assert result.stderr == "", "Ray's own messages stay off the user's terminal"
     builds, jobs = sweep_outcome(tmp_path)
     assert trained(builds).count("built") == 1, "one job trained; the others found it in the shared cache"
@@ -86,6 +86,19 @@ def test_a_sweep_on_a_two_node_ray_cluster_trains_once(ray_cluster, tmp_path):
     assert "exit 1" in failed_line and "gate" in failed_line, "the job's line carries its error"
     job_log = (max((tmp_path / "outputs" / "sweeps").iterdir()) / "0" / "build.log").read_text()
     assert "what the job printed" in job_log and "tflite/float" in job_log, "and its folder all it printed"
+
+
+def test_with_no_address_the_sweep_starts_ray_of_its_own(ray_cluster, tmp_path):
+    """Even with a cluster running on this machine (the session's): `address: null` is a Ray
+    started for the sweep, and gone after it."""
+    result = run_tfbuild("-m", "recipe=digits", *TINY, "export.tflite.quantization=float,int8", "hydra/launcher=ray",
+                         cwd=tmp_path, check=True)  # fmt: skip
+    assert result.stdout.startswith("ray: 2 jobs on a Ray instance started here;"), result.stdout
+    assert result.stdout.count(": ok after ") == 2 and result.stderr == ""
+    nodes = set(re.findall(r"on node (\w+)", result.stdout))
+    assert len(nodes) == 1 and not any(n.startswith(tuple(nodes)) for n in ray_cluster.node_ids()), "not the cluster's"
+    builds = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "sweeps").glob("*/*/build.json")]
+    assert trained(builds) == ["built", "cached"] or trained(builds) == ["cached", "built"]
 
 
 def test_a_ray_cluster_that_is_not_there_is_one_line(tmp_path):
