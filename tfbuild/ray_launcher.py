@@ -53,7 +53,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     """Hydra's Launcher.launch for `launcher` (hydra_plugins/tfbuild_launchers/ray_launcher.py):
     every job as a Ray task, started at once; Ray runs as many as the cluster has room for."""
     if ray is None:
-        raise ConfigError("hydra/launcher=ray needs Ray: pip install -e '.[ray]' (or pip install hydra-ray-launcher)")
+        raise ConfigError("hydra/launcher=ray needs Ray: pip install -e '.[ray]'")
     config, context = launcher.config, launcher.hydra_context
     setup_globals()
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -96,7 +96,12 @@ def _finish(ref: Any, idx: int, overrides: str, sweep_config: DictConfig, second
         _print_job(idx, overrides, 1, seconds, "?", f"Ray could not run it: {reason}")
         record_exit_code(_job_dir(sweep_config), 1)
         return _failed_return(sweep_config, 1)
-    code = ret.return_value if ret.status == JobStatus.COMPLETED else 1
+    if ret.status != JobStatus.COMPLETED:  # the task function raised (a bug): Hydra's sweeper would re-raise it here
+        error = ret._return_value
+        _print_job(idx, overrides, 1, seconds, node, f"{type(error).__name__}: {error}".splitlines()[0])
+        record_exit_code(_job_dir(sweep_config), 1)
+        return _failed_return(sweep_config, 1)
+    code = ret.return_value
     _print_job(idx, overrides, code, seconds, node, _error_line(output) if code else "")
     return ret
 
