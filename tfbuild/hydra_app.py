@@ -7,6 +7,7 @@ with a non-zero exit (2: bad config, 1: a step failed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .cache import Cache
 from .checks import check_cache_location, check_cache_remote
 from .errors import ConfigError, TfbuildError, print_error
 from .hydra_errors import one_line_error
+from .job_outcome import record_exit_code
 from .pin_checks import check_pinned, read_pin
 from .pins import check_new_pin, typed_version, write_pin
 from .project import CONF_DIR, config_dirs, recipe_dirs
@@ -48,10 +50,22 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
     worst_exit = 0  # the worst exit code of the jobs run by this process (a sweep runs several)
     # A sweep's jobs run one after another here: they share one set of worker processes.
     pools = Pools()
+    command_pid = os.getpid()
 
-    def task(cfg: DictConfig) -> None:
+    def task(cfg: DictConfig) -> int:
+        """One job, here or, with a launcher that ships it (joblib, submitit, Ray: pickled with
+        what it refers to), in another process or on another machine."""
         nonlocal worst_exit
-        worst_exit = max(worst_exit, job(cfg, index, args, environment, pools))
+        elsewhere = os.getpid() != command_pid
+        # A process that runs jobs for a launcher may live on (Ray and joblib reuse theirs):
+        # no one would close the pool it made, so each job there closes its own.
+        with pools if elsewhere else contextlib.nullcontext():
+            code = job(cfg, index, args, environment, pools)
+        if _in_sweep(HydraConfig.get()):
+            with contextlib.suppress(OSError):  # an unwritable job folder: the job said so already
+                record_exit_code(Path(HydraConfig.get().runtime.output_dir), code)
+        worst_exit = max(worst_exit, code)
+        return code
 
     app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     try:
@@ -68,7 +82,7 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
         return ConfigError.exit_code
     from .sweep_report import failed_jobs  # jobs other launchers ran in other processes
 
-    return max(worst_exit, 1 if failed_jobs else 0)
+    return max([worst_exit, *failed_jobs.values()])
 
 
 def job(cfg: DictConfig, recipes: RecipeIndex, args: list[str], environment: dict[str, str], pools: Pools) -> int:

@@ -120,6 +120,15 @@ def remove_unused_run_dir(run_dir: Path) -> None:
         _remove_empty_parents(run_dir, stop=Path.cwd())
 
 
+def remove_unused_sweep_dir(sweep_dir: Path) -> None:
+    """A sweep folder no job started in (its launcher could not start them): Hydra wrote only
+    its record of the sweep there."""
+    leftovers = {p.name for p in sweep_dir.iterdir()} if sweep_dir.is_dir() else set()
+    if leftovers <= {"multirun.yaml"}:
+        shutil.rmtree(sweep_dir, ignore_errors=True)
+        _remove_empty_parents(sweep_dir, stop=Path.cwd())
+
+
 def _remove_empty_parents(folder: Path, stop: Path) -> None:
     """The folders made on the way (outputs/runs/RECIPE/), while empty, up to `stop`."""
     stop = stop.absolute()

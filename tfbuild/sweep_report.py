@@ -5,7 +5,7 @@ fronts of size and latency against the headline metric (the first output's: accu
 classifier, MAE for a regression, where lower is better).
 
 sweep_report.json: {"tfbuild", "sweep_dir", "jobs": [{"job", "overrides", "status": build.json's
-"succeeded" | "failed", or "not built" (a config error)}],
+"succeeded" | "failed", or "not built" (a config error), "exit_code": the job's (job_outcome.py)}],
 "rows": [report.json row + "job", "overrides", "pareto_size", "pareto_latency"],
 "pareto_metric": {"output", "metric"} or null (no metric measured: no fronts)}.
 
@@ -23,20 +23,25 @@ from typing import Any, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .job_outcome import read_exit_code
+
 FILES = ("sweep_report.json", "sweep_report.md", "sweep_report.html")
 
 
-# Jobs that did not succeed in the last sweep this process ran. Launchers that run jobs in
-# other processes (joblib, submitit, ray) hide their exit codes; the CLI reads this instead.
-failed_jobs: list[int] = []
+# {job: exit code} of the jobs that did not succeed in the last sweep this process ran.
+# Launchers that run jobs in other processes (joblib, submitit, ray) do not hand their exit
+# codes back; the CLI reads them here, as the jobs left them in their folders.
+failed_jobs: dict[int, int] = {}
 
 
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = write_sweep_report(sweep_dir)
-        failed_jobs[:] = [j["job"] for j in jobs if j["status"] != "succeeded"]
-        failed = f", {len(failed_jobs)} failed: job {', '.join(map(str, failed_jobs))}" if failed_jobs else ""
+        failed_jobs.clear()
+        failed_jobs.update({j["job"]: j["exit_code"] for j in jobs if j["exit_code"] != 0})
+        named = ", ".join(f"job {n} (exit {code})" for n, code in failed_jobs.items())
+        failed = f", {len(failed_jobs)} failed: {named}" if failed_jobs else ""
         print(f"sweep report: {sweep_dir / 'sweep_report.html'} (and .md, .json; {len(jobs)} jobs{failed})", flush=True)
 
 
@@ -64,11 +69,14 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         report_file, build_file = job_dir / "report.json", job_dir / "build.json"
+        recorded = read_exit_code(job_dir)
         if not build_file.is_file():  # the job stopped before building (a config error)
-            jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": "not built"})
+            code = 1 if recorded is None else recorded  # None: it never ended (its process died)
+            jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": "not built", "exit_code": code})
             continue
         status = json.loads(build_file.read_text())["status"]
-        jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": status})
+        code = recorded if recorded is not None else (0 if status == "succeeded" else 1)
+        jobs.append({"job": int(job_dir.name), "overrides": overrides, "status": status, "exit_code": code})
         if report_file.is_file():
             rows += [{"job": int(job_dir.name), "overrides": overrides, **row} for row in json.loads(report_file.read_text())["rows"]]
     return jobs, rows
@@ -152,14 +160,20 @@ PARETO_NOTE = ("pareto front: no other row is smaller (size) or faster (latency,
 
 
 def _jobs_markdown(jobs: list[dict[str, Any]]) -> list[str]:
-    return [f"- job {j['job']}: `{' '.join(j['overrides']) or '(no overrides)'}` — {j['status']}" for j in jobs]
+    return [f"- job {j['job']}: `{' '.join(j['overrides']) or '(no overrides)'}` — {_outcome(j)}" for j in jobs]
+
+
+def _outcome(job: dict[str, Any]) -> str:
+    """How a job ended: its status, and its exit code when it failed."""
+    code = job.get("exit_code", 0)
+    return job["status"] + (f" (exit {code})" if code else "")
 
 
 def _jobs_html(jobs: list[dict[str, Any]]) -> str:
     """Each job with every override it was given and how it ended."""
     items = "".join(
         f'<li>job {j["job"]}: <code>{html.escape(" ".join(j["overrides"]) or "(no overrides)")}</code> — '
-        f'<span class="{"passed" if j["status"] == "succeeded" else "failed"}">{html.escape(j["status"])}</span></li>'
+        f'<span class="{"passed" if j["status"] == "succeeded" else "failed"}">{html.escape(_outcome(j))}</span></li>'
         for j in jobs
     )  # fmt: skip
     return f'<ul class="jobs">{items}</ul>\n'
