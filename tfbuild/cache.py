@@ -170,6 +170,12 @@ class Cache:
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.touch()
 
+    def forget_uploaded(self, remote: str, key: str) -> None:
+        """Drop the mark: `remote`'s copy of `key` was found broken or refused, so the next
+        build that may write uploads it again instead of trusting the mark for a day."""
+        with contextlib.suppress(OSError):
+            self._upload_mark(remote, key).unlink(missing_ok=True)
+
     def entry_dir(self, key: str) -> Path:
         return self.root / "entries" / key[:2] / key
 

@@ -10,7 +10,9 @@ and records the pin in the remote; pull downloads exactly those, each checked be
 committed, and records the pin in the local cache, so that local gc keeps them. Remote gc ages
 entries by their upload (a reader cannot touch a remote file): it removes manifests first,
 then the files no remaining manifest names, and never what a pin needs: the pins pushed to
-the remote and the pinned recipe files here.
+the remote and the pinned recipe files here. An upload may run meanwhile, so just before a
+file is deleted gc looks again: a manifest written since that names it, or a time refreshed
+by an upload that reuses it (remote_cache.RemoteCache.upload), keeps it.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ from typing import Any, Callable
 
 from .cache import Cache, Entry
 from .human import human_bytes, local_time
-from .remote_cache import RemoteCache, RemoteError, check_remote_url
-from .remote_sync import RemoteSync
+from .remote_cache import BLOB_GRACE_S, RemoteCache, RemoteError, check_remote_url
+from .remote_sync import RemoteSync, remote_cache
 
-# A file in cas/ younger than this is kept even when no manifest names it: its manifest may
-# still be on its way (an upload in flight writes files first).
-BLOB_GRACE_S = 3600.0
 LEFTOVER_AGE_S = 24 * 3600.0  # tmp/ uploads older than this were abandoned
 PINNED_NAME = re.compile(r"(?:recipe=)?(?:pinned/)?([^/]+?)(?:\.yaml)?")
 
@@ -47,6 +46,12 @@ def pinned_recipe(text: str, dirs: list[Path]) -> Path:
 
 def default_remote(conf_files: list[Path]) -> str | None:
     """cache.remote as the project's conf/config.yaml sets it (a plain URL), if it does."""
+    value = _conf_cache(conf_files).get("remote")
+    return value if isinstance(value, str) and value.strip() and "${" not in value else None
+
+
+def _conf_cache(conf_files: list[Path]) -> dict[str, Any]:
+    """The `cache` section of the first of `conf_files` that reads and has one."""
     import yaml
 
     for path in conf_files:
@@ -54,10 +59,18 @@ def default_remote(conf_files: list[Path]) -> str | None:
             config = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError):
             continue
-        value = (config.get("cache") or {}).get("remote") if isinstance(config, dict) else None
-        if isinstance(value, str) and value.strip() and "${" not in value:
-            return value
-    return None
+        section = config.get("cache") if isinstance(config, dict) else None
+        if isinstance(section, dict):
+            return section
+    return {}
+
+
+def _remote_settings(conf_files: list[Path]) -> dict[str, Any]:
+    """cache.remote_timeout_s and cache.remote_max_entry_bytes as conf/config.yaml sets them
+    (plain positive numbers; anything else is left to the defaults)."""
+    section = _conf_cache(conf_files)
+    return {key: section[key] for key in ("remote_timeout_s", "remote_max_entry_bytes")
+            if isinstance(section.get(key), int) and not isinstance(section[key], bool) and section[key] > 0}  # fmt: skip
 
 
 def remote_url(given: str | None, conf_files: list[Path]) -> str:
@@ -141,20 +154,33 @@ def choose_remote_garbage(remote: RemoteCache, pinned: dict[str, str], *, older_
     return RemoteGarbage(chosen, blobs, leftovers, sum(e.bytes for e in chosen)), kept_pinned
 
 
-def collect_remote(remote: RemoteCache, garbage: RemoteGarbage, *, dry_run: bool, say: Callable[[str], None]) -> None:
+def collect_remote(remote: RemoteCache, garbage: RemoteGarbage, *, dry_run: bool, say: Callable[[str], None]) -> int:
     """Delete what remote gc chose: manifests first (an entry is gone for readers at once),
-    then the files, then abandoned uploads."""
+    then the files, then abandoned uploads. The number of files deleted (or that would be).
+
+    An upload may have run since the files were chosen: the manifests are read again, and
+    each file's time looked at again just before it is deleted, so a file that a manifest
+    written since names, or that an upload reusing it made young, is kept."""
     verb = "would delete" if dry_run else "deleted"
     for entry in garbage.entries:
         if not dry_run:
             remote.remove_entry(entry.key)
         say(f"{verb} {entry.key[:12]} {entry.name} ({human_bytes(entry.bytes)}, uploaded {local_time(entry.uploaded)})")
-    if not dry_run:
-        for sha in garbage.blobs:
-            remote.remove_blob(sha)
-        for path in garbage.leftovers:
-            remote.remove_leftover(path)
-
+    if dry_run:
+        return len(garbage.blobs)
+    named = {sha for entry in remote.entries() for sha in entry.blobs}
+    deleted = 0
+    for sha in garbage.blobs:
+        if sha in named:
+            continue
+        written = remote.blob_written(sha)
+        if written is None or time.time() - written <= BLOB_GRACE_S:
+            continue
+        remote.remove_blob(sha)
+        deleted += 1
+    for path in garbage.leftovers:
+        remote.remove_leftover(path)
+    return deleted
 
 
 def remote_main(args: Any) -> int:
@@ -171,7 +197,8 @@ def remote_main(args: Any) -> int:
         print(f"tfbuild-cache: warning: {text}", file=sys.stderr, flush=True)
 
     try:
-        remote = RemoteCache(remote_url(args.remote, [Path.cwd() / "conf" / "config.yaml", CONF_DIR / "config.yaml"]))
+        conf_files = [Path.cwd() / "conf" / "config.yaml", CONF_DIR / "config.yaml"]
+        remote = remote_cache(remote_url(args.remote, conf_files), _remote_settings(conf_files))
         if args.command in ("push", "pull"):
             pin = pinned_recipe(args.recipe, recipe_dirs())
             steps = pin_steps(pin)
@@ -206,8 +233,8 @@ def remote_main(args: Any) -> int:
         pinned = {**local.keys, **pinned}
         garbage, kept = choose_remote_garbage(remote, pinned, older_than=parse_age(args.older_than),
                                               include_pinned=args.include_pinned, now=time.time())  # fmt: skip
-        collect_remote(remote, garbage, dry_run=args.dry_run, say=say)
-        say(f"{len(garbage.entries)} entries and {len(garbage.blobs)} unreferenced files "
+        blobs = collect_remote(remote, garbage, dry_run=args.dry_run, say=say)
+        say(f"{len(garbage.entries)} entries and {blobs} unreferenced files "
             f"{'would be' if args.dry_run else 'were'} deleted from {remote.url} ({human_bytes(garbage.bytes)}); "
             f"{kept} kept for pinned recipes")  # fmt: skip
         return 0

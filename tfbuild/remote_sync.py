@@ -3,9 +3,10 @@ entry is downloaded into the local cache's private folder, checked, and committe
 build's result; after the build, what it built or used is uploaded.
 
 The remote is an accelerator, never a requirement: when it fails (unreachable, refused,
-full), the build warns once and goes on locally. A remote entry that fails the integrity
-check is refused with a warning, rebuilt here, and (in readwrite mode) uploaded again in
-place of the refused copy.
+full, or too slow to answer), the build warns once and goes on locally. A remote entry that
+fails the integrity check is refused with a warning, rebuilt here, and (in readwrite mode)
+uploaded again in place of the refused copy; this machine's note that the remote holds it
+is dropped, so that the next build that writes uploads it again too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .cache import Cache, Entry
 from .integrity import Corrupt
-from .remote_cache import RemoteCache, RemoteError
+from .remote_cache import MAX_ENTRY_BYTES, TIMEOUT_S, RemoteCache, RemoteError
 
 # How long this machine trusts its own note that the remote has an entry. Remote gc ages
 # entries by upload, so a writer that still uses an entry uploads it again within this long
@@ -74,6 +75,7 @@ class RemoteSync:
             return entry
         except Corrupt as problem:
             self.refused.add(key)
+            self.cache.forget_uploaded(self.remote.url, key)
             self.warn(f"remote cache entry for '{name}' refused ({_reason(problem)}); building it here")
             return None
         except RemoteError as problem:
@@ -132,4 +134,12 @@ def open_remote(cache: Cache, settings: Mapping[str, Any], warn: Callable[[str],
     url = settings.get("remote")
     if not url:
         return None
-    return RemoteSync(cache, RemoteCache(str(url)), str(settings.get("remote_mode") or "read"), warn)
+    return RemoteSync(cache, remote_cache(str(url), settings), str(settings.get("remote_mode") or "read"), warn)
+
+
+def remote_cache(url: str, settings: Mapping[str, Any]) -> RemoteCache:
+    """The remote at `url`, with the deadline and the download cap of the `cache` settings."""
+    timeout = settings.get("remote_timeout_s")
+    cap = settings.get("remote_max_entry_bytes")
+    return RemoteCache(url, timeout_s=TIMEOUT_S if timeout is None else float(timeout),
+                       max_entry_bytes=MAX_ENTRY_BYTES if cap is None else int(cap))  # fmt: skip

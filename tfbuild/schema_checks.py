@@ -74,6 +74,9 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "jobs": (1, 1024),
     # 1 PiB: no model file is near it.
     "gates*.max_bytes": (1, 2**50),
+    # A day: a remote that has not answered in one is down. 1 PiB: no entry is near it.
+    "cache.remote_timeout_s": (1, 86_400),
+    "cache.remote_max_entry_bytes": (1, 2**50),
 }
 # Upper bounds of float keys that have one (all floats must be finite).
 FLOAT_MAX: dict[str, float] = {

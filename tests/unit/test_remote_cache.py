@@ -28,14 +28,15 @@ def chain():
 class Machine:
     """One cache folder and its builds against a shared remote."""
 
-    def __init__(self, root: Path, url: str, mode: str):
+    def __init__(self, root: Path, url: str, mode: str, **options):
         self.root, self.url, self.mode = root, url, mode
+        self.options = options  # RemoteCache's: timeout_s, max_entry_bytes
         self.runs: Counter = Counter()
         self.warnings: list[str] = []
 
     def build(self, steps=None, **kwargs):
         cache = Cache(self.root / "cache")
-        sync = RemoteSync(cache, RemoteCache(self.url), self.mode, self.warnings.append)
+        sync = RemoteSync(cache, RemoteCache(self.url, **self.options), self.mode, self.warnings.append)
         result = run_plan(make_plan(steps or chain()), cache, {"write": WriteStep("write", self.runs)},
                           run_dir=self.root / "run", remote=sync, **kwargs)  # fmt: skip
         sync.upload([r.entry for r in result.steps if r.entry is not None])
@@ -53,8 +54,8 @@ def remote(tmp_path) -> Path:
 
 @pytest.fixture
 def machine(tmp_path, remote):
-    def make(name: str, mode: str = "readwrite") -> Machine:
-        return Machine(tmp_path / name, f"file://{remote}", mode)
+    def make(name: str, mode: str = "readwrite", **options) -> Machine:
+        return Machine(tmp_path / name, f"file://{remote}", mode, **options)
 
     return make
 
