@@ -256,7 +256,8 @@ class RemoteCache:
         try:
             return _within(seconds, fn, *args, **kwargs)
         except _Stalled:
-            what = getattr(fn, "__name__", "a call")
+            name = getattr(fn, "__name__", "")
+            what = _DOING.get(name, name or "a call")
             raise RemoteTimeout(f"remote cache {self.url}: no answer in {seconds:g} s ({what}; "
                               "cache.remote_timeout_s sets how long to wait)") from None  # fmt: skip
 
@@ -594,6 +595,12 @@ class RemoteCache:
         return keys, problems
 
 
+# What a call that timed out was doing, in the warning's words.
+_DOING = {"url_to_fs": "connecting", "info": "looking at a file", "_open_regular": "opening a file",
+          "open": "opening a file", "read": "reading", "write": "writing", "close": "closing a file",
+          "pipe_file": "writing", "put_file": "writing", "mv": "renaming", "rm_file": "deleting",
+          "makedirs": "making a folder", "find": "listing", "glob": "listing", "exists": "looking at a file",
+          "utime": "touching a file"}  # fmt: skip
 _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
           stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a link"}  # fmt: skip
 

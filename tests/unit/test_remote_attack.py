@@ -21,13 +21,16 @@ from typing import Any, Callable
 import fsspec
 import pytest
 from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
+from omegaconf import OmegaConf
 
 from tfbuild.cache import Cache
 from tfbuild.cache_remote_admin import choose_remote_garbage, collect_remote
 from tfbuild.digests import FileRecord, tree_digest
+from tfbuild.errors import ConfigError
 from tfbuild.plan import make_plan
 from tfbuild.remote_cache import RemoteCache
 from tfbuild.remote_sync import open_remote
+from tfbuild.resolver import resolve
 from tfbuild.runner import BUILT, CACHED, run_plan
 
 from tests.fakes import WriteStep, step
@@ -495,3 +498,30 @@ def test_an_upload_checks_that_an_entry_already_there_is_whole(machine, remote):
     assert remote_cache.upload(entries["train"]) > 0
     assert manifests(remote)["data"].stat().st_mtime_ns == untouched
     _every_manifest_names_files_that_exist(remote)
+
+
+# -- the settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, message", [
+    ("cache.remote_timeout_s=0", "cache.remote_timeout_s must be at least 1, got 0"),
+    ("cache.remote_timeout_s=-5", "cache.remote_timeout_s must be at least 1, got -5"),
+    ("cache.remote_timeout_s=100000", "cache.remote_timeout_s must be at most 86400, got 100000"),
+    ("cache.remote_max_entry_bytes=0", "cache.remote_max_entry_bytes must be at least 1, got 0"),
+    ("cache.remote_max_entry_bytes=-1", "cache.remote_max_entry_bytes must be at least 1, got -1"),
+    (f"cache.remote_max_entry_bytes={2**51}", f"cache.remote_max_entry_bytes must be at most {2**50}, got {2**51}"),
+])  # fmt: skip
+def test_bad_remote_settings_are_one_line_config_errors_naming_the_key(compose_cfg, override, message):
+    with pytest.raises(ConfigError) as info:
+        resolve(compose_cfg("recipe=digits", override))
+    assert str(info.value) == message
+
+
+def test_the_remote_settings_reach_the_remote(compose_cfg):
+    cfg = compose_cfg("recipe=digits", "cache.remote=file:///tmp/x", "cache.remote_timeout_s=7",
+                      "cache.remote_max_entry_bytes=1000")  # fmt: skip
+    sync = open_remote(Cache.__new__(Cache), OmegaConf.to_container(cfg.cache), lambda text: None)
+    assert sync is not None and (sync.remote.timeout_s, sync.remote.max_entry_bytes) == (7.0, 1000)
+    defaults = open_remote(Cache.__new__(Cache), {"remote": "file:///tmp/x"}, lambda text: None)
+    assert defaults is not None and (defaults.remote.timeout_s, defaults.remote.max_entry_bytes) == (60.0, 4 << 30)
+    assert OmegaConf.to_container(compose_cfg("recipe=digits").cache)["remote_max_entry_bytes"] == 4 << 30
