@@ -309,12 +309,13 @@ class RemoteCache:
     def _read(self, path: str, limit: int, name: str | None = None) -> bytes:
         """The bytes of the regular file `path`, at most `limit` of them (a larger file is
         not what we wrote)."""
+        name = name or path.rsplit("/", 1)[-1]
         data = b""
-        with self._opened(path, limit, name or path.rsplit("/", 1)[-1]) as handle:
+        with self._opened(path, limit, name) as handle:
             while len(data) <= limit and (chunk := self._chunk(handle, limit + 1 - len(data))):
                 data += chunk
         if len(data) > limit:
-            raise Corrupt(f"cache entry corrupt ({path.rsplit('/', 1)[-1]} is larger than its record)")
+            raise Corrupt(f"cache entry corrupt ({name} is larger than its record)")
         return data
 
     def _chunk(self, handle: Any, most: int) -> bytes:
@@ -417,7 +418,9 @@ class RemoteCache:
         Corrupt when the entry may not be served (the caller discards `into`), RemoteError
         when the store fails, OSError(ENOSPC) when the local disk lacks the room. Before any
         of its files is written, the manifest's sizes are held against max_entry_bytes and
-        the disk's free space; while streaming, no file grows past its record."""
+        the disk's free space; while streaming, no file grows past its record.
+        `on_found(total bytes)` is called once the manifest is read and returns what follows
+        the download's progress."""
         try:
             text = self._read(self._manifest(key), MAX_MANIFEST_BYTES, "its manifest")
         except FileNotFoundError:
@@ -606,11 +609,13 @@ _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a dev
 
 
 def _open_regular(path: str, name: str) -> tuple[Any, int]:
-    """A read handle on the local `path` and its size, only if it is a regular file: its
-    last component is not followed (a link is refused, not resolved), and it is opened
-    non-blocking, so a FIFO or device put there in a race returns at once and is refused by
-    its fstat. What the fstat sees is what is read: the same open file."""
+    """A read handle on the local `path` and its size, only if it is a regular file. Anything
+    else is refused before it is opened (lstat: a link is refused, not followed). The open
+    itself follows no link and cannot block, and its fstat must show a regular file too: a
+    FIFO or device swapped in between returns at once and is refused. What the fstat sees is
+    what is read: the same open file."""
     try:
+        _refuse_unless_regular(os.lstat(path), name)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
@@ -620,13 +625,17 @@ def _open_regular(path: str, name: str) -> tuple[Any, int]:
         raise
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Corrupt(f"cache entry corrupt ({name} is {_KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')} "
-                          "in the remote, not a regular file)")  # fmt: skip
+        _refuse_unless_regular(st, name)
         return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
         os.close(fd)
         raise
+
+
+def _refuse_unless_regular(st: os.stat_result, name: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise Corrupt(f"cache entry corrupt ({name} is {_KINDS.get(stat.S_IFMT(st.st_mode), 'a special file')} "
+                      "in the remote, not a regular file)")  # fmt: skip
 
 
 def _read_digest(path: Path, st: os.stat_result) -> str:
