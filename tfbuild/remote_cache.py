@@ -71,10 +71,10 @@ MAX_PIN_BYTES = 1 << 20
 # answered in a minute is down, or hostile.
 TIMEOUT_S = 60.0
 SECONDS_PER_MIB = 1.0  # a transfer slower than 1 MiB/s for its whole length is stalled
-# The largest entry a download takes (cache.remote_max_entry_bytes): 4 GiB is twice the 2 GiB
-# that bounds every single artifact tfbuild exports (protobuf's limit on a GraphDef, TFLite's
-# flatbuffer limit), so a real entry passes; a manifest that claims more is refused before a
-# byte is written. A team with bigger models raises it.
+# The largest entry a download takes (cache.remote_max_entry_bytes). 4 GiB: a billion float32
+# weights, beyond the models tfbuild targets (a TFLite flatbuffer and a protobuf model file
+# stop at 2 GiB), so a real entry passes, while a forged claim cannot quietly take a laptop's
+# disk; a manifest that claims more is refused before a byte is written. Bigger models: raise it.
 MAX_ENTRY_BYTES = 4 << 30
 # A download must leave this much free on the local cache's disk: filling it would fail this
 # build's next step, and every other program on the machine.

@@ -335,8 +335,8 @@ class CacheConfig:
     # Seconds one call to the remote may take (plus one per MiB it moves) before the remote
     # counts as down for the build: one warning, the build goes on locally.
     remote_timeout_s: int = 60
-    # The most bytes one downloaded entry may hold (4 GiB: twice the 2 GiB that bounds any one
-    # exported artifact); a manifest claiming more is refused before a byte is written.
+    # The most bytes one downloaded entry may hold (4 GiB: a billion float32 weights; TFLite and
+    # protobuf model files stop at 2 GiB); a manifest claiming more is refused before a byte is written.
     remote_max_entry_bytes: int = 4 << 30
 
 
