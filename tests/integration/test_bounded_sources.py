@@ -4,6 +4,7 @@ their limits refused with one line, exit 2, nothing cached."""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import subprocess
@@ -19,6 +20,11 @@ from tests.unit.test_bounded_inputs import gif, npy, npz_of, png, saved
 
 # A bomb over the default data.max_pixels (2**26): 81 million pixels from a 79 KB file.
 BOMB = (9000, 9000)
+
+
+@functools.lru_cache(maxsize=1)
+def png_bomb() -> bytes:
+    return png(*BOMB, rows=True)
 
 
 def tf_jpeg(width: int, height: int) -> bytes:
@@ -49,7 +55,7 @@ def image_folder(root: Path, name: str, content: bytes) -> Path:
 @pytest.mark.parametrize(
     "name, make, params, expected",
     [
-        ("bomb.png", lambda: png(*BOMB, rows=True), {}, "is 9000 x 9000 pixels (81,000,000 pixels to decode), over data.max_pixels=67,108,864"),
+        ("bomb.png", png_bomb, {}, "is 9000 x 9000 pixels (81,000,000 pixels to decode), over data.max_pixels=67,108,864"),
         ("bomb.jpg", lambda: tf_jpeg(*BOMB), {}, "is 9000 x 9000 pixels (81,000,000 pixels to decode)"),
         ("frames.gif", lambda: gif(1000, 1000, [(1000, 1000)] * 100), {}, "is 1000 x 1000 pixels x 100 frames (100,000,000 pixels"),
         ("wide.gif", lambda: gif(2, 2, [(65535, 65535)]), {}, "is 2 x 2 pixels x 1 frame (4,294,836,225 pixels"),
@@ -74,7 +80,9 @@ def test_image_bombs_are_refused_before_they_are_decoded(tmp_path, name, make, p
 
 
 def _bad_files(root: Path) -> None:
-    image_folder(root / "pics", "bomb.png", png(*BOMB, rows=True))
+    image_folder(root / "pics", "bomb.png", png_bomb())
+    for i in range(8):  # enough samples for a split of two classes
+        (root / "pics" / "ab"[i % 2] / f"{i}.png").write_bytes(png(4, 4, rows=True))
     npz_of(root / "lies.npz", {"x": npy((10**10, 4)), "y": saved(np.arange(60) % 3)})
     (root / "t.tfrecord").write_bytes(b"")
 
@@ -86,11 +94,11 @@ COMMON = ["verify.enabled=false", "benchmark.enabled=false"]
     "args, expected",
     [
         (["data=images", "data.path=pics", "data.image_size=[8,8]", "model=cnn"],
-         "data.path {cwd}/pics: b/bomb.png is 9000 x 9000 pixels (81,000,000 pixels to decode), over data.max_pixels=67,108,864"),
+         "step 'data': data.path {cwd}/pics: b/bomb.png is 9000 x 9000 pixels (81,000,000 pixels to decode), over data.max_pixels=67,108,864"),
         (["data=npz", "data.path=lies.npz", "model=mlp"],
-         "data.path {cwd}/lies.npz: array 'x' claims shape (10000000000, 4) of float64 (320,000,000,000 bytes)"),
+         "step 'data': data.path {cwd}/lies.npz: array 'x' claims shape (10000000000, 4) of float64 (320,000,000,000 bytes)"),
         (["data=tfrecord", "data.path=t.tfrecord", "data.label=y", "model=mlp",
-          "data.spec={x: {dtype: float32, shape: [3000000000]}, y: {dtype: int64, shape: []}}"],
+          "data.spec.x={dtype: float32, shape: [3000000000]}", "data.spec.y={dtype: int64, shape: []}"],
          "data.spec.x.shape: [3000000000] is 3,000,000,000 values per sample, over tfbuild's limit of 2,147,483,647"),
         (["data=images", "data.path=pics", "data.image_size=[8,8]", "model=cnn", "data.max_pixels=0"],
          "data.max_pixels must be a positive number of pixels, got 0"),
