@@ -330,3 +330,60 @@ def test_sweeps_are_counted_without_expanding_them(overrides, jobs):
     counted, sweeps = count_jobs(overrides)
     assert counted == jobs
     assert all(o in overrides and ("," in o or "(" in o) for o in sweeps)
+
+
+def _composed(*overrides: str, params: dict[str, str] | None = None):
+    """The config a multirun starts with; `params`: hydra.sweeper.params, as a recipe or
+    conf/ file would set them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from tfbuild.recipes import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    if params:
+        with open_dict(cfg):
+            cfg.hydra.sweeper.params = params
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, params, refused",
+    [
+        ([], None, None),
+        ([], {"train.seed": "range(0,1000)"}, None),  # the default limit is allowed
+        ([], {"train.seed": "range(0,1001)"},
+         "this sweep would run 1,001 jobs (train.seed=range(0,1001)), over sweep.max_jobs=1,000; sweep fewer values, "
+         "or raise sweep.max_jobs"),
+        (["sweep.max_jobs=1001"], {"train.seed": "range(0,1001)"}, None),
+        (["sweep.max_jobs=6"], {"train.seed": "1,2,3", "train.epochs": "1,2,3"},
+         "this sweep would run 9 jobs (train.seed=1,2,3 train.epochs=1,2,3), over sweep.max_jobs=6"),
+        (["sweep.max_jobs=6", "train.epochs=4"], {"train.seed": "1,2,3", "train.epochs": "1,2,3"}, None),  # the command line wins
+        (["sweep.max_jobs=-1"], None, "sweep.max_jobs must be a positive number of jobs, got -1"),
+    ],
+)
+def test_sweep_max_jobs_counts_the_sweeper_params_and_is_read_from_the_config(overrides, params, refused):
+    from tfbuild.sweep_limit import SweepRefused, check_sweep
+
+    cfg = _composed(*overrides, params=params)
+    if refused is None:
+        check_sweep(cfg)
+        return
+    with pytest.raises(SweepRefused) as info:
+        check_sweep(cfg)
+    assert str(info.value).startswith(refused) and info.value.exit_code == 2
+
+
+def test_a_split_larger_than_the_free_disk_is_refused_before_a_byte_is_written(tmp_path):
+    from tfbuild.datasets.split import ArraySpec, SplitWriter
+
+    free = limits.shutil.disk_usage(tmp_path).free
+    samples = {"train": free // 4_000_000 + 1, "validation": 1, "test": 1}  # 1,000,000 float32 a sample
+    with pytest.raises(DataError) as info:
+        SplitWriter(tmp_path / "cache" / "split", {"x": ArraySpec((1000, 1000), "float32")}, {}, samples, source="data.path big.npz")
+    assert str(info.value).startswith("data.path big.npz: the split needs ") and f"and {tmp_path} has " in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    SplitWriter(tmp_path / "small", {"x": ArraySpec((3,), "float32")}, {}, {"train": 5, "validation": 1, "test": 1}).close()

@@ -70,13 +70,17 @@ def check_memory(nbytes: int, what: str, available: int | None = None) -> None:
 
 
 def check_disk(nbytes: int, folder: Path, what: str) -> None:
-    """Refuse to write `nbytes` into `folder` (which exists) when its file system has less free."""
+    """Refuse to write `nbytes` into `folder` (or the folder it will be made in) when its file
+    system has less free."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        free = shutil.disk_usage(folder).free
+        free = shutil.disk_usage(existing).free
     except OSError:
         return  # the write itself will say what is wrong with the folder
     if nbytes > free:
-        raise DataError(f"{what} needs {human_bytes(nbytes)} on disk, and {folder} has {human_bytes(free)} free")
+        raise DataError(f"{what} needs {human_bytes(nbytes)} on disk, and {existing} has {human_bytes(free)} free")
 
 
 def human_bytes(n: int) -> str:
