@@ -194,8 +194,8 @@ def test_npz_labels_and_chunks_must_fit_the_memory_available(tmp_path, monkeypat
     monkeypatch.setattr(limits, "available_memory", lambda: 40_000_000)
     with pytest.raises(DataError) as info:
         npz_source.read({}, paths)
-    assert str(info.value) == (f"data.path {paths['source']}: reading arrays y, x needs 30.5 MiB of memory, more than half "
-                               f"of the 38.1 MiB available")
+    assert str(info.value) == (f"data.path {paths['source']}: reading arrays y, x needs 30.5 MB of memory, more than half "
+                               f"of the 38.1 MB available")
     monkeypatch.setattr(limits, "available_memory", lambda: 80_000_000)
     assert npz_source.read({}, paths).count == 2_000_000
 
@@ -223,8 +223,8 @@ def test_data_spec_shapes_must_fit_the_memory_available(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "available_memory", lambda: 2**30)
     with pytest.raises(DataError) as info:
         tfrecord_source.read({"spec": spec, "label": "y"}, {"source": tmp_path / "never-read.tfrecord"})
-    assert str(info.value) == ("data.spec (y [], x [1000, 1000]), parsed 128 records at a time, needs 976.6 MiB of memory, "
-                               "more than half of the 1.0 GiB available")
+    assert str(info.value) == ("data.spec (y [], x [1000, 1000]), parsed 128 records at a time, needs 976.6 MB of memory, "
+                               "more than half of the 1.0 GB available")
 
 
 def test_generated_inputs_must_fit_the_memory_available(tmp_path):
@@ -233,7 +233,7 @@ def test_generated_inputs_must_fit_the_memory_available(tmp_path):
     with pytest.raises(DataError, match=r"^data.source=none: the model's input 'big': \[3000000000\] is 3,000,000,000 values"):
         write_generated_split(tmp_path / "a", {"big": ([3_000_000_000], "float32")}, 4, 0)
     with pytest.raises(DataError, match=r"^data.source=none: drawing 128 samples of the model's inputs \(wide \[100000000\]\) "
-                                        r"needs 143.1 GiB of memory, more than half of the "):
+                                        r"needs 143.1 GB of memory, more than half of the "):
         write_generated_split(tmp_path / "b", {"wide": ([100_000_000], "float32")}, 4, 0)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -242,7 +242,7 @@ def test_limits_read_the_memory_this_process_may_take():
     available = limits.available_memory()
     assert available is not None and 0 < available
     limits.check_memory(available // 10, "a tenth")
-    with pytest.raises(DataError, match=r"^an array needs 1.0 KiB of memory, more than half of the 1.0 KiB available$"):
+    with pytest.raises(DataError, match=r"^an array needs 1.0 KB of memory, more than half of the 1.0 KB available$"):
         limits.check_memory(1024, "an array", available=1024)
 
 

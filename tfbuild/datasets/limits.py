@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import DataError
+from ..human import human_bytes
 
 # Values in one sample of one input or target, whatever memory says. TensorFlow indexes some
 # tensors with 32-bit integers; a sample past this is never an image, sound or feature vector
@@ -81,15 +82,6 @@ def check_disk(nbytes: int, folder: Path, what: str) -> None:
         return  # the write itself will say what is wrong with the folder
     if nbytes > free:
         raise DataError(f"{what} needs {human_bytes(nbytes)} on disk, and {existing} has {human_bytes(free)} free")
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def _meminfo_available() -> int | None:
