@@ -109,7 +109,7 @@ def _open(path: Path, source: str) -> zipfile.ZipFile:
 
 def _headers(path: Path, source: str) -> tuple[dict[str, Header], dict[str, int]]:
     """Every array's shape, order and dtype, read from the .npy headers (no data), and the
-    bytes its member holds after the header (uncompressed, as the zip's directory says)."""
+    most bytes its member can hold after the header (_most_held)."""
     headers, held = {}, {}
     with _open(path, source) as zf:
         size = path.stat().st_size
