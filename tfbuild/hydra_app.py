@@ -32,6 +32,7 @@ from .resolver import resolve
 from .run_folder import BUILD_LOG, latest_link, remove_unused_run_dir
 from .schema import register_configs
 from .schema_checks import Origin
+from .sweep_limit import SweepRefused
 from .worker_pool import Pools
 from . import stamp
 
@@ -72,6 +73,9 @@ def run_app(args: list[str], environment: dict[str, str]) -> int:
         with pools:
             app()
     except ConfigError as exc:  # a recipe file refused while Hydra composed it
+        print_error(str(exc))
+        return exc.exit_code
+    except SweepRefused as exc:  # too many jobs, counted before Hydra's sweeper expanded them
         print_error(str(exc))
         return exc.exit_code
     except (HydraException, OmegaConfBaseException) as exc:  # errors in the config or command line

@@ -37,7 +37,7 @@ LOCKED_TOOLS = ("tensorflow", "tf-keras", "tensorflowjs", "tensorflow-model-opti
 # Sections whose values make the artifacts: a pinned build must use exactly these.
 STRICT = ("model", "data", "target", "precision", "train", "optimize", "export")
 # Never pinned: where and how this one build runs.
-UNPINNED = ("cache", "dry_run", "force", "jobs", "pin", "pin_overwrite", "allow_tool_drift", "lock")
+UNPINNED = ("cache", "dry_run", "force", "jobs", "pin", "pin_overwrite", "allow_tool_drift", "lock", "sweep")
 # Config groups a pin re-selects, so their files cannot add keys to the pinned values.
 GROUPS = ("model", "data", "target", "precision", "optimize")
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # used with fullmatch: no trailing newline

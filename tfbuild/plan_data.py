@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig
 
 from .errors import ConfigError, did_you_mean
 from .artifacts import DATA
+from .datasets.limits import check_sample_values
 from .plan import OutputSpec, StepSpec
 from .schema_checks import plain
 
@@ -28,11 +29,11 @@ SOURCE_SETTINGS = {
     "sklearn": ("name",),
     "npz": ("path", "features", "label"),
     "csv": ("path", "features", "label"),
-    "images": ("path", "color"),
+    "images": ("path", "color", "max_pixels"),
     "tfrecord": ("path", "spec", "features", "label"),
     "none": ("generated_samples",),
 }
-ALL_SETTINGS = ("name", "path", "features", "label", "spec", "color", "generated_samples")
+ALL_SETTINGS = ("name", "path", "features", "label", "spec", "color", "max_pixels", "generated_samples")
 USER_PARTS = ("train", "validation", "test")
 TFRECORD_DTYPES = ("float32", "int64")
 
@@ -56,6 +57,8 @@ def data_step(cfg: DictConfig) -> StepSpec:
     _check_labels(data, source)
     if source == "images" and not data.image_size:
         raise ConfigError("data.image_size is required for data=images: [height, width] every image is resized to")
+    if source == "images" and data.max_pixels < 1:
+        raise ConfigError(f"data.max_pixels must be a positive number of pixels, got {data.max_pixels}")
     if data.image_size is not None or data.channels is not None:
         params["image_size"] = _image_size(data.image_size)
         params["channels"] = _channels(data.channels)
@@ -239,6 +242,7 @@ def _check_spec(data: DictConfig) -> None:
         shape = feature.get("shape", [])
         if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
             raise ConfigError(f"data.spec.{name}.shape must be a list of positive integers, got {shape!r}")
+        check_sample_values(shape, f"data.spec.{name}.shape", ConfigError)  # memory: the step checks it
     labels = data.label if isinstance(data.label, (list, ListConfig)) else [data.label]
     for label in labels:
         if label not in spec:

@@ -146,6 +146,9 @@ class DataConfig:
     channels: Optional[int] = None
     # For source=images: how pixels are decoded.
     color: ImageColor = ImageColor.rgb
+    # For source=images: the most pixels (width x height; an animated GIF: all its frames) an
+    # image may state in its header; a larger one is refused before it is decoded.
+    max_pixels: int = 2**26
     # For source=none: how many inputs are generated from the model's signature.
     generated_samples: int = 64
     # Seed of the train/validation/test shuffle; the split is a pure function of it.
@@ -341,6 +344,12 @@ class CacheConfig:
 
 
 @dataclass
+class SweepConfig:
+    # `tfbuild -m`: the most jobs a sweep may expand to; counted before Hydra expands it.
+    max_jobs: int = 1000
+
+
+@dataclass
 class TfbuildBase:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -354,6 +363,7 @@ class TfbuildBase:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     gates: Gate = field(default_factory=Gate)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     # Print the plan, each step with why it would run, and build nothing.
     dry_run: bool = False
     # Rebuild steps even when cached: false, true (all), or a list of step names or kinds.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import DataError
+from .limits import check_memory, check_sample_values
 from .source import CHUNK
 from .split import PARTS, ArraySpec, Split, SplitWriter
 
@@ -26,6 +27,12 @@ def write_generated_split(folder: Path, input_specs: InputSpecs, samples: int, s
     if samples < 1:
         raise DataError(f"data.generated_samples: {samples} is not a positive number of samples")
     specs = {name: _spec(name, shape, dtype) for name, (shape, dtype) in input_specs.items()}
+    # A signature states its shapes; CHUNK samples of each are drawn at once (as int64 or
+    # float32, then converted): refused here rather than by the allocator.
+    need = sum(CHUNK * check_sample_values(spec.shape, f"data.source=none: the model's input '{name}'")
+               * (8 + np.dtype(spec.dtype).itemsize) for name, spec in specs.items())
+    check_memory(need, f"data.source=none: drawing {CHUNK} samples of the model's inputs "
+                       f"({', '.join(f'{n} {list(s.shape)}' for n, s in specs.items())})")
     writer = SplitWriter(folder, specs, {}, {part: samples for part in PARTS}, generated=True,
                          description=f"{samples} samples generated from the model's signature (seed {seed})")  # fmt: skip
     # One generator per input, so adding an input leaves the others' values as they were.

@@ -113,11 +113,19 @@ class SplitWriter:
 
     def __init__(self, folder: Path, inputs: Mapping[str, ArraySpec], targets: Mapping[str, ArraySpec],
                  samples: Mapping[str, int], **extra_meta: Any):
+        import numpy as np
         from numpy.lib.format import open_memmap
 
+        from .limits import check_disk, product
+
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True)
         self.inputs, self.targets = dict(inputs), dict(targets)
+        # The maps below are sparse until written: a split larger than the disk would only
+        # fail part way, with a bare OSError. Sizes come from the data, so it is checked first.
+        size = sum(int(samples[part]) * product(spec.shape) * np.dtype(spec.dtype).itemsize
+                   for part in PARTS for spec in (*self.inputs.values(), *self.targets.values()))
+        check_disk(size, self.folder, f"{extra_meta.get('source') or extra_meta.get('description') or 'data'}: the split")
+        self.folder.mkdir(parents=True)
         self._maps: dict[tuple[str, str, int], Any] = {}
         for part in PARTS:
             (self.folder / part).mkdir()

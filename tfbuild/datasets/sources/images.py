@@ -6,6 +6,10 @@ skipped. Reading the folder needs no TensorFlow: only chunks() decodes, as a tf.
 pipeline (read, decode, convert channels, resize to data.image_size) that hands out CHUNK
 images at a time with at most a chunk or two decoded ahead, so the folder never has to fit
 in memory.
+
+An image's size is read from its header, in the bytes the decoder is about to get, and one
+over data.max_pixels is refused before it is decoded: a small file may state a size whose
+pixels fill the machine's memory (a decompression bomb).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import DataError
+from ..image_headers import DamagedHeader, decoded_pixels, describe
 from ..preprocess import image_shape_after
 from ..source import CHUNK, SourceData
 from ..split import ArraySpec
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what tf.io.decode_image reads
 LABEL = "label"
 COLORS = {"rgb": 3, "grayscale": 1}
+# data.max_pixels's default (schema.py): 8192 x 8192, above a 48-megapixel photo. Decoding
+# takes about 5 bytes a pixel and channel (bytes, then float32) before the resize.
+MAX_PIXELS = 2**26
 
 
 def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
@@ -38,10 +46,11 @@ def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
     if color not in COLORS:
         raise DataError(f"data.color must be one of {', '.join(COLORS)}, got {color!r}")
     shape = image_shape_after((1, 1, COLORS[color]), params["image_size"], None)
+    max_pixels = int(params.get("max_pixels") or MAX_PIXELS)
     classes, files, labels = scan(folder, source)
 
     def chunks() -> Iterator[dict[str, np.ndarray]]:
-        yield from _decoded(files, shape, folder, source)
+        yield from _decoded(files, shape, folder, source, max_pixels)
 
     return SourceData(
         description=source,
@@ -91,14 +100,36 @@ def scan(folder: Path, source: str) -> tuple[list[str], list[Path], list[int]]:
     return [d.name for d in class_dirs], files, labels
 
 
-def _decoded(files: list[Path], shape: tuple[int, ...], folder: Path, source: str) -> Iterator[dict[str, np.ndarray]]:
+def pixels_of(contents: bytes) -> int:
+    """What decoding `contents` would make, in pixels: 0 for what is not an image (the decoder
+    refuses it unread), past any limit for an image whose header is damaged."""
+    try:
+        pixels = decoded_pixels(bytes(contents))
+    except DamagedHeader:
+        return _NEVER
+    return min(pixels or 0, _NEVER)
+
+
+_NEVER = 2**63 - 1  # over every data.max_pixels
+
+
+def _decoded(files: list[Path], shape: tuple[int, ...], folder: Path, source: str,
+             max_pixels: int) -> Iterator[dict[str, np.ndarray]]:
+    import numpy as np
+
     from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     height, width, channels = shape
 
     def load(path: Any) -> Any:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False)
+        contents = tf.io.read_file(path)
+        # Checked on the very bytes decoded next (a file replaced after a check of its own
+        # would slip through); over the limit, the chunk fails and _blame says which file.
+        pixels = tf.numpy_function(lambda c: np.int64(pixels_of(c)), [contents], tf.int64, stateful=False)
+        within = tf.debugging.assert_less_equal(pixels, tf.constant(max_pixels, tf.int64), message="data.max_pixels")
+        with tf.control_dependencies([within]):
+            image = tf.io.decode_image(contents, channels=0, dtype=tf.float32, expand_animations=False)
         # Channels converted here, not by the decoder: decoders of different formats refuse
         # or weigh colours differently; this way every file gets the same rule as
         # preprocess.apply_image_shape (luminance for gray, repeat for colour, alpha dropped).
@@ -122,19 +153,39 @@ def _decoded(files: list[Path], shape: tuple[int, ...], folder: Path, source: st
         try:
             batch = next(batches)
         except tf.errors.OpError:
-            raise _blame(load, files[start : start + CHUNK], folder, source) from None
+            raise _blame(load, files[start : start + CHUNK], folder, source, max_pixels) from None
         yield {INPUT: batch.numpy()}
 
 
-def _blame(load: Any, files: list[Path], folder: Path, source: str) -> DataError:
-    """Which file of a chunk that failed to decode, and TensorFlow's reason in one line."""
+def _blame(load: Any, files: list[Path], folder: Path, source: str, max_pixels: int) -> DataError:
+    """Which file of a chunk that failed to decode, and why in one line: its size over
+    data.max_pixels, a damaged header, or TensorFlow's reason."""
     from ...tfenv import import_tensorflow
 
     tf = import_tensorflow()
     for path in files:
+        refused = _over_limit(path, folder, source, max_pixels)
+        if refused is not None:
+            return refused
         try:
             load(tf.constant(str(path)))
         except tf.errors.OpError as exc:
             return DataError(f"{source}: {path.relative_to(folder)} cannot be decoded as an image ({tf_reason(exc)})")
     return DataError(f"{source}: the images from {files[0].relative_to(folder)} to {files[-1].relative_to(folder)} "
                      f"cannot be decoded (TensorFlow gave no single file as the cause)")
+
+
+def _over_limit(path: Path, folder: Path, source: str, max_pixels: int) -> DataError | None:
+    """The error for an image whose header states more than `max_pixels`, or is damaged."""
+    try:
+        contents = path.read_bytes()
+    except OSError:
+        return None  # TensorFlow's read says why
+    try:
+        pixels = decoded_pixels(contents)
+    except DamagedHeader as exc:
+        return DataError(f"{source}: {path.relative_to(folder)} cannot be decoded as an image ({exc})")
+    if pixels is not None and pixels > max_pixels:
+        return DataError(f"{source}: {path.relative_to(folder)} is {describe(contents)} ({pixels:,} pixels to decode), "
+                         f"over data.max_pixels={max_pixels:,}; shrink the image, or raise data.max_pixels")
+    return None

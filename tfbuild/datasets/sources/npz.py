@@ -7,6 +7,13 @@ name or a list -> one target per array, named after it.
 
 Inputs stream: each array is read from its zip member a chunk at a time (stored or
 compressed alike), so a file larger than memory never has to be loaded; labels come whole.
+
+Headers are claims: before anything is allocated, each array's shape and dtype must add up
+to no more bytes than its member can hold, and what is held in memory at once (labels whole,
+a chunk of inputs) must fit the memory available (limits.py). What a member can hold is
+bounded by real bytes, not by the zip directory's word alone: the compressed bytes must lie
+in the file, and deflate expands them at most 1032-fold. Python objects (pickles) are never
+loaded (allow_pickle=False).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from ...errors import DataError
+from ..limits import check_memory, product
 from ..source import CHUNK, SourceData
 from ..split import ArraySpec
 from .common import (INPUT, check_disjoint, check_present, check_real, features_key, input_groups, join, joined_shape,
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 Header = tuple[tuple[int, ...], bool, "np.dtype"]  # shape, Fortran order, dtype
+# Deflate's largest expansion: a 258-byte match in as little as 2 bits.
+DEFLATE_RATIO = 1032
 # What a broken or foreign file raises while its zip members are read.
 UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError)
 
@@ -33,7 +43,7 @@ UNREADABLE = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError)
 def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
     path = source_path(paths, "data.source=npz")
     source = f"data.path {path}"
-    headers = _headers(path, source)
+    headers, held = _headers(path, source)
     default = params.get("features") is None and params.get("label") is None
     if params.get("label") is None:
         targets = {"label": "y"}
@@ -61,12 +71,14 @@ def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
             raise DataError(f"{source}: array '{name}' holds Python objects (dtype object); save numeric arrays")
         if not shape:
             raise DataError(f"{source}: array '{name}' is a single value (a 0-d array); it must hold one entry per sample")
+        _check_claim(name, headers[name], held[name], source)
     count = headers[used[0]][0][0]
     for name in used:
         if headers[name][0][0] != count:
             raise DataError(f"{source}: array '{used[0]}' has {count} samples but '{name}' has {headers[name][0][0]}")
     for name in members:
         check_real(headers[name][2], name, source)
+    _check_memory(headers, members, list(targets.values()), source)
 
     inputs = {
         name: ArraySpec(joined_shape({m: headers[m][0][1:] for m in group}, features_key(params.get("features"), name), source), "float32")
@@ -95,16 +107,20 @@ def _open(path: Path, source: str) -> zipfile.ZipFile:
         raise DataError(f"{source}: not a .npz file NumPy can read ({exc})") from None
 
 
-def _headers(path: Path, source: str) -> dict[str, Header]:
-    """Every array's shape, order and dtype, read from the .npy headers (no data)."""
-    headers = {}
+def _headers(path: Path, source: str) -> tuple[dict[str, Header], dict[str, int]]:
+    """Every array's shape, order and dtype, read from the .npy headers (no data), and the
+    most bytes its member can hold after the header (_most_held)."""
+    headers, held = {}, {}
     with _open(path, source) as zf:
+        size = path.stat().st_size
         try:
             for info in zf.infolist():
                 if info.filename.endswith(".npy"):
+                    name = info.filename[: -len(".npy")]
                     with zf.open(info) as f:
-                        headers[info.filename[: -len(".npy")]] = _header(f)
-            return headers
+                        headers[name] = _header(f)
+                        held[name] = _most_held(info, size) - f.tell()
+            return headers, held
         except UNREADABLE as exc:
             raise DataError(f"{source}: not a .npz file NumPy can read ({exc})") from None
 
@@ -117,6 +133,45 @@ def _header(f: BinaryIO) -> Header:
     read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
     shape, fortran, dtype = read(f)
     return tuple(shape), bool(fortran), dtype
+
+
+def _most_held(info: zipfile.ZipInfo, file_size: int) -> int:
+    """The most bytes a member can give when read: what the zip's directory says, but no more
+    than its compressed bytes (which must fit in the file) can expand to."""
+    stored = min(info.compress_size, file_size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, stored)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, stored * DEFLATE_RATIO + 1024)
+    return info.file_size  # bzip2, lzma: NumPy writes neither; zipfile stops at the stated size
+
+
+def _check_claim(name: str, header: Header, held: int, source: str) -> None:
+    """The header's shape and dtype against the bytes its member holds: a header that claims
+    more would have NumPy allocate what the file never had (absurd shapes end in a
+    MemoryError, negative ones in a traceback)."""
+    shape, _, dtype = header
+    if any(side < 0 for side in shape):
+        raise DataError(f"{source}: array '{name}' has a negative size in its shape {shape}; the file is damaged")
+    claimed = product(shape) * dtype.itemsize
+    if claimed > held:
+        raise DataError(f"{source}: array '{name}' claims shape {shape} of {dtype} ({claimed:,} bytes), but its "
+                        f"member holds at most {max(held, 0):,}; the file is damaged or was not written by NumPy")
+
+
+def _check_memory(headers: dict[str, Header], members: list[str], labels: list[str], source: str) -> None:
+    """What read() and chunks() hold at once must fit: every label whole (and its copy as
+    the task's type), each input a chunk at a time as read and as float32, or whole where it
+    is stored in Fortran order."""
+    need = 0
+    for name in labels:
+        shape, _, dtype = headers[name]
+        need += product(shape) * (dtype.itemsize + 8)
+    for name in members:
+        shape, fortran, dtype = headers[name]
+        rows = shape[0] if fortran else min(CHUNK, shape[0])
+        need += rows * product(shape[1:]) * (dtype.itemsize + 4)
+    check_memory(need, f"{source}: reading arrays {', '.join(dict.fromkeys([*labels, *members]))}")
 
 
 def _blocks(zf: zipfile.ZipFile, name: str, header: Header, source: str) -> Iterator[np.ndarray]:

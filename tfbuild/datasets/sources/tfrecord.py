@@ -8,7 +8,9 @@ features joined on the last axis. Files (data.path, a file or a glob) are read i
 ("source.0", "source.1", ...); names ending in .gz are GZIP-compressed.
 
 A first pass parses every record (so a bad one is named before anything is written) and keeps
-the labels and the count; chunks() parses again, CHUNK records at a time.
+the labels and the count; chunks() parses again, CHUNK records at a time. TensorFlow allocates
+what data.spec says for each of those records, so a shape is checked first against a fixed
+limit and against the memory available (limits.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ...errors import DataError, did_you_mean
+from ..limits import check_memory, check_sample_values, product
 from ..source import CHUNK, SourceData
 from ..split import ArraySpec
 from .common import INPUT, check_disjoint, features_key, input_groups, join, joined_shape, names, tf_reason
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DTYPES = ("float32", "int64")
+DTYPE_BYTES = {"float32": 4, "int64": 8}
 SPEC_KEYS = ("dtype", "shape")
 FORM = "{feature: {dtype: float32|int64, shape: [...]}}"
 Spec = dict[str, tuple[str, tuple[int, ...]]]  # feature -> (dtype, per-sample shape)
@@ -56,6 +60,9 @@ def read(params: dict[str, Any], paths: dict[str, Path]) -> SourceData:
         for name, members in groups.items()
     }
     used = [*labels, *(m for members in groups.values() for m in members)]
+    # Parsed CHUNK records at a time (float32 or int64), then joined as float32.
+    need = CHUNK * sum(product(spec[f][1]) * (DTYPE_BYTES[spec[f][0]] + 4) for f in dict.fromkeys(used))
+    check_memory(need, f"data.spec ({', '.join(f'{f} {list(spec[f][1])}' for f in dict.fromkeys(used))}), parsed {CHUNK} records at a time,")
     parse = _parser({f: spec[f] for f in used})
     values = _first_pass(files, parse, labels, source)
     if not values[labels[0]]:
@@ -106,6 +113,7 @@ def parse_spec(spec: Any) -> Spec:
         shape = entry.get("shape")
         if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise DataError(f"{key}.shape must be a list of positive sizes ([] for one value per record), got {shape!r}")
+        check_sample_values(shape, f"{key}.shape")
         parsed[str(name)] = (dtype, tuple(shape))
     return parsed
 

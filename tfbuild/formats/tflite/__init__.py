@@ -17,7 +17,6 @@ takes and gives the tensors the SavedModel names. The converted model is loaded 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional
@@ -26,6 +25,7 @@ from ...errors import ConfigError
 from ...plan import OutputSpec, StepSpec
 from ..base import DATA, Arrays, Format, PlanContext, Runs, Scorer
 from .convert import CALIBRATED
+from .patterns import compile_pattern
 from .steps import TfliteLayersStep, TfliteRepairStep, TfliteStep
 
 if TYPE_CHECKING:  # types only: planning passes a DictConfig; the no-op shortcut imports no OmegaConf
@@ -48,7 +48,8 @@ class Int8Settings:
     # Per-layer quantization report (tflite/int8/layers.csv): true always, false never,
     # null when verify[tflite/int8] fails (so a failing build already says where to look).
     debug: Optional[bool] = None
-    # Ops kept in float: names, layer names, op types (CONV_2D) or regular expressions over them.
+    # Ops kept in float: names, layer names, op types (CONV_2D) or regular expressions over them
+    # (RE2 syntax, matched in full: linear time, no backreferences or lookaround).
     float_layers: List[str] = field(default_factory=list)
     # Largest task-metric drop from the SavedModel allowed on the validation split (0.01 is
     # one accuracy point; MAE in target units): the worst ops are kept in float until it holds.
@@ -173,11 +174,7 @@ def _check_int8(settings: DictConfig) -> None:
     for pattern in settings.float_layers:
         if not pattern:
             raise ConfigError(f"{key}.float_layers: an empty name picks nothing; give op or layer names, or patterns")
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(f"{key}.float_layers: {pattern!r} is not a regular expression ({error}); "
-                              "escape its special characters with \\") from None
+        compile_pattern(pattern)  # RE2: a pattern that would backtrack forever is refused here, not run
 
 
 TFLITE = Format(

@@ -88,11 +88,13 @@ def quantizable_ops(calibrated: bytes) -> list[QuantizedOp]:
 
 def matching_ops(patterns: Sequence[str], ops: Sequence[QuantizedOp], key: str) -> list[str]:
     """The names of the ops that `patterns` pick, in graph order. A pattern is an op's name, a
-    layer's name, an op type, or a regular expression matching any of them in full. A pattern
-    that picks nothing is an error naming the layers there are."""
+    layer's name, an op type, or a regular expression (RE2: linear time) matching any of them
+    in full. A pattern that picks nothing is an error naming the layers there are."""
+    from .patterns import compile_pattern
+
     chosen: set[str] = set()
     for pattern in patterns:
-        regex = re.compile(pattern)
+        regex = compile_pattern(pattern)
         picked = {op.name for op in ops if any(pattern == text or regex.fullmatch(text) for text in _texts(op))}
         if not picked:
             layers = sorted({op.layer for op in ops if op.layer})
