@@ -170,7 +170,10 @@ def _saved_model_code(path: Path) -> tuple[str, ...]:
             raise ConfigError(f"{KEY}: {path}/keras_metadata.pb has a config nested too deeply to be a model's") from None
         except ValueError as exc:
             raise ConfigError(f"{KEY}: {path}/keras_metadata.pb has unreadable metadata ({exc})") from None
-        code.extend(c for c in serialized_code(metadata) if c not in code)
+        # Each layer has a node of its own besides its place in the root model's config
+        # (node 0): "layer 'inner/lam'" repeats "layer 'model/inner/lam'", said once.
+        prefix = len("layer '")
+        code.extend(c for c in serialized_code(metadata) if not any(k == c or k.endswith("/" + c[prefix:]) for k in code))
     return tuple(code)
 
 
