@@ -223,16 +223,16 @@ def test_oversized_or_unreadable_metadata_is_refused_before_it_is_read_whole(tmp
 # --- .keras zip bombs ----------------------------------------------------------------------
 
 
-def declare_size(path: Path, member: str, size: int) -> None:
-    """Rewrite `member`'s uncompressed size in the zip's central directory (what zipfile
-    reads), leaving its data as it is: a header that lies."""
+def declare_size(path: Path, member: str, size: int, field_at: int = 24) -> None:
+    """Rewrite `member`'s uncompressed size (or, at 20, its compressed size) in the zip's
+    central directory (what zipfile reads), leaving its data as it is: a header that lies."""
     data = bytearray(path.read_bytes())
     at = 0
     while True:
         at = data.index(b"PK\x01\x02", at)
         name_length = struct.unpack_from("<H", data, at + 28)[0]
         if data[at + 46 : at + 46 + name_length].decode() == member:
-            struct.pack_into("<I", data, at + 24, size)
+            struct.pack_into("<I", data, at + field_at, size)
             path.write_bytes(bytes(data))
             return
         at += 4
@@ -265,6 +265,12 @@ def sum_of_members(p: Path) -> Path:
     return path
 
 
+def stored_beyond_the_file(p: Path) -> Path:
+    path = keras_with(p / "m.keras", {"assets/vocab.txt": b"word\n" * 100})
+    declare_size(path, "assets/vocab.txt", 50_000_000, field_at=20)
+    return path
+
+
 def big_directory(p: Path) -> Path:
     path = write_keras(p / "m.keras", functional())
     data = bytearray(path.read_bytes())
@@ -282,6 +288,7 @@ BOMBS = {
               "member 'assets/zeros.bin' expands 1,0"),
     "many members": (lambda p: keras_with(p / "m.keras", {f"assets/{i}": b"" for i in range(10_001)}),
                      "holds 10,003 files (a model has a few; the limit is 10,000)"),
+    "compressed sizes": (stored_beyond_the_file, "its members claim 50,00"),
     "directory": (big_directory, "its zip directory is 4,294,967,295 bytes (a model's is far smaller; the limit is "
                                  "16,777,216)"),
     "parent": (lambda p: keras_with(p / "m.keras", {"assets/../../evil.py": b"x"}),
@@ -327,3 +334,23 @@ def test_an_honest_archive_passes_the_loading_check(tmp_path, monkeypatch):
     monkeypatch.setattr(model_file.shutil, "disk_usage", lambda _: type("U", (), {"free": 10})())
     with pytest.raises(DataError, match=r"expands to [\d,]+ bytes, but the temporary folder .* has 10 free$"):
         verify_keras_archive(path)
+
+
+@pytest.mark.parametrize(
+    ("node", "looked_up"),
+    [
+        ({"module": "evil", "class_name": "Scale", "registered_name": "Evil", "config": {}}, "Evil"),
+        ({"module": "keras.layers", "class_name": "Dense", "registered_name": None, "config": {"units": 2, "activation": {
+            "module": "evil", "class_name": "function", "registered_name": "function", "config": "payload"}}}, "payload"),
+    ],
+)  # fmt: skip
+def test_a_keras_file_cannot_make_loading_import_a_module(tmp_path, monkeypatch, node, looked_up):
+    """tf_keras imports a .keras node's `module` when the name it looks up is not provided:
+    that name (not the class_name beside it) must come from model.modules, or planning refuses."""
+    (tmp_path / "my_layers.py").write_text("class Scale:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    layer = {**node, "name": "x"}
+    info = inspect_model_file(write_keras(tmp_path / "m.keras", functional(layer)))
+    assert info.custom_objects == (looked_up,) and info.custom_modules == ("evil",)
+    with pytest.raises(ConfigError, match=f"^model.modules: none of my_layers defines {looked_up}, which "):
+        model_file.check_custom_objects(info, ["my_layers"])

@@ -321,8 +321,13 @@ def _custom_objects(config: Any) -> Iterator[tuple[str, str | None]]:
     serialized class that tf_keras does not define: layers, initializers, losses..."""
     for node in _class_nodes(config):
         name, module, registered = node["class_name"], node.get("module"), node.get("registered_name")
-        if isinstance(registered, str) and ">" in registered:
-            name = registered  # register_keras_serializable(package=...): "package>Name"
+        if isinstance(registered, str) and (">" in registered or isinstance(module, str)):
+            # tf_keras looks a class up by its registered name ("package>Name" for
+            # register_keras_serializable), and imports `module` for one it cannot find:
+            # importing runs that module, so this is the name that must be provided.
+            name = registered
+        if name == "function" and isinstance(module, str) and isinstance(node.get("config"), str):
+            name = node["config"]  # a function is looked up by its own name
         if ">" in name:
             custom = True
         elif isinstance(module, str):  # .keras files say where every class comes from
