@@ -155,3 +155,37 @@ def test_a_keras_3_file_is_refused_as_keras_3_before_its_code(code_models):
     line = refused(code_models, "keras3.keras")
     assert "was saved by Keras 3." in line and "export it as a SavedModel" in line, line
     assert not (code_models / "marker_keras3").exists()
+
+
+# The step's loader with the planning check taken out: tf_keras itself must still refuse.
+SECOND_LINE = '''\
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from tfbuild.tfenv import import_tensorflow
+import_tensorflow()
+from tfbuild.errors import DataError
+from tfbuild.models import model_file
+
+model_file.check_trusted = lambda *args, **kwargs: None
+outcome = {}
+for path in ("top.keras", "top.h5", "seq.h5", "top_sm", "wrap_sm"):
+    try:
+        model = model_file.load_model(path)
+        outcome[path] = "loaded " + ",".join(type(layer).__name__ for layer in model.layers)
+    except DataError as exc:
+        outcome[path] = str(exc)
+print("OUTCOME=" + json.dumps(outcome))
+'''
+
+
+def test_without_trust_tf_keras_loads_in_safe_mode_as_a_second_line(code_models):
+    """.keras and .h5: tf_keras refuses the bytecode; a Keras SavedModel: tf_keras falls back
+    to the traced functions saved beside the config, and the Lambda's Python never runs."""
+    result = subprocess.run([sys.executable, "-c", SECOND_LINE], cwd=code_models, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.split("OUTCOME=")[1])
+    for path in ("top.keras", "top.h5", "seq.h5"):
+        assert outcome[path].startswith(f"model.path: cannot load {path}: Requested the deserialization of a "), outcome
+    assert outcome["top_sm"].startswith("loaded ") and outcome["wrap_sm"].startswith("loaded "), outcome
+    assert not list(code_models.glob("marker_*")), "the file's code ran"
