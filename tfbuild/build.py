@@ -147,6 +147,7 @@ def run_build(
             upload_entries(remote, [r.entry for r in result.steps if r.entry is not None], console)
         if not build.verify_enabled:  # allowed, but never silent
             _say_unverified(console, build.plan)
+        _say_trusted(console, build.plan)
         if build.dry_run:
             remove_unused_run_dir(run_dir)
             return None
@@ -214,6 +215,15 @@ def _say_unverified(console: Any, plan: Plan) -> None:
     if n:
         were, runtime = ("s were", "their runtimes") if n > 1 else (" was", "its runtime")
         console.print(f"[yellow]verification is off (verify.enabled=false): {n} artifact{were} not run on {runtime}[/]")
+
+
+def _say_trusted(console: Any, plan: Plan) -> None:
+    """model.trust_code: true is allowed, but never silent (it is in the keys, too)."""
+    from rich.markup import escape
+
+    trusted = sorted({s.files["model"] for s in plan.steps if s.params.get("trust_code") and "model" in s.files})
+    for path in trusted:
+        console.print(f"[yellow]model.trust_code is true: loading {escape(path)} runs the Python code it carries[/]")
 
 
 def _point_latest(link: Path, run_dir: Path) -> None:

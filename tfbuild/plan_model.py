@@ -39,7 +39,10 @@ def model_source(cfg: DictConfig) -> tuple[list[StepSpec], ModelSource]:
     modules, module_files, loading = _modules(cfg.model)
     if cfg.model.source.value == "file":
         path, kind = _model_file(cfg.model, modules)
-        return [], ModelSource(None, {"model": path, **module_files}, {**loading, "model_file": kind})
+        # Trusting the file's code is in the key of every step that loads it (only when on:
+        # an untrusted file's keys stay as they were).
+        trust = {"trust_code": True} if cfg.model.trust_code else {}
+        return [], ModelSource(None, {"model": path, **module_files}, {**loading, "model_file": kind, **trust})
     return [train_step(cfg, module_files, loading)], ModelSource(KERAS_MODEL, dict(module_files), loading)
 
 
@@ -150,9 +153,10 @@ def _model_file(model: DictConfig, modules: list[str]) -> tuple[str, str]:
         raise ConfigError("model=file needs model.path=FILE (.keras, .h5, or a SavedModel folder)")
     if model.params:
         raise ConfigError(f"model.params.{next(iter(model.params))}: model=file loads a trained model; it has no builder parameters")
-    from .models.model_file import check_custom_objects, inspect_model_file
+    from .models.model_file import check_custom_objects, check_trusted, inspect_model_file
 
     info = inspect_model_file(os.path.expanduser(model.path))
+    check_trusted(info, model.trust_code)
     check_custom_objects(info, modules)
     return os.path.abspath(os.path.expanduser(model.path)), info.kind
 

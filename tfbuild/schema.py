@@ -112,6 +112,9 @@ class ModelConfig:
     # Modules imported before any model is built or loaded (custom layers, losses, registered
     # objects); their source files are part of every key that loads the model.
     modules: List[str] = field(default_factory=list)
+    # source=file: load a file whose layers carry Python code (a Lambda's saved function),
+    # running it. False: such a file is refused while planning. Keyed and shown in the plan.
+    trust_code: bool = False
 
 
 @dataclass

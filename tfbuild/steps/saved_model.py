@@ -37,7 +37,10 @@ class SavedModelStep:
 
         p = ctx.params
         path = ctx.inputs["model"] if "model" in ctx.inputs else ctx.files["model"]
-        model = load_model(path, p.get("modules", []), bool(p.get("quantize_scope")), ctx.files)
+        # A model the train step saved holds what the user's builder made (code that ran to
+        # make it); a file the user brings runs its code only if model.trust_code says so.
+        trust = "model" in ctx.inputs or bool(p.get("trust_code"))
+        model = load_model(path, p.get("modules", []), bool(p.get("quantize_scope")), ctx.files, trust_code=trust)
         out = ctx.outputs["saved_model"]
         jit = bool(p.get("jit_compile"))
         if isinstance(model, ServingFunction):  # a plain SavedModel: its own signature, re-saved

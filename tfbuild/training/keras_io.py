@@ -33,7 +33,8 @@ def load_model(path: Path, *, modules: Sequence[str] = (), quantize_scope: bool 
                planned: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
     """A Keras model (.h5, .keras, SavedModel), uncompiled, `modules` imported first and their
     classes in scope; `quantize_scope` for a quantization-aware model, whose layers only tfmot
-    knows. One loader for every step: tfbuild/models/model_file.py."""
+    knows. One loader for every step: tfbuild/models/model_file.py. For a model tfbuild
+    trained: the code it may carry (a Lambda) is the user's builder's, which ran to make it."""
     from ..models.model_file import load_model as load
 
-    return load(path, modules, quantize_scope=quantize_scope, planned=planned)
+    return load(path, modules, quantize_scope=quantize_scope, planned=planned, trust_code=True)
