@@ -189,7 +189,7 @@ def _check_every_pinned_value(cfg: DictConfig, pin: Pin) -> None:
     changed = sorted(k for k in set(written) | set(current) if k not in written or k not in current
                      or digest(written[k]) != digest(current[k]))  # fmt: skip
     if changed:
-        differences = [d for d in _differences(written, current, changed) if d.split(":", 1)[0] not in MACHINE_LOCAL]
+        differences = _differences(written, current, changed)
         raise ConfigError(
             f"{pin.name}: this build would not use the pinned values ({'; '.join(differences[:3])}): a command-line "
             f"override or a change in conf/ (a pinned build uses exactly its pin; it may set only {ALLOWED_OVERRIDES})"

@@ -244,15 +244,26 @@ def write_pin(
         if cfg.pin_overwrite:
             os.replace(tmp, new_pin.path)
         else:
-            try:  # appears whole, and only if no pin is there: never replaces one unasked
-                os.link(tmp, new_pin.path)
-            except FileExistsError:
-                raise ConfigError(f"pin: {new_pin.path} was written by someone else during this build; it is kept "
-                                  "(pins are not replaced unless you add pin_overwrite=true)") from None  # fmt: skip
+            _place_new(tmp, new_pin.path)
     finally:
         tmp.unlink(missing_ok=True)
         if new_pin.lock is not None:
             new_pin.lock.release()
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """`tmp` at `path`, whole, and only if no pin is there: a pin written meanwhile by a writer
+    that skipped the lock (an older tfbuild, a copy by hand) is never replaced unasked."""
+    taken = ConfigError(f"pin: {path} was written by someone else during this build; it is kept (pins are not "
+                        "replaced unless you add pin_overwrite=true)")  # fmt: skip
+    try:
+        os.link(tmp, path)  # atomic, and fails where anything is
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # a filesystem without hard links: the lock keeps other tfbuilds out; look once more
+        if os.path.lexists(path):
+            raise taken from None
+        os.replace(tmp, path)
 
 
 def decided_values(record: Mapping[str, Any]) -> dict[str, Any]:

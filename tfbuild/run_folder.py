@@ -43,7 +43,8 @@ LATEST = "latest"  # outputs/runs/RECIPE/latest: a link to RECIPE's last run fol
 OWN = ".tfbuild"  # the run folder's lock and its record of what tfbuild published
 LOCK = "lock"
 PUBLISHED = "published.json"
-MAX_RECORD_BYTES = 16 << 20  # a record lists digests (build.json, read for folders made before the record, holds the config too)
+# A record lists digests; build.json (read for folders made before the record) holds the config too.
+MAX_RECORD_BYTES = 16 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -111,7 +112,8 @@ class RunFolder:
         except Busy as busy:
             holder = f" (pid {busy.pid})" if busy.pid else ""
             raise ConfigError(f"run folder: another tfbuild{holder} is building into {run_dir} (one build per run "
-                              "folder at a time); wait for it, or choose another folder with hydra.run.dir=FOLDER") from None  # fmt: skip
+                              "folder at a time); wait for it, or choose another folder with hydra.run.dir=FOLDER"
+                              ) from None  # fmt: skip
         except OSError as exc:
             raise ConfigError(f"run folder: cannot lock '{own / LOCK}' ({exc.strerror or exc}); set hydra.run.dir=FOLDER "
                               "to a writable place") from None  # fmt: skip

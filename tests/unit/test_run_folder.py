@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -165,7 +166,7 @@ IN_THE_WAY = {  # something not tfbuild's where the second build publishes: refu
     "a link where a format's folder goes": (lambda d: _replace_with_link(d / "tfjs", d.parent / "elsewhere"),
                                             "'tfjs' is a link, not a folder"),
     "a file where a format's folder goes": (lambda d: _replace_with_file(d / "tfjs"), "'tfjs' is a file, not a folder"),
-    "a link where a folder artifact goes": (lambda d: _link(d / "saved_model", d.parent / "elsewhere"),
+    "a link where a folder artifact goes": (lambda d: _replace_with_link(d / "saved_model", d.parent / "elsewhere"),
                                             "'saved_model' is a link or special file"),
     "an empty folder of the user's": (lambda d: (d / "tfjs" / "uint8").mkdir(), "'tfjs/uint8' is a folder tfbuild did not make"),
 }
@@ -177,8 +178,6 @@ def _append(path: Path) -> None:
 
 
 def _replace_with_link(path: Path, target: Path) -> None:
-    import shutil
-
     target.mkdir(exist_ok=True)
     (target / "kept.txt").write_text("elsewhere")
     shutil.rmtree(path)
@@ -186,19 +185,8 @@ def _replace_with_link(path: Path, target: Path) -> None:
 
 
 def _replace_with_file(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path)
     path.write_text("mine")
-
-
-def _link(path: Path, target: Path) -> None:
-    import shutil
-
-    target.mkdir(exist_ok=True)
-    (target / "kept.txt").write_text("elsewhere")
-    shutil.rmtree(path)
-    path.symlink_to(target)
 
 
 @pytest.mark.parametrize("case", IN_THE_WAY, ids=list(IN_THE_WAY))
@@ -230,8 +218,6 @@ def test_an_artifact_the_user_edited_is_theirs_from_then_on(reused):
 def test_a_copied_or_killed_run_folder_is_still_known_by_its_bytes(reused, tmp_path):
     """Stats change when a folder is copied; a build killed after publishing never recorded
     them: the digests still say what is tfbuild's."""
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(reused, copy)
     record = json.loads((copy / OWN / PUBLISHED).read_text())
