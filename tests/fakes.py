@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from tfbuild.errors import DataError
 from tfbuild.plan import OutputSpec, StepSpec
 from tfbuild.steps.base import NoProgress, StepContext
 
@@ -33,6 +34,42 @@ class WriteStep:
         ctx.progress.start(1, "working")
         ctx.progress.advance("done")
         return {"chars": sum(len(p) for p in parts)}
+
+
+class TreeStep:
+    """Writes its `files` param ({relative path: text}) as a folder, or its `text` as a file;
+    `fail`: raises (a step failure), `refuse`: raises DataError (the input is refused, exit 2),
+    `wait_on`: a FIFO whose writer it waits for first (a build held mid-way)."""
+
+    version = 1
+    tools = ("pytest",)
+
+    def __init__(self, runs: Counter):
+        self.runs = runs
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        self.runs[ctx.spec.name] += 1
+        if ctx.params.get("wait_on"):
+            with open(ctx.params["wait_on"]) as fifo:  # blocks until the test opens it, then until it closes it
+                fifo.read()
+        if ctx.params.get("refuse"):
+            raise DataError(f"{ctx.spec.name} refuses its input")
+        if ctx.params.get("fail"):
+            raise ValueError(f"{ctx.spec.name} was told to fail")
+        out = ctx.outputs["out"]
+        files = ctx.params.get("files")
+        if files is None:
+            out.write_text(str(ctx.params.get("text", ctx.spec.name)))
+        for rel, text in (files or {}).items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(text)
+        return {}
+
+
+def artifact(name: str, publish: str, inputs: dict[str, str] | None = None, **params: Any) -> StepSpec:
+    """A TreeStep step publishing its output at `publish` (a folder when `files` is given)."""
+    return StepSpec(name=name, kind="tree", params=params, inputs=inputs or {},
+                    outputs=(OutputSpec(role="out", artifact=name, path="out", publish=publish, format="fake"),))  # fmt: skip
 
 
 class EventReporter:

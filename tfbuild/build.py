@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from .cache import Cache
 from .errors import BuildFailed, DataError, TfbuildError, print_error
 from .plan import Plan
-from .run_folder import BUILD_LOG, remove_unused_run_dir
+from .run_folder import BUILD_LOG, RunFolder
 
 if TYPE_CHECKING:
     from .worker_pool import Pools
@@ -109,7 +109,9 @@ def run_build(
         with open(log_path, "a") as log:
             log.write(text)
 
-    with terminal_console() as console, _run_dir_writes(run_dir):
+    # One build per run folder: a second is refused here, before any work (exit 2).
+    with RunFolder.opened(run_dir, build.plan) as folder, terminal_console() as console, _run_dir_writes(run_dir):
+        folder.check_free(build.plan)  # nothing of the user's is replaced: refused now, not half-way
 
         def warn(text: str) -> None:
             console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
@@ -121,7 +123,7 @@ def run_build(
                 build.plan,
                 cache,
                 REGISTRY if registry is None else registry,
-                run_dir=run_dir,
+                run_dir=folder,
                 scope=build.recipe or "",
                 force=build.force,
                 dry_run=build.dry_run,
@@ -137,8 +139,8 @@ def run_build(
         bad_input = next((f for f in result.failures if f.bad_input), None)
         if bad_input is not None and all(r.status == SKIPPED for r in result.steps if r is not bad_input):
             # The input cannot be built from (the data step refused it) and nothing was made:
-            # like a config error, exit 2 and leave no run folder.
-            remove_unused_run_dir(run_dir)
+            # like a config error, exit 2 and leave no run folder (or a reused one as it was).
+            folder.remove_if_unused()
             raise DataError(f"step '{bad_input.spec.name}': {bad_input.error}")
 
         title = f"tfbuild {'plan' if build.dry_run else 'build'}: {build.recipe or '(no recipe)'}"
@@ -149,8 +151,9 @@ def run_build(
             _say_unverified(console, build.plan)
         _say_trusted(console, build.plan)
         if build.dry_run:
-            remove_unused_run_dir(run_dir)
+            folder.remove_if_unused()
             return None
+        folder.finish()  # the build went ahead: what earlier builds published here and this one did not goes
         rows = report_rows(result, build.config["gates"])
         write_report(run_dir, rows, recipe=build.recipe, quantization=quantization_facts(result))
         violations = gate_violations(rows)
@@ -167,7 +170,7 @@ def run_build(
         )
         write_json(run_dir / "build.json", record)
         if build.latest is not None:
-            _point_latest(build.latest, run_dir)
+            _point_latest(build.latest, run_dir, warn)
         console.print(f"[dim]run folder: {run_dir}  ({time.perf_counter() - wall:.2f} s)[/]")
         lock_problems = _check_lock(console, build, record) if build.pinned_lock is not None else []
     # One line per problem; the last is raised, and a failed step's points to the log.
@@ -226,22 +229,36 @@ def _say_trusted(console: Any, plan: Plan) -> None:
         console.print(f"[yellow]model.trust_code is true: loading {escape(path)} runs the Python code it carries[/]")
 
 
-def _point_latest(link: Path, run_dir: Path) -> None:
+def _point_latest(link: Path, run_dir: Path, warn: Callable[[str], None]) -> None:
     """`link` -> the run folder, replaced in one rename (a reader never finds it missing). A
-    relative target, so the runs folder can be moved or copied whole."""
+    relative target, so the runs folder can be moved or copied whole. Only tfbuild's own link
+    is ever replaced (a link to a folder beside it, as this writes): a file, folder or other
+    link of the user's named `latest` is left as it is, and said so once."""
     target = os.path.relpath(run_dir.absolute(), link.absolute().parent)
+    if not _own_latest(link):
+        warn(f"{link} is not tfbuild's link to the last run (yours?): left as it is")
+        return
     staging = link.with_name(f".{link.name}.{os.getpid()}")
     try:
         staging.unlink(missing_ok=True)
         staging.symlink_to(target)
-        if link.is_dir() and not link.is_symlink():
-            return  # a real folder of the user's is never replaced
         os.replace(staging, link)
     except OSError:
         pass  # a convenience: a filesystem without symlinks does not fail the build
     finally:
         with contextlib.suppress(OSError):
             staging.unlink(missing_ok=True)
+
+
+def _own_latest(link: Path) -> bool:
+    """Nothing there, or a link to a plain name beside it (what _point_latest writes)."""
+    try:
+        target = os.readlink(link)
+    except FileNotFoundError:
+        return True
+    except OSError:  # EINVAL: not a link
+        return False
+    return target not in ("", ".", "..") and "/" not in target
 
 
 @contextlib.contextmanager

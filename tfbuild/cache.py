@@ -11,7 +11,8 @@ Layout under the cache folder:
   locks/ab/<key>.use                 the use lock: every build holds it shared on each entry it
                                      uses, until it ends; gc removes only what it can take
                                      exclusively, together with the build lock
-  pins/<name>.json                   the keys each pinned release needs (gc keeps them)
+  pins/<name>.<digest>.json          the keys a pinned release needs (gc keeps them): one record
+                                     per pin content, so checkouts sharing the cache add theirs
   index/<hash>.json                  the key material a step was last built or reused with,
                                      so a rebuild can say *why* it runs ("params changed: ...")
   state.db                           remembered file digests (see digests.StatCache)
@@ -362,11 +363,17 @@ class Cache:
     # -- pinned releases -----------------------------------------------------------------------
 
     def record_pin(self, name: str, keys: Iterable[str]) -> None:
-        """Remember that pinned release `name` needs the entries `keys` (gc keeps them)."""
-        path = self.root / "pins" / f"{safe_name(name)}.json"
+        """Remember that pinned release `name` needs the entries `keys` (gc keeps them).
+
+        One record per pin content (its name and keys), never per name alone: two checkouts
+        that share this cache and each pin `name` differently keep both records, and gc keeps
+        the union. Writing the same content again (a pinned rebuild) changes nothing."""
+        unique = sorted(set(keys))
+        digest = hashlib.sha256(canonical_json({"name": name, "keys": unique}).encode()).hexdigest()[:16]
+        path = self.root / "pins" / f"{safe_name(name)}.{digest}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps({"name": name, "keys": sorted(set(keys))}, indent=2) + "\n")
+        tmp.write_text(json.dumps({"name": name, "keys": unique}, indent=2) + "\n")
         os.replace(tmp, path)
 
     def pinned_keys(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 from .keys import explain_change, flatten
-from .pins import (PINNED, SEAL, STRICT, UNPINNED, digest, pinned_values, quoted, section_digests, seal_of, short,
+from .pins import (PINNED, SEAL, UNPINNED, digest, pinned_values, quoted, section_digests, seal_of, short,
                    tool_versions)
 from .plan import Plan
 from .recipes import RecipeIndex, load_recipe_file
@@ -168,14 +168,42 @@ def check_pinned(cfg: DictConfig, pin: Pin, plan: Plan, file_digest: Callable[[P
 
 
 def _check_values(cfg: DictConfig, pin: Pin) -> None:
-    digests = section_digests(pinned_values(cfg))
-    changed = [s for s in STRICT if digests.get(s) != pin.lock["sections"].get(s)]
+    _check_every_pinned_value(cfg, pin)
+
+
+# Pinned values a pinned build may still set: where this machine keeps the programs that run
+# the artifacts to verify them (never make them; the pinned tolerances still apply). Besides
+# these, only what a pin leaves out may change (pins.UNPINNED: cache.*, jobs, force, dry_run,
+# allow_tool_drift) and Hydra's own settings (hydra.run.dir): none changes an artifact, a
+# check or a limit.
+MACHINE_LOCAL = ("verify.node", "verify.chromium")
+ALLOWED_OVERRIDES = "hydra.run.dir, cache.*, jobs, force, dry_run, allow_tool_drift, verify.node, verify.chromium"
+
+
+def _check_every_pinned_value(cfg: DictConfig, pin: Pin) -> None:
+    """Every pinned value, not only those that make the artifacts' bytes: a pinned build that
+    verified less (verify), timed otherwise (benchmark), passed other limits (gates) or read
+    the outputs as another task would still say "reproduced", and mean less by it."""
+    written = _machine_independent({k: v for k, v in pin.document.items() if k not in ("defaults", "lock")})
+    current = _machine_independent(pinned_values(cfg))
+    changed = sorted(k for k in set(written) | set(current) if k not in written or k not in current
+                     or digest(written[k]) != digest(current[k]))  # fmt: skip
     if changed:
-        differences = _differences(pin.document, pinned_values(cfg), changed)
+        differences = _differences(written, current, changed)
         raise ConfigError(
             f"{pin.name}: this build would not use the pinned values ({'; '.join(differences[:3])}): a command-line "
-            "override or a change in conf/ (a pinned build uses exactly its pin)"
+            f"override or a change in conf/ (a pinned build uses exactly its pin; it may set only {ALLOWED_OVERRIDES})"
         )
+
+
+def _machine_independent(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` without the MACHINE_LOCAL keys."""
+    kept = {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+    for dotted in MACHINE_LOCAL:
+        section, key = dotted.split(".", 1)
+        if isinstance(kept.get(section), dict):
+            kept[section].pop(key, None)
+    return kept
 
 
 def _check_plan(pin: Pin, plan: Plan) -> None:

@@ -9,16 +9,26 @@ files (builder source, data file, npm lockfile), every artifact's sha256 and siz
 step's cache key (which `tfbuild-cache gc` keeps), and `lock.seal`: the sha256 of the
 canonical JSON of the whole pin (defaults, values, lock) without the seal itself.
 
+Writing a pin is exclusive: `check_new_pin` takes the pin's lock (recipes/pinned/.NAME-
+VERSION.yaml.lock, an flock that goes with its process) before the build and `write_pin`
+lets go of it once the pin is in place, so of two builds making the same pin the second is
+refused before it builds; and the pin appears by an exclusive link (or, with pin_overwrite,
+a rename), so not even a writer that skipped the lock replaces a pin unasked.
+
 The seal makes hand edits evident; it is a checksum, not a signature: whoever recomputes it
 on purpose can forge a pin, as with any lockfile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import re
-from dataclasses import dataclass
+import uuid
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,13 +38,14 @@ from omegaconf import DictConfig, OmegaConf
 from . import __version__
 from .cache import cache_key
 from .errors import ConfigError
+from .exclusive import Busy, HeldLock, take
 from .keys import tool_version
 
 PINNED = "pinned"
 # The distributions whose versions decide the artifacts' bytes (the data step reads scikit-learn's).
 LOCKED_TOOLS = ("tensorflow", "tf-keras", "tensorflowjs", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
                 "scikit-learn")  # fmt: skip
-# Sections whose values make the artifacts: a pinned build must use exactly these.
+# Sections whose values make the artifacts' bytes (a pinned build uses every pinned value: pin_checks).
 STRICT = ("model", "data", "target", "precision", "train", "optimize", "export")
 # Never pinned: where and how this one build runs.
 UNPINNED = ("cache", "dry_run", "force", "jobs", "pin", "pin_overwrite", "allow_tool_drift", "lock", "sweep")
@@ -53,6 +64,24 @@ SHOWN = 60  # the longest value quoted in a message: a hand-edited pin may hold 
 class NewPin:
     path: Path
     version: str  # as the user typed it
+    # The pin's write lock, held from check_new_pin until write_pin (or this object goes).
+    lock: PinLock | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class PinLock:
+    """A pin's write lock, and the folders made to hold its file (removed again while empty)."""
+
+    held: HeldLock
+    made: tuple[Path, ...] = ()
+
+    def release(self) -> None:
+        if self.held.fd is None:
+            return
+        self.held.release(remove=True)
+        for folder in reversed(self.made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only ever removes an empty folder
 
 
 def tool_versions() -> dict[str, str]:
@@ -132,9 +161,29 @@ def check_new_pin(cfg: DictConfig, version: str, recipe: str | None, recipes_dir
     if len(path.name.encode()) > MAX_FILE_NAME:
         raise ConfigError(f"pin: the pin's file name {path.name[:40]}... would have {len(path.name.encode())} bytes "
                           f"(file systems allow {MAX_FILE_NAME}); choose a shorter version")  # fmt: skip
+    lock = _take_pin_lock(path)  # before looking: a pin another build is writing is refused, not raced
     if path.exists() and not cfg.pin_overwrite:
+        lock.release()
         raise ConfigError(f"pin: {path} exists; pins are not replaced unless you add pin_overwrite=true")
-    return NewPin(path, version)
+    new_pin = NewPin(path, version, lock)
+    weakref.finalize(new_pin, lock.release)  # a build that fails (or is refused later) lets go too
+    return new_pin
+
+
+def _take_pin_lock(path: Path) -> PinLock:
+    """Hold the lock of the pin at `path`; ConfigError (exit 2) when another build holds it."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    made = tuple(folder for folder in (path.parent.parent, path.parent) if not folder.exists())
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return PinLock(take(lock_path), made)
+    except Busy as busy:
+        holder = f" (pid {busy.pid})" if busy.pid else ""
+        raise ConfigError(f"pin: another tfbuild{holder} is writing {path}; a pin has one writer: wait for it "
+                          "(then pin_overwrite=true replaces it), or choose another version") from None  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"pin: cannot lock {lock_path} ({exc.strerror or exc}); pins are written under "
+                          "./recipes/pinned/, which must be writable") from None  # fmt: skip
 
 
 def write_pin(
@@ -189,9 +238,32 @@ def write_pin(
     assert seal_of(read_back) == document["lock"][SEAL], "a pin must read back as it was sealed"
     assert section_digests({k: read_back[k] for k in values}) == lock["sections"], "and its values as they were built"
     new_pin.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_pin.path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    tmp.replace(new_pin.path)
+    tmp = new_pin.path.with_name(f".{new_pin.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        if cfg.pin_overwrite:
+            os.replace(tmp, new_pin.path)
+        else:
+            _place_new(tmp, new_pin.path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if new_pin.lock is not None:
+            new_pin.lock.release()
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """`tmp` at `path`, whole, and only if no pin is there: a pin written meanwhile by a writer
+    that skipped the lock (an older tfbuild, a copy by hand) is never replaced unasked."""
+    taken = ConfigError(f"pin: {path} was written by someone else during this build; it is kept (pins are not "
+                        "replaced unless you add pin_overwrite=true)")  # fmt: skip
+    try:
+        os.link(tmp, path)  # atomic, and fails where anything is
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # a filesystem without hard links: the lock keeps other tfbuilds out; look once more
+        if os.path.lexists(path):
+            raise taken from None
+        os.replace(tmp, path)
 
 
 def decided_values(record: Mapping[str, Any]) -> dict[str, Any]:

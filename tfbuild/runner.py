@@ -31,7 +31,7 @@ from .plan import Plan, StepSpec
 from .remote_sync import RemoteSync
 from .results import (BUILT, CACHED, DOWNLOADED, FAILED, NOT_NEEDED, SKIPPED, TO_BUILD, BuildResult, Reporter,
                       SilentReporter, StepResult)  # fmt: skip
-from .run_folder import clear_owned, publish_tree
+from .run_folder import RunFolder
 from .step_job import Executor, InlineExecutor, Job, Outcome, one_line
 from .steps.base import StepKind
 
@@ -47,7 +47,7 @@ def run_plan(
     cache: Cache,
     registry: Mapping[str, StepKind],
     *,
-    run_dir: Path | None = None,
+    run_dir: Path | RunFolder | None = None,
     scope: str = "",
     force: bool | tuple[str, ...] = False,
     dry_run: bool = False,
@@ -59,7 +59,9 @@ def run_plan(
 ) -> BuildResult:
     """Build `plan`, publishing user-facing artifacts into `run_dir`.
 
-    `scope` (the recipe) names whose previous build a step is compared with to explain a
+    `run_dir`: a RunFolder its caller holds (and finishes), or a folder to hold for this walk
+    (refused if another build holds it or it would publish over the user's files). `scope`
+    (the recipe) names whose previous build a step is compared with to explain a
     rebuild. `quiet` wraps each step's work wherever it runs (the CLI sends TensorFlow's
     noise to a log file with it): with `workers` it must pickle (a module-level function or
     a functools.partial of one). `log_error` receives the full traceback of a failed step.
@@ -70,9 +72,11 @@ def run_plan(
     reporter = reporter or SilentReporter()
     # Every entry this build uses stays locked against gc until the build ends.
     with contextlib.ExitStack() as uses:
-        if run_dir is not None and not dry_run:
-            clear_owned(plan, run_dir)
-        walk = _Walk(plan, cache, registry, scope, force, dry_run, run_dir if not dry_run else None, reporter,
+        folder = run_dir if isinstance(run_dir, RunFolder) else None
+        if isinstance(run_dir, Path) and not dry_run:  # held for this walk: nothing is removed before it ends
+            folder = uses.enter_context(RunFolder.opened(run_dir, plan))
+            folder.check_free(plan)
+        walk = _Walk(plan, cache, registry, scope, force, dry_run, folder if not dry_run else None, reporter,
                      quiet, log_error, uses, workers or InlineExecutor(), remote)  # fmt: skip
         try:
             walk.run()
@@ -80,6 +84,8 @@ def run_plan(
             ended = getattr(reporter, "build_ended", None)
             if ended is not None:
                 ended()
+        if isinstance(run_dir, Path) and folder is not None:
+            folder.finish()
     return BuildResult([walk.results[s.name] for s in plan.steps])
 
 
@@ -115,7 +121,7 @@ class _Walk:
     exactly: each build ends before the next step is decided."""
 
     def __init__(self, plan: Plan, cache: Cache, registry: Mapping[str, StepKind], scope: str,
-                 force: bool | tuple[str, ...], dry_run: bool, publish_to: Path | None, reporter: Reporter,
+                 force: bool | tuple[str, ...], dry_run: bool, publish_to: RunFolder | None, reporter: Reporter,
                  quiet: Callable[[], ContextManager[Any]], log_error: Callable[[str], None],
                  uses: contextlib.ExitStack, executor: Executor, remote: RemoteSync | None) -> None:  # fmt: skip
         self.plan, self.cache, self.registry, self.scope = plan, cache, registry, scope
@@ -345,13 +351,13 @@ def _unneeded(spec: StepSpec, results: Mapping[str, StepResult]) -> StepResult |
     return StepResult(spec, NOT_NEEDED, f"{trigger.spec.name} passed")
 
 
-def _published(result: StepResult, run_dir: Path) -> StepResult:
+def _published(result: StepResult, run_dir: RunFolder) -> StepResult:
     """`result`, its artifacts published; or, when the run folder refuses them (full disk,
-    read-only folder), the step failed with that reason on one line."""
+    read-only folder, a file of the user's in the way), the step failed with that reason on one line."""
     try:
         publish(result, run_dir)
     except OSError as exc:
-        error = f"cannot publish into the run folder: {exc.strerror or exc} ({run_dir})"
+        error = f"cannot publish into the run folder: {exc.strerror or exc} ({run_dir.root})"
         return StepResult(result.spec, FAILED, result.reason, result.key, result.seconds, result.info, result.entry, error)
     return result
 
@@ -365,9 +371,10 @@ def step_material(
     return key_material(spec.kind, kind.version, spec.params, inputs, files, kind.tools)
 
 
-def publish(result: StepResult, run_dir: Path) -> None:
+def publish(result: StepResult, run_dir: RunFolder) -> None:
     """Copy (reflink where possible) a step's user-facing outputs into the run folder."""
     assert result.entry is not None
     for out in result.spec.outputs:
         if out.publish is not None:
-            publish_tree(result.entry.output_path(out.role), run_dir / out.publish)
+            digest = result.entry.manifest["outputs"][out.role]["sha256"]
+            run_dir.publish(out.publish, result.entry.output_path(out.role), digest)

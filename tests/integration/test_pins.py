@@ -196,10 +196,30 @@ def test_a_pin_made_before_seals_is_refused_with_how_to_re_pin(pinned, tmp_path)
     )
 
 
-def test_an_override_of_a_pinned_value_is_refused(pinned):
-    result = run_tfbuild("recipe=pinned/digits_all-1.0", "export.tflite.quantization=[float]", cwd=pinned)
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("export.tflite.quantization=[float]", "export.tflite.quantization"),  # one that changes artifacts
+        ("verify.enabled=false", "verify.enabled"),  # ... and ones that do not, yet change what "reproduced" means
+        ("benchmark.min_runs=1", "benchmark.min_runs"),
+        ("gates.max_bytes=100000000", "gates.max_bytes"),
+        ("task.outputs.label=classification", "task.outputs.label"),
+    ],
+)
+def test_an_override_of_a_pinned_value_is_refused(pinned, override, key):
+    result = run_tfbuild("recipe=pinned/digits_all-1.0", override, cwd=pinned)
     assert result.returncode == 2
-    assert "this build would not use the pinned values (export.tflite.quantization" in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"this build would not use the pinned values ({key}: pinned " in line
+    assert line.endswith("it may set only hydra.run.dir, cache.*, jobs, force, dry_run, allow_tool_drift, verify.node, "
+                         "verify.chromium)")  # fmt: skip
+
+
+def test_a_pinned_build_may_say_where_and_how_it_runs(pinned, tmp_path):
+    node = shutil.which("node") or "node"
+    result = run_tfbuild("recipe=pinned/digits_all-1.0", "jobs=1", f"verify.node={node}", f"hydra.run.dir={tmp_path / 'run'}",
+                         cwd=pinned, check=True)  # fmt: skip
+    assert "reproduced pinned/digits_all-1.0" in result.stdout
 
 
 def test_an_artifact_that_differs_from_the_lock_fails_after_building(pinned, tmp_path):

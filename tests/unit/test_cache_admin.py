@@ -114,6 +114,27 @@ def test_pins_the_cache_recorded_are_kept_wherever_gc_runs(cache_with_three_entr
     assert "2 kept for pinned recipes" in capsys.readouterr().out
 
 
+
+def test_checkouts_sharing_a_cache_keep_each_others_pins(cache_with_three_entries, monkeypatch, tmp_path, capsys):
+    """Two checkouts pin the same name with different steps, in separate processes sharing the
+    cache; neither record replaces the other, a pinned rebuild adds nothing, and gc keeps the union."""
+    root, keys = cache_with_three_entries
+    cache_dir = root / "outputs" / "cache"
+    record = ("import sys; from tfbuild.cache import Cache; "
+              "Cache(sys.argv[1]).record_pin('digits-1.0', sys.argv[2:])")  # fmt: skip
+    for checkout, pinned in (("a", ["data", "train"]), ("b", ["data", "export"]), ("a", ["train", "data"])):
+        (tmp_path / checkout).mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-c", record, str(cache_dir), *(keys[n] for n in pinned)], cwd=tmp_path / checkout,
+                       check=True)  # fmt: skip
+    assert len(list((cache_dir / "pins").glob("digits-1.0.*.json"))) == 2, "one record per pin content"
+    assert set(Cache(cache_dir).pinned_keys()) == set(keys.values())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["gc", "--max-size", "0", "--cache", str(cache_dir)])
+    assert {e.name for e in list_entries(cache_dir)} == {"data", "train", "export"}
+    assert "3 kept for pinned recipes" in capsys.readouterr().out
+
 MALFORMED_PINS = {
     "bad yaml": "lock: [unclosed\n",
     "steps not a mapping": "lock:\n  steps: [a, b]\n",

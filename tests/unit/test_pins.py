@@ -4,6 +4,9 @@ plan, with made-up artifact digests)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +19,7 @@ from tfbuild.cache import cache_key
 from tfbuild.digests import tree_digest, tree_files
 from tfbuild.errors import ConfigError
 from tfbuild.pin_checks import Pin, check_pinned, read_pin
-from tfbuild.recipes import RecipeIndex
+from tfbuild.recipes import PROJECT_ROOT, RecipeIndex
 from tfbuild.pins import MAX_VERSION, NewPin, check_new_pin, pin_path, seal_of, section_digests, typed_version, write_pin
 from tfbuild.resolver import resolve
 from tfbuild.runner import step_material
@@ -97,7 +100,7 @@ def plain_digest(path: Path) -> str:
     return tree_digest(tree_files(path))
 
 
-def write(cfg, folder: Path) -> tuple:
+def write(cfg, folder: Path, new_pin: NewPin | None = None) -> tuple:
     """(plan, path): `cfg` pinned by write_pin, with made-up artifact digests."""
     plan = resolve(cfg).plan
     materials = {s.name: step_material(s, REGISTRY[s.kind], {}, plain_digest) for s in plan.steps}
@@ -107,7 +110,7 @@ def write(cfg, folder: Path) -> tuple:
                       for s in plan.steps for o in s.outputs if o.publish],  # fmt: skip
     }
     path = folder / NAME
-    write_pin(NewPin(path, "1.0"), cfg, CHOICES, record, materials, "digits")
+    write_pin(new_pin or NewPin(path, "1.0"), cfg, CHOICES, record, materials, "digits")
     return plan, path
 
 
@@ -288,3 +291,131 @@ def test_section_digests_change_with_any_value():
     a = section_digests({"train": {"epochs": 5}, "model": {"name": "cnn"}})
     b = section_digests({"train": {"epochs": 6}, "model": {"name": "cnn"}})
     assert a["model"] == b["model"] and a["train"] != b["train"]
+
+
+# -- one writer per pin --------------------------------------------------------------------
+
+HOLD_PIN = ("import sys; from pathlib import Path; from omegaconf import OmegaConf; from tfbuild.pins import check_new_pin; "
+            "new_pin = check_new_pin(OmegaConf.create({'dry_run': False, 'pin_overwrite': sys.argv[2] == 'True'}), '1.0', "
+            "'digits', Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()")  # fmt: skip
+
+
+def hold_pin(recipes: Path, overwrite: bool = False) -> subprocess.Popen:
+    """A real second process that is making pin digits-1.0 (it holds the pin's lock as a pin= build
+    does, from its config check to its end), until its stdin closes."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_PIN, str(recipes), str(overwrite)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(holder.stdout.readline().strip()), daemon=True)
+    reader.start()
+    reader.join(60)  # a deadline, not a sleep
+    assert lines == ["held"], f"the holder did not take the pin's lock: {holder.poll()}"
+    return holder
+
+
+@pytest.mark.parametrize("first, second", [((), ()), ((), ("pin_overwrite=true",)), (("True",), ("pin_overwrite=true",))])
+def test_a_pin_has_one_writer_the_second_is_refused(compose_cfg, tmp_path, first, second):
+    recipes = tmp_path / "recipes"
+    holder = hold_pin(recipes, overwrite=bool(first))
+    try:
+        with pytest.raises(ConfigError) as info:
+            check_new_pin(compose_cfg("pin=1.0", *second), "1.0", "digits", recipes)
+    finally:
+        holder.communicate("", timeout=60)
+    assert str(info.value) == (f"pin: another tfbuild (pid {holder.pid}) is writing {recipes}/pinned/digits-1.0.yaml; "
+                               "a pin has one writer: wait for it (then pin_overwrite=true replaces it), or choose "
+                               "another version")  # fmt: skip
+    assert holder.returncode == 0 and not recipes.exists(), "its lock went with it, and the folders it made for it"
+    new_pin = check_new_pin(compose_cfg("pin=1.0", *second), "1.0", "digits", recipes)
+    assert new_pin.path == recipes / "pinned" / "digits-1.0.yaml"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_pin_written_during_the_build_is_never_replaced_unasked(compose_cfg, tmp_path, monkeypatch, overwrite):
+    """A writer that skipped the lock (a tfbuild before it, a copy by hand) wrote the pin meanwhile."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg("recipe=digits", "export.tflite.quantization=[float]", *(["pin_overwrite=true"] if overwrite else []))
+    new_pin = check_new_pin(cfg, "1.0", "digits", tmp_path / "recipes")
+    new_pin.path.write_text("# the other writer's pin\n")
+    if overwrite:  # asked for: replaced, as pin_overwrite says
+        write(cfg, tmp_path, new_pin)
+        assert "lock:" in new_pin.path.read_text()
+    else:
+        with pytest.raises(ConfigError, match=f"^pin: {new_pin.path} was written by someone else during this build; "
+                                              "it is kept"):  # fmt: skip
+            write(cfg, tmp_path, new_pin)
+        assert new_pin.path.read_text() == "# the other writer's pin\n"
+    assert [p.name for p in new_pin.path.parent.iterdir()] == ["digits-1.0.yaml"], "no lock or temporary file left"
+
+
+def test_a_pin_build_that_stops_lets_go_and_leaves_nothing(compose_cfg, tmp_path):
+    import gc
+
+    new_pin = check_new_pin(compose_cfg("pin=1.0"), "1.0", "digits", tmp_path / "recipes")
+    assert (tmp_path / "recipes" / "pinned" / ".digits-1.0.yaml.lock").exists()
+    del new_pin  # the build failed: nothing writes the pin
+    gc.collect()
+    assert not (tmp_path / "recipes").exists()
+    check_new_pin(compose_cfg("pin=1.0"), "1.0", "digits", tmp_path / "recipes")
+
+
+# -- a pinned build changes nothing pinned -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_pin(compose_cfg, tmp_path_factory):
+    """(cfg, plan, folder): recipe=digits pinned once for the tests that only read the pin."""
+    folder = tmp_path_factory.mktemp("shared_pin")
+    cfg = compose_cfg("recipe=digits", "export.tflite.quantization=[float]")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        plan, _ = write(cfg, folder)
+    return cfg, plan, folder
+
+
+@pytest.fixture()
+def read_only_pin(shared_pin, monkeypatch):
+    cfg, plan, folder = shared_pin
+    monkeypatch.chdir(folder)
+    return cfg, plan, folder / NAME
+
+ALLOWED = "hydra.run.dir, cache.*, jobs, force, dry_run, allow_tool_drift, verify.node, verify.chromium"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("verify.enabled=false", "verify.enabled"),
+        ("verify.samples=10", "verify.samples"),
+        ("verify.tolerances.tflite.float.max_abs_diff=0.5", "verify.tolerances.tflite.float.max_abs_diff"),
+        ("benchmark.enabled=false", "benchmark.enabled"),
+        ("benchmark.min_runs=3", "benchmark.min_runs"),
+        ("gates.min_accuracy=0.5", "gates.min_accuracy"),
+        ("gates.tflite.max_bytes=1000", "gates.tflite.max_bytes"),
+        ("task=regression", "task.name"),
+        ("train.epochs=6", "train.epochs"),
+        ("export.tflite.quantization=[float,int8]", "export.tflite.quantization"),
+        ("data.limit=100", "data.limit"),
+        ("model.params.filters=[4]", "model.params.filters"),
+        ("target.jit_compile=true", "target.jit_compile"),
+        ("optimize=prune", "optimize.epochs"),  # the first of the keys the group changes
+    ],
+)
+def test_a_pinned_build_refuses_every_override_of_a_pinned_value(read_only_pin, compose_cfg, override, key):
+    cfg, plan, path = read_only_pin
+    overridden = load(path, compose_cfg("recipe=digits", "export.tflite.quantization=[float]", override))
+    with pytest.raises(ConfigError) as info:
+        check(overridden, plan, path)
+    message = str(info.value)
+    assert message.startswith(f"{NAME}: this build would not use the pinned values ({key}: pinned ")
+    assert message.endswith(f"(a pinned build uses exactly its pin; it may set only {ALLOWED})") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [("cache.dir=/elsewhere/cache",), ("cache.remote=file:///shared/cache", "cache.remote_mode=readwrite"), ("jobs=1",),
+     ("force=true",), ("dry_run=true",), ("verify.node=/opt/node/bin/node",), ("verify.chromium=/usr/bin/chromium",)],
+)
+def test_a_pinned_build_may_set_where_and_how_it_runs(read_only_pin, compose_cfg, overrides):
+    cfg, plan, path = read_only_pin
+    assert check(load(path, compose_cfg("recipe=digits", "export.tflite.quantization=[float]", *overrides)), plan, path) == []
