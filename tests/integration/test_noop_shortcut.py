@@ -224,3 +224,182 @@ def test_commands_a_stamp_never_stands_for_go_through_hydra(tmp_path, shared_cac
             assert result.returncode == 0 and "SHORTCUT=False" in result.stderr, result.stderr
     assert not (project / "outputs" / "runs" / "tiny" / "latest").exists(), "a dry run leaves no run folder to link"
     assert not (project / "elsewhere" / "latest").exists() and not (project / "latest").exists()
+
+
+# -- a stale plan is never reused (issue 24): what a stat of the watched paths alone missed ----
+# Each case stamps a project, changes it, and shows the next command plans again and rebuilds
+# what the change touches, for a reason that names it; then that the new state is stamped in
+# turn. Values are this test's own, so that no other test has cached the rebuilt keys.
+
+
+def relink(path: Path, store: Path) -> Path:
+    """Move `path` into `store` and leave a link in its place: where the user's file now lives."""
+    store.mkdir(exist_ok=True)
+    target = store / path.name
+    path.rename(target)
+    path.symlink_to(os.path.relpath(target, path.parent))
+    return target
+
+
+def set_learning_rate(recipe: Path, rate: str) -> None:
+    recipe.write_text(recipe.read_text().replace("learning_rate: 0.01", f"learning_rate: {rate}"))
+
+
+def quote_env(form: str) -> Callable[[Path], None]:
+    def setup(project: Path) -> None:
+        recipe = project / "recipes" / "tiny.yaml"
+        recipe.write_text(recipe.read_text().replace("${oc.env:TINY_WIDTH,'4'}", form))
+
+    return setup
+
+
+def optional_import(builder: str, extra: dict[str, str] | None = None) -> Callable[[Path], None]:
+    def setup(project: Path) -> None:
+        (project / "my_models.py").write_text(builder)
+        for name, text in (extra or {}).items():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).write_text(text)
+
+    return setup
+
+
+OPTIONAL_TOP = BUILDER.replace("import tf_keras as keras\n", """import tf_keras as keras
+
+try:
+    from helpers_opt import WIDTH
+except ImportError:
+    WIDTH = 4
+""").replace("int(width)", "int(WIDTH)")
+OPTIONAL_INSIDE = BUILDER.replace("    inputs = keras.Input(input_shape)\n", """    inputs = keras.Input(input_shape)
+    try:
+        import helpers_opt
+        width = helpers_opt.WIDTH + 1
+    except ImportError:
+        pass
+""")
+OPTIONAL_IN_PACKAGE = BUILDER.replace("import tf_keras as keras\n", """import tf_keras as keras
+
+try:
+    from mylib.opt import WIDTH
+except ImportError:
+    WIDTH = 4
+""").replace("int(width)", "int(WIDTH)")
+
+
+def write(name: str, text: str) -> Callable[[Path], None]:
+    return lambda project: (project / name).write_text(text)
+
+
+RETRAINED = {"data": "cached", "train": "built", "saved_model": "built"}
+# (set the project up, change it, environment after the change, statuses, the first rebuilt step's reason)
+STALE: dict[str, tuple[Callable[[Path], None], Callable[[Path], None], dict[str, str], dict[str, str], str]] = {
+    "a linked recipe, edited at its target": (
+        lambda p: relink(p / "recipes" / "tiny.yaml", p / "shared"),
+        lambda p: set_learning_rate(p / "shared" / "tiny.yaml", "0.031"), {}, RETRAINED,
+        "params changed (learning_rate: 0.01 -> 0.031)"),
+    "a recipe in a linked folder, edited there": (
+        lambda p: relink(p / "recipes", p / "team"),
+        lambda p: set_learning_rate(p / "team" / "recipes" / "tiny.yaml", "0.032"), {}, RETRAINED,
+        "params changed (learning_rate: 0.01 -> 0.032)"),
+    "a linked builder module, edited at its target": (
+        lambda p: relink(p / "my_models.py", p / "lib"),
+        lambda p: (p / "lib" / "my_models.py").write_text(BUILDER + "\n# edited where the link points\n"), {},
+        {"data": "cached", "train": "built", "saved_model": "cached"}, "input changed (builder)"),
+    "a linked data file, rewritten at its target": (
+        lambda p: relink(p / "data.npz", p / "store"), lambda p: write_data(p / "store", seed=31), {},
+        {"data": "built", "train": "built", "saved_model": "built"}, "input changed (source)"),
+    "oc.env with a double-quoted name": (
+        quote_env('${oc.env:"TINY_WIDTH",\'4\'}'), lambda p: None, {"TINY_WIDTH": "5"}, RETRAINED, "params changed"),
+    "oc.env with a single-quoted name and spaces": (
+        quote_env("${oc.env: 'TINY_WIDTH' , '4'}"), lambda p: None, {"TINY_WIDTH": "7"}, RETRAINED, "params changed"),
+    "a builder's optional module appearing": (
+        optional_import(OPTIONAL_TOP), write("helpers_opt.py", "WIDTH = 5\n"), {}, RETRAINED,
+        "input changed (builder:helpers_opt.py)"),
+    "a module a builder imports in its function appearing": (
+        optional_import(OPTIONAL_INSIDE), write("helpers_opt.py", "WIDTH = 2\n"), {}, RETRAINED,
+        "input changed (builder:helpers_opt.py)"),
+    "a package's optional submodule appearing": (
+        optional_import(OPTIONAL_IN_PACKAGE, {"mylib/__init__.py": ""}), write("mylib/opt.py", "WIDTH = 3\n"), {},
+        RETRAINED, "input changed (builder:mylib/opt.py)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(STALE))
+def test_a_stale_plan_is_never_reused(case, tmp_path, shared_cache):
+    setup, change, env, expected, reason = STALE[case]
+    project = make_project(tmp_path)
+    setup(project)
+    tfbuild(project, shared_cache)
+    assert tfbuild(project, shared_cache)[0], "the repeat takes the stamp: the setup keeps the shortcut"
+
+    change(project)
+    shortcut, steps = tfbuild(project, shared_cache, env=env)
+    assert not shortcut, "planned again: the stamp's plan is stale"
+    assert statuses(steps) == expected
+    first_built = next(s for s in steps.values() if s["status"] == "built")
+    assert first_built["reason"].startswith(reason), first_built["reason"]
+    again, steps = tfbuild(project, shared_cache, env=env)
+    assert again and statuses(steps) == ALL_CACHED
+
+
+def test_a_recipes_folder_made_after_the_stamp_is_noticed(tmp_path, shared_cache):
+    """`recipe=tiny` first found in tfbuild's own recipes/ (a copy of tfbuild, first on
+    PYTHONPATH), then in a ./recipes the user makes: the user's wins, from the next command on."""
+    copy = tmp_path / "tfbuild-copy"
+    for part in ("tfbuild", "conf", "recipes"):
+        shutil.copytree(PROJECT_ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(copy)}
+    project = make_project(tmp_path / "project")
+    (project / "recipes" / "tiny.yaml").rename(copy / "recipes" / "tiny.yaml")
+    (project / "recipes").rmdir()
+    tfbuild(project, shared_cache, env=env)
+    assert tfbuild(project, shared_cache, env=env)[0]
+
+    (project / "recipes").mkdir()
+    (project / "recipes" / "tiny.yaml").write_text(RECIPE.replace("learning_rate: 0.01", "learning_rate: 0.033"))
+    shortcut, steps = tfbuild(project, shared_cache, env=env)
+    assert not shortcut and statuses(steps) == RETRAINED
+    assert steps["train"]["reason"].startswith("params changed (learning_rate: 0.01 -> 0.033)")
+    assert tfbuild(project, shared_cache, env=env)[0]
+
+
+TFRECORD_RECIPE = RECIPE.replace("  - override /data: npz", "  - override /data: tfrecord").replace(
+    "  path: data.npz\n",
+    "  path: PATTERN\n  spec: {x: {dtype: float32, shape: [6]}, y: {dtype: int64, shape: []}}\n  label: y\n",
+)
+
+
+def shard(path: Path, seed: int) -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for x in rng.normal(size=(40, 6)).astype(np.float32):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=x)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x[0] > 0)])),
+            }))  # fmt: skip
+            writer.write(example.SerializeToString())
+
+
+@pytest.mark.parametrize(("pattern", "shards", "new", "seed"), [
+    ("shards/*.tfrecord", ["shards/a.tfrecord", "shards/b.tfrecord"], "shards/c.tfrecord", 40),
+    ("shards/*/part.tfrecord", ["shards/1/part.tfrecord", "shards/3/part.tfrecord"], "shards/4/part.tfrecord", 50),
+    ("shards/*/part.tfrecord", ["shards/1/part.tfrecord", "shards/3/part.tfrecord"], "shards/2/part.tfrecord", 60),
+])  # fmt: skip
+def test_a_new_file_matching_a_tfrecord_glob_is_noticed(tmp_path, shared_cache, pattern, shards, new, seed):
+    """A new match in a folder the glob lists, in a new folder, in a folder it looks into."""
+    project = make_project(tmp_path)
+    (project / "recipes" / "tiny.yaml").write_text(TFRECORD_RECIPE.replace("PATTERN", pattern))
+    (project / "shards" / "2").mkdir(parents=True)  # listed by a glob `shards/*/...`, no match in it yet
+    for i, name in enumerate(shards):
+        shard(project / name, seed + i)
+    tfbuild(project, shared_cache)
+    assert tfbuild(project, shared_cache)[0]
+
+    shard(project / new, seed + 9)
+    shortcut, steps = tfbuild(project, shared_cache)
+    assert not shortcut and statuses(steps) == {"data": "built", "train": "built", "saved_model": "built"}
+    assert steps["data"]["reason"].startswith("input changed (source."), steps["data"]["reason"]
+    assert tfbuild(project, shared_cache)[0]
