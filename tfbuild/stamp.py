@@ -18,8 +18,8 @@ folder) that records
 A later command with the same arguments, whose recorded files all keep their stat signature
 (size, mtime, ctime, inode, device: ctime cannot be set back by hand; for a symlink, the
 link's and its target's, trees walked through links as digests.walk does) and whose
-environment matches, hands the stamp's plan to `run_build`. Every step's key is still computed from its
-input files and tool versions, and every cache entry checked, exactly as after Hydra: the
+environment matches, hands the stamp's plan to `run_build`. Every step's key is still
+computed from its input files and tool versions, and every cache entry checked, exactly as after Hydra: the
 stamp saves composing and planning, never a key. Anything else (other arguments, an edit,
 a stamp that does not read or whose seal is wrong)
 goes the long way, which writes a new stamp.
