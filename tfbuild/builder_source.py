@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .errors import ConfigError, did_you_mean
+from .project import watch_for_planning
 
 KEY = "model._target_"
 # The builder is called as builder(input_shape, num_classes, **model.params).
@@ -122,6 +123,27 @@ def find_module(name: str, path: Sequence[str]) -> Module | None:
             folders = [str(file.parent)]
         locations = folders
     return None
+
+
+def absent_locations(name: str, path: Sequence[str]) -> list[Path]:
+    """Where the module `name`, which `find_module` does not find, would appear if a user
+    made it: the project-side folders (not the standard library's, not installed packages')
+    that Python's path finder looked into for the part of the name it could not find. A new
+    module there adds an entry to the folder, which changes its stat. Empty where it could
+    never appear (a part of the name is a plain module, which has no submodules)."""
+    locations = [entry or "." for entry in path]
+    for depth, part in enumerate(name.split("."), start=1):
+        spec = PathFinder.find_spec(part, locations)
+        if spec is None:
+            folders = [Path(entry).absolute() for entry in locations if Path(entry).is_dir()]
+            return [folder for folder in folders if where(folder) == "project"]
+        if spec.submodule_search_locations is None:
+            return []
+        if spec.has_location and spec.origin and depth < len(name.split(".")):
+            locations = [str(Path(spec.origin).parent)]
+        else:
+            locations = [str(Path(entry) / part) for entry in locations if (Path(entry) / part).is_dir()]
+    return []
 
 
 def _search_root(file: Path, path: Sequence[str]) -> Path:
@@ -239,13 +261,19 @@ def key_files(
     transitively (package `__init__.py` files on the way included). Other installed packages
     and the standard library are keyed by tool versions, not here. For a builder from an
     installed package, that package's own files count as the user's code. Roles are `role`
-    for the module itself and `role:relative/path.py` for the others."""
+    for the module itself and `role:relative/path.py` for the others.
+
+    An import that finds nothing (`try: from helpers_opt import WIDTH except ImportError:`)
+    keys nothing; the project folders where that module would appear are noted for the no-op
+    stamp (project.watch_for_planning), so that the command after it appears plans again and
+    this key then holds it."""
 
     def ours(found: Module) -> bool:
         kind = where(found.file)
         return kind == "project" or (kind == "installed" and found.name.split(".")[0] == installed_package)
 
     files: dict[Path, Path] = {}  # file -> its search root
+    missing: set[Path] = set()  # folders where an import that found nothing would find its module
     queue = [module]
     while queue:
         current = queue.pop()
@@ -256,8 +284,11 @@ def key_files(
         queue += [Module(name, init, current.root, is_package=True) for name, init in current.package_files]
         for name in imported_modules(current, key):
             found = find_module(name, path)
-            if found is not None and ours(found):
+            if found is None:
+                missing.update(absent_locations(name, path))
+            elif ours(found):
                 queue.append(found)
+    watch_for_planning(sorted(missing))
     roles: dict[str, str] = {}
     for file, root in files.items():
         roles[role if file == module.file else f"{role}:{_relative(file, root)}"] = str(file.absolute())

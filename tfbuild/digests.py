@@ -10,14 +10,19 @@ is moved aside and rebuilt, or digests are kept in memory for this run).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import sqlite3
+import stat
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import ConfigError
 
 CHUNK = 1 << 20
 
@@ -37,14 +42,139 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_files(root: Path, hasher=sha256_file) -> list[FileRecord]:
-    """Every file under `root` (or `root` itself), sorted, with its digest and size."""
-    if root.is_file():
-        return [FileRecord("", hasher(root), root.stat().st_size)]
-    records = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        records.append(FileRecord(path.relative_to(root).as_posix(), hasher(path), path.stat().st_size))
-    return records
+def tree_files(root: Path, hasher: Hasher | None = None, key: str | None = None) -> list[FileRecord]:
+    """Every file under `root` (or `root` itself), sorted, with its digest and size, read
+    through symlinks as `walk` says (InputPathError naming `key` for what it refuses)."""
+    hasher = hasher or (lambda path, st: sha256_file(path))
+    records = [FileRecord(e.name, hasher(e.path, e.st), e.st.st_size) for e in walk(Path(root), refuse(key)) if e.is_file]
+    # Sorted as paths (part by part: "a/b" before "a-c"), as digests always were.
+    return sorted(records, key=lambda record: record.path.split("/"))
+
+
+# -- the symlink rule ----------------------------------------------------------------------------
+#
+# One rule for every path tfbuild hashes into a key or watches for the no-op stamp (model.path,
+# data paths, image folders, TFRecord globs, builder and model.modules sources, recipes and
+# conf): symlinks are followed, and a link's target is read under the link's own name, so its
+# bytes are in the key and an edit at the target changes it. What cannot be read that way is
+# refused rather than skipped, since skipping is how bytes escape a key: a dangling link, a link
+# cycle, a folder reached a second time (through a link: it would be hashed twice, or forever),
+# and anything that is not a regular file or a folder (a FIFO blocks the reader, a device never
+# ends). Cache entries hold regular files only (step_job.output_records refuses links).
+
+
+class InputPathError(ConfigError):
+    """A path tfbuild would hash that is missing or breaks the symlink rule; one line."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # relative to the root ("" for the root), through links: a link keeps its own name
+    path: Path  # the root joined with `name`: opening it follows the links on the way
+    st: os.stat_result  # its stat, links followed
+    is_link: bool  # the entry itself is a symlink
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.st.st_mode)
+
+
+Hasher = Callable[[Path, os.stat_result], str]
+Problem = Callable[[Path, str], None]  # called with a path `walk` will not read, and why
+
+
+def refuse(key: str | None = None) -> Problem:
+    """The problem handler of hashing: raise InputPathError naming `key`, the setting that led there."""
+
+    def raise_it(path: Path, why: str) -> None:
+        raise InputPathError(f"{key + ': ' if key else ''}{path}: {why}")
+
+    return raise_it
+
+
+def check_tree(path: str | Path, key: str) -> None:
+    """Refuse now, naming `key`, what hashing `path` would refuse later (planning calls this)."""
+    for _ in walk(Path(path), refuse(key)):
+        pass
+
+
+def walk(root: Path, problem: Problem, prune: Callable[[str], bool] = lambda name: False) -> Iterator[Entry]:
+    """`root` and every file and folder under it, links followed (the symlink rule above).
+    Each thing the rule refuses goes to `problem` instead (hashing raises; the stamp watches
+    it as it is) and is not descended into. `prune(name)`: folders not to enter."""
+    st = _stat(root, problem)
+    if st is None:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        problem(root, _not_regular(st))
+        return
+    yield Entry("", root, st, root.is_symlink())
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    seen = {(st.st_dev, st.st_ino): ""}  # folders reached so far (device, inode) -> their name
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                children = sorted(listing, key=lambda child: child.name)
+        except OSError as exc:
+            problem(folder, f"cannot be listed ({exc.strerror})")
+            continue
+        for child in children:
+            path, name = Path(child.path), prefix + child.name
+            is_link = child.is_symlink()
+            child_st = _stat(path, problem) if is_link else _lstat(child, problem)
+            if child_st is None:
+                continue
+            if stat.S_ISDIR(child_st.st_mode):
+                if prune(child.name):
+                    continue
+                first = seen.setdefault((child_st.st_dev, child_st.st_ino), name)
+                if first != name:
+                    problem(path, _second_time(root, name, first))
+                    continue
+                yield Entry(name, path, child_st, is_link)
+                stack.append((name + "/", path))
+            elif stat.S_ISREG(child_st.st_mode):
+                yield Entry(name, path, child_st, is_link)
+            else:
+                problem(path, _not_regular(child_st))
+
+
+def _stat(path: Path, problem: Problem) -> os.stat_result | None:
+    """`path`'s stat through its links; None (after telling `problem`) where there is none."""
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            problem(path, "a symlink cycle (its links lead back to themselves)")
+        elif os.path.islink(path) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            problem(path, f"a dangling symlink (its target {os.readlink(path)} does not exist)")
+        elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            problem(path, "no such file or folder")
+        else:
+            problem(path, f"cannot be read ({exc.strerror})")
+        return None
+
+
+def _lstat(child: os.DirEntry, problem: Problem) -> os.stat_result | None:
+    try:
+        return child.stat(follow_symlinks=False)
+    except OSError as exc:  # removed while listed
+        problem(Path(child.path), f"cannot be read ({exc.strerror})")
+        return None
+
+
+def _second_time(root: Path, name: str, first: str) -> str:
+    if first == "" or name.startswith(first + "/"):
+        return f"a symlink cycle (it leads back to {root / first if first else root})"
+    return f"reaches the folder already read as {root / first} a second time (link to a folder from one place only)"
+
+
+def _not_regular(st: os.stat_result) -> str:
+    kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+    return f"{kind}, not a regular file or folder"
 
 
 def tree_digest(records: list[FileRecord]) -> str:
@@ -119,7 +249,8 @@ class StatCache:
             self._db = self._open(":memory:")
 
     def file_digest(self, path: Path, st: os.stat_result | None = None) -> str:
-        """sha256 of `path`; `st`, when given, is its lstat taken just before (saves a syscall)."""
+        """sha256 of `path`; `st`, when given, is its stat (links followed) taken just before
+        (saves a syscall). Remembered under the path as named (a link's own), with its target's stat."""
         path = Path(os.path.abspath(path))
         st = st or path.stat()
         rows = self._execute(
@@ -143,7 +274,8 @@ class StatCache:
         )
 
     def digest(self, path: Path) -> str:
-        """The digest of a file or a folder, reading only files whose stat changed."""
+        """The digest of a file or a folder, reading only files whose stat changed; links are
+        followed and the rest of the symlink rule enforced (InputPathError)."""
         return tree_digest(tree_files(Path(path), hasher=self.file_digest))
 
     def close(self) -> None:

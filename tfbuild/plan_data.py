@@ -16,7 +16,9 @@ from omegaconf import DictConfig, ListConfig
 from .errors import ConfigError, did_you_mean
 from .artifacts import DATA
 from .datasets.limits import check_sample_values
+from .digests import check_tree
 from .plan import OutputSpec, StepSpec
+from .project import watch_for_planning
 from .schema_checks import plain
 
 
@@ -121,16 +123,33 @@ def _source_files(data: DictConfig, source: str) -> dict[str, str]:
     if not data.path:
         raise ConfigError(f"data.path must be set (data={source} reads {_what(source)}), or data.train/validation/test")
     if source == "tfrecord" and glob.has_magic(data.path):
-        matches = sorted(glob.glob(os.path.expanduser(data.path)))
-        if not matches:
-            raise ConfigError(f"data.path: no file matches '{data.path}'")
-        return {f"source.{i}": os.path.abspath(m) for i, m in enumerate(matches)}
+        return _glob_files(data.path)
     return {"source": _existing(data.path, "data.path", source)}
 
 
+def _glob_files(pattern: str) -> dict[str, str]:
+    """The files a TFRecord glob matches, in order. The folders it reads are watched by the
+    no-op stamp: a file that starts to match must send the next command through planning."""
+    from .datasets.sources.tfrecord import glob_folders
+
+    watch_for_planning(glob_folders(pattern))
+    matches = sorted(glob.glob(os.path.expanduser(pattern)))
+    if not matches:
+        raise ConfigError(f"data.path: no file matches '{pattern}'")
+    for match in matches:
+        check_tree(match, "data.path")  # a dangling link that matches is refused, not skipped
+        if not os.path.isfile(match):
+            raise ConfigError(f"data.path: '{pattern}' matches the folder '{match}'; a TFRecord glob matches files")
+    return {f"source.{i}": os.path.abspath(m) for i, m in enumerate(matches)}
+
+
 def _existing(path: str, key: str, source: str) -> str:
+    """The absolute path (links kept: their targets are read and keyed under the link's name),
+    checked by the symlink rule (digests.walk) now rather than when it is hashed."""
     full = os.path.expanduser(path)
     want_folder = source == "images"
+    if os.path.lexists(full):
+        check_tree(full, key)
     if want_folder and not os.path.isdir(full):
         raise ConfigError(f"{key}: no such folder '{path}' (data=images reads a folder with one subfolder per class)")
     if not want_folder and not os.path.isfile(full):

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .checks import effective_precision
+from .digests import check_tree
 from .errors import ConfigError, did_you_mean
 from .models import BUILDERS
 from .artifacts import KERAS_MODEL
@@ -155,6 +156,10 @@ def _model_file(model: DictConfig, modules: list[str]) -> tuple[str, str]:
         raise ConfigError(f"model.params.{next(iter(model.params))}: model=file loads a trained model; it has no builder parameters")
     from .models.model_file import check_custom_objects, check_trusted, inspect_model_file
 
+    if os.path.lexists(os.path.expanduser(model.path)):
+        # Links are read through (a SavedModel's variables/ may be one), under their own
+        # names; a dangling one, a cycle or a folder reached twice is refused now, naming the key.
+        check_tree(os.path.expanduser(model.path), "model.path")
     info = inspect_model_file(os.path.expanduser(model.path))
     check_trusted(info, model.trust_code)
     check_custom_objects(info, modules)

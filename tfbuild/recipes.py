@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf._utils import get_yaml_loader
 from omegaconf.errors import OmegaConfBaseException
 
-from .digests import is_racy
+from .digests import is_racy, walk
 from .errors import ConfigError
 from .project import CONF_DIR, PROJECT_ROOT, recipe_dirs
 
@@ -71,11 +71,17 @@ class RecipeIndex:
 
 
 def discover(dirs: list[Path]) -> RecipeIndex:
-    """Every `*.yaml` under `dirs`, named by its path inside its folder; no file is opened."""
+    """Every `*.yaml` under `dirs`, named by its path inside its folder; no file is opened.
+    Symlinks are followed as Hydra follows them when it composes (digests.walk, the one rule
+    for links); one that cannot be (dangling, a cycle) is listed all the same where it names
+    a `.yaml`, so that selecting it gives the reason, and it touches no other recipe."""
     files: dict[str, Path] = {}
     for folder in dirs:
-        for path in sorted(folder.rglob("*.yaml")):
-            files.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
+        refused: list[Path] = []
+        found = [entry.path for entry in walk(folder, lambda path, why: refused.append(path)) if entry.is_file]
+        for path in sorted([*found, *refused]):
+            if path.name.endswith(".yaml"):
+                files.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
     return RecipeIndex(dirs=tuple(dirs), files=files)
 
 

@@ -7,16 +7,19 @@ good build leaves a stamp in the cache (stamps/NAME.json, NAME from the argument
 folder) that records
 
 - what the composition was made from: the arguments, the folder, the Python, every file and
-  folder of the config trees (tfbuild's conf/, ./conf, the recipe folders) and of tfbuild's
-  own source, Hydra's and OmegaConf's installs, the plan's input files (data, builders), and
-  the environment variables a plan may read (TF_*, CUDA_*, TPU_*, TFBUILD_*, PATH, PYTHON*,
-  and every `oc.env` the config names);
+  folder of the config trees (tfbuild's conf/, ./conf, the recipe folders, those two also
+  while they do not exist) and of tfbuild's own source, Hydra's and OmegaConf's installs, the
+  plan's input files (data, builders), the folders planning looked into and found something
+  missing or matched a glob in (project.watch_for_planning), and the environment variables a
+  plan may read (TF_*, CUDA_*, TPU_*, TFBUILD_*, PATH, PYTHON*, and every `oc.env` the config
+  names);
 - what it made: the plan, the resolved config, Hydra's .hydra/ record, the run folder pattern.
 
 A later command with the same arguments, whose recorded files all keep their stat signature
-(size, mtime, ctime, inode, device: ctime cannot be set back by hand) and whose environment
-matches, hands the stamp's plan to `run_build`. Every step's key is still computed from its
-input files and tool versions, and every cache entry checked, exactly as after Hydra: the
+(size, mtime, ctime, inode, device: ctime cannot be set back by hand; for a symlink, the
+link's and its target's, trees walked through links as digests.walk does) and whose
+environment matches, hands the stamp's plan to `run_build`. Every step's key is still
+computed from its input files and tool versions, and every cache entry checked, exactly as after Hydra: the
 stamp saves composing and planning, never a key. Anything else (other arguments, an edit,
 a stamp that does not read or whose seal is wrong)
 goes the long way, which writes a new stamp.
@@ -28,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import time
 from datetime import datetime
@@ -36,17 +40,21 @@ from typing import Any, Iterable, Mapping
 
 from .build import Build, build_exit_code
 from .cache import Cache, canonical_json
-from .digests import RACY_NS, stat_signature
+from .digests import RACY_NS, stat_signature, walk
 from .plan import OutputSpec, Plan, StepSpec
-from .project import config_dirs
+from .project import config_dirs, planning_watched
 from .run_folder import latest_link
 
-FORMAT = 1
+FORMAT = 2  # 2: symlinks' targets, folders planning looked into
 DEFAULT_CACHE_DIR = "outputs/cache"  # conf/config.yaml's cache.dir; a stamp records the real one
 RUN_NAME = "${tfbuild_run_name:${hydra:runtime.choices.recipe}}"  # conf/config.yaml's hydra.run.dir
 _NOW = re.compile(r"\$\{now:([^{}]*)\}")
 _ENV = re.compile(r"^(TF_|TPU_|CUDA_|NVIDIA_|TFBUILD_|PYTHON)|^PATH$")
-_OC_ENV = re.compile(r"oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+# `oc.env` and its variable's name as OmegaConf reads it: bare, or in either quotes, with
+# spaces around. Every use must match, or the config is not stamped (a name made by another
+# interpolation, an escape: which variable it reads is OmegaConf's to say at compose time).
+_OC_ENV_USE = re.compile(r"oc\.env\b")
+_OC_ENV = re.compile(r"""oc\.env\s*:\s*(?:"([^"\\$]*)"|'([^'\\$]*)'|([^\s"'\\$,{}:]+))\s*[,}]""")
 _RUN_DIR = "\0run_dir\0"  # stands for the run folder in a stored .hydra/ file
 RACY_CONTENT_LIMIT = 1 << 20  # a bigger file changed a moment ago: no stamp this time
 
@@ -82,7 +90,9 @@ def record(args: list[str], build: Build, *, run_dir_pattern: str, config_text: 
         fingerprints = {path: _fingerprint(path) for path in watched}
     except OSError:
         return  # a file that cannot be read now could not be compared later
-    extra = sorted(set(_OC_ENV.findall(config_text)) | {n for a in args for n in _OC_ENV.findall(a)})
+    extra = env_names([*_strings(config_text), *args])
+    if extra is None:
+        return
     plan = _plan_document(build.plan)
     if _plan_from(json.loads(json.dumps(plan))) != build.plan:
         return  # a param JSON cannot carry exactly: the long way keeps it right
@@ -192,6 +202,36 @@ def _cache_dir_for(args: list[str], cwd: Path) -> Path | None:
     return (cwd / Path(value).expanduser()).absolute()
 
 
+def env_names(texts: Iterable[str]) -> list[str] | None:
+    """Every environment variable an `oc.env` in `texts` reads; None when one names its
+    variable in a way this cannot read for sure."""
+    names: set[str] = set()
+    for text in texts:
+        found = _OC_ENV.findall(text)
+        if len(found) != len(_OC_ENV_USE.findall(text)):
+            return None
+        names.update(quoted or single or bare for quoted, single, bare in found)
+    return sorted(names)
+
+
+def _strings(config_text: str) -> list[str]:
+    """Every key and string value of a config dumped as YAML (the dump quotes and escapes
+    them its own way: `'${oc.env:''NAME''}'`)."""
+    import yaml
+
+    found: list[str] = []
+    stack = [yaml.safe_load(config_text)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack += [*map(str, value), *value.values()]
+        elif isinstance(value, list):
+            stack += value
+    return found
+
+
 def _environment(env: Mapping[str, str], extra: Iterable[str]) -> dict[str, str | None]:
     names = {name for name in env if _ENV.match(name)} | set(extra)
     return {name: env.get(name) for name in sorted(names)}
@@ -206,54 +246,90 @@ def _watched(plan: Plan) -> list[str]:
     paths = [str(p) for root in roots for p in _tree(root)]
     paths += [hydra.__file__ or "", omegaconf.__file__ or ""]
     paths += [str(p) for step in plan.steps for f in step.files.values() for p in _tree(Path(f))]
+    paths += planning_watched()  # the folders themselves: an entry added there changes their stat
     return sorted(set(paths))
 
 
 def _tree(root: Path) -> list[Path]:
-    """`root` and, for a folder, everything under it (bytecode caches aside); a missing root
-    is still watched, so that creating it is noticed."""
+    """`root` and, for a folder, everything under it, through symlinks as hashing reads it
+    (bytecode caches aside). What hashing would refuse (a dangling link, a cycle) is watched
+    as it is, not entered; a missing root is still watched, so that creating it is noticed."""
     root = root.absolute()
-    found = [root]
-    if root.is_dir():
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
-            found += [Path(folder, name) for name in [*dirs, *files] if not name.endswith(".pyc")]
-    return found
+    refused: list[Path] = []
+    entries = walk(root, lambda path, why: refused.append(path), prune=_bytecode)
+    return [root, *(e.path for e in entries if e.name and not e.name.endswith(".pyc")), *refused]
+
+
+def _bytecode(name: str) -> bool:
+    return name == "__pycache__"
 
 
 def _fingerprint(path: str) -> dict[str, Any] | None:
     """How a stamp knows `path` again: its stat signature; or, when it changed so recently that
     an edit within the same clock tick could keep that signature (git's "racy" files), its
-    content (a folder's: its names). None: missing, and must stay so."""
+    content (a folder's: its names). A symlink also by its target's ("target": None for a
+    dangling one, which must stay so): editing the file a link names changes only the target.
+    None: missing, and must stay so."""
     try:
         st = os.lstat(path)
     except OSError:
         return None
-    if time.time_ns() - st.st_ctime_ns >= RACY_NS:
+    fingerprint = _known_by(path, st, follow=False)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.stat(path)
+        except OSError:
+            fingerprint["target"] = None
+        else:
+            fingerprint["target"] = _known_by(path, target, follow=True)
+    return fingerprint
+
+
+def _known_by(path: str, st: os.stat_result, follow: bool) -> dict[str, Any]:
+    if time.time_ns() - st.st_ctime_ns >= RACY_NS or not _has_content(st):
         return {"stat": list(stat_signature(st))}
     if st.st_size > RACY_CONTENT_LIMIT:
         raise OSError(f"{path} changed a moment ago and is too big to fingerprint by content")
-    return {"content": _content_digest(path)}
+    return {"content": _content_digest(path, follow)}
 
 
 def _still(path: str, fingerprint: dict[str, Any] | None) -> bool:
     try:
         if fingerprint is None:
             return not os.path.lexists(path)
-        if "stat" in fingerprint:
-            return list(stat_signature(os.lstat(path))) == fingerprint["stat"]
-        return _content_digest(path) == fingerprint["content"]
+        st = os.lstat(path)
+        if not _same(path, st, fingerprint, follow=False):
+            return False
+        if not stat.S_ISLNK(st.st_mode):
+            return "target" not in fingerprint
+        try:
+            target = os.stat(path)
+        except OSError:
+            return fingerprint["target"] is None
+        return fingerprint["target"] is not None and _same(path, target, fingerprint["target"], follow=True)
     except (OSError, KeyError, TypeError):
         return False
 
 
-def _content_digest(path: str) -> str:
-    if os.path.islink(path):
+def _same(path: str, st: os.stat_result, known: dict[str, Any], follow: bool) -> bool:
+    if "stat" in known:
+        return list(stat_signature(st)) == known["stat"]
+    return _has_content(st) and _content_digest(path, follow) == known["content"]
+
+
+def _has_content(st: os.stat_result) -> bool:
+    """Whether content can tell it: a FIFO or a device is never read (it would block)."""
+    return stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)
+
+
+def _content_digest(path: str, follow: bool = False) -> str:
+    if not follow and os.path.islink(path):
         content = os.readlink(path).encode()
     elif os.path.isdir(path):
         content = "\0".join(sorted(os.listdir(path))).encode()
     else:
-        content = Path(path).read_bytes()
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            content = file.read(RACY_CONTENT_LIMIT + 1)  # it may have grown since its stat
     return hashlib.sha256(content).hexdigest()
 
 

@@ -224,3 +224,146 @@ def test_commands_a_stamp_never_stands_for_go_through_hydra(tmp_path, shared_cac
             assert result.returncode == 0 and "SHORTCUT=False" in result.stderr, result.stderr
     assert not (project / "outputs" / "runs" / "tiny" / "latest").exists(), "a dry run leaves no run folder to link"
     assert not (project / "elsewhere" / "latest").exists() and not (project / "latest").exists()
+
+
+# -- a stale plan is never reused (issue 24): what a stat of the watched paths alone missed ----
+# Each case stamps a project, changes it, and shows that the next command plans again (the
+# stale plan would have kept the old config, or the old key), then that the new state is
+# stamped in turn. A config-only change sets data.calibration_samples, which no step of this
+# plan reads: the build then costs no training, and only its recorded config tells a fresh
+# plan from a stale one. Values are the test's own, so no other test cached the rebuilt keys.
+
+
+def relink(path: Path, store: Path) -> Path:
+    """Move `path` into `store` and leave a link in its place: where the user's file now lives."""
+    store.mkdir(exist_ok=True)
+    target = store / path.name
+    path.rename(target)
+    path.symlink_to(os.path.relpath(target, path.parent))
+    return target
+
+
+def set_calibration(recipe: Path, value: str) -> None:
+    recipe.write_text(recipe.read_text().replace("calibration_samples: 8", f"calibration_samples: {value}"))
+
+
+def calibration_from_env(form: str) -> Callable[[Path], None]:
+    def setup(project: Path) -> None:
+        set_calibration(project / "recipes" / "tiny.yaml", form)
+
+    return setup
+
+
+OPTIONAL_MODULE = BUILDER.replace("import tf_keras as keras\n", """import tf_keras as keras
+
+try:
+    from helpers_opt import WIDTH
+except ImportError:
+    WIDTH = 4
+""").replace("int(width)", "int(WIDTH)")
+
+
+def optional_module(project: Path) -> None:
+    (project / "my_models.py").write_text(OPTIONAL_MODULE)
+
+
+def calibration(steps_run: Path) -> int:
+    return json.loads((steps_run / "build.json").read_text())["config"]["data"]["calibration_samples"]
+
+
+# (set the project up, change it, environment after the change, statuses, what the fresh plan shows:
+#  data.calibration_samples recorded, or the first rebuilt step's reason)
+STALE: dict[str, tuple[Callable[[Path], None], Callable[[Path], None], dict[str, str], dict[str, str], int | str]] = {
+    "a linked recipe, edited at its target": (
+        lambda p: relink(p / "recipes" / "tiny.yaml", p / "shared"),
+        lambda p: set_calibration(p / "shared" / "tiny.yaml", "11"), {}, ALL_CACHED, 11),
+    "oc.env with a double-quoted name": (
+        calibration_from_env('${oc.env:"TINY_CAL",8}'), lambda p: None, {"TINY_CAL": "12"}, ALL_CACHED, 12),
+    "oc.env with a single-quoted name and spaces": (
+        calibration_from_env("\"${oc.env: 'TINY_CAL' , 8}\""), lambda p: None, {"TINY_CAL": "13"}, ALL_CACHED, 13),
+    "a builder's optional module appearing": (
+        optional_module, lambda p: (p / "helpers_opt.py").write_text("WIDTH = 5\n"), {},
+        {"data": "cached", "train": "built", "saved_model": "built"}, "input changed (builder:helpers_opt.py)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(STALE))
+def test_a_stale_plan_is_never_reused(case, tmp_path, shared_cache):
+    setup, change, env, expected, fresh = STALE[case]
+    project = make_project(tmp_path)
+    setup(project)
+    tfbuild(project, shared_cache)
+    assert tfbuild(project, shared_cache)[0], "the repeat takes the stamp: the setup keeps the shortcut"
+
+    change(project)
+    shortcut, steps = tfbuild(project, shared_cache, env=env)
+    assert not shortcut, "planned again: the stamp's plan is stale"
+    assert statuses(steps) == expected
+    if isinstance(fresh, int):
+        assert calibration(run_dirs(project)[-1]) == fresh
+    else:
+        first_built = next(s for s in steps.values() if s["status"] == "built")
+        assert first_built["reason"].startswith(fresh), first_built["reason"]
+    again, steps = tfbuild(project, shared_cache, env=env)
+    assert again and statuses(steps) == ALL_CACHED
+
+
+def test_a_recipes_folder_made_after_the_stamp_is_noticed(tmp_path, shared_cache):
+    """`recipe=tiny` first found in tfbuild's own recipes/ (a copy of tfbuild, first on
+    PYTHONPATH), then in a ./recipes the user makes: the user's wins, from the next command on."""
+    copy = tmp_path / "tfbuild-copy"
+    for part in ("tfbuild", "conf", "recipes"):
+        shutil.copytree(PROJECT_ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(copy)}
+    project = make_project(tmp_path / "project")
+    (project / "recipes" / "tiny.yaml").rename(copy / "recipes" / "tiny.yaml")
+    (project / "recipes").rmdir()
+    tfbuild(project, shared_cache, env=env)
+    assert tfbuild(project, shared_cache, env=env)[0]
+
+    (project / "recipes").mkdir()
+    (project / "recipes" / "tiny.yaml").write_text(RECIPE.replace("calibration_samples: 8", "calibration_samples: 14"))
+    shortcut, steps = tfbuild(project, shared_cache, env=env)
+    assert not shortcut and statuses(steps) == ALL_CACHED and calibration(run_dirs(project)[-1]) == 14
+    assert tfbuild(project, shared_cache, env=env)[0]
+
+
+TFRECORD_RECIPE = RECIPE.replace("  - override /data: npz", "  - override /data: tfrecord").replace(
+    "  path: data.npz\n",
+    "  path: PATTERN\n  spec: {x: {dtype: float32, shape: [6]}, y: {dtype: int64, shape: []}}\n  label: y\n",
+)
+
+
+def shard(path: Path, seed: int) -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for x in rng.normal(size=(40, 6)).astype(np.float32):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=x)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x[0] > 0)])),
+            }))  # fmt: skip
+            writer.write(example.SerializeToString())
+
+
+@pytest.mark.parametrize(("pattern", "shards", "new", "seed"), [
+    # A new match in a folder the glob looks into (the folders a glob reads, for every form of
+    # glob, are tests/unit/test_stamp.py's).
+    ("shards/*/part.tfrecord", ["shards/1/part.tfrecord", "shards/3/part.tfrecord"], "shards/2/part.tfrecord", 60),
+])  # fmt: skip
+def test_a_new_file_matching_a_tfrecord_glob_is_noticed(tmp_path, shared_cache, pattern, shards, new, seed):
+    project = make_project(tmp_path)
+    (project / "recipes" / "tiny.yaml").write_text(TFRECORD_RECIPE.replace("PATTERN", pattern))
+    (project / "shards" / "2").mkdir(parents=True)  # listed by a glob `shards/*/...`, no match in it yet
+    for i, name in enumerate(shards):
+        shard(project / name, seed + i)
+    tfbuild(project, shared_cache)
+    assert tfbuild(project, shared_cache)[0]
+
+    shard(project / new, seed + 9)
+    shortcut, steps = tfbuild(project, shared_cache)
+    assert not shortcut and statuses(steps) == {"data": "built", "train": "built", "saved_model": "built"}
+    assert steps["data"]["reason"].startswith("input changed (source."), steps["data"]["reason"]
+    assert tfbuild(project, shared_cache)[0]

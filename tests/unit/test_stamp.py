@@ -129,3 +129,131 @@ def test_what_a_stamp_watches_covers_the_config_trees_and_tfbuild_itself(tmp_pat
     assert str(Path(stamp.__file__)) in watched and str(tmp_path / "data.npz") in watched
     assert str(tmp_path / "conf") in watched, "a ./conf made later is noticed"
     assert not any("__pycache__" in path for path in watched)
+
+
+# -- what a stamp must notice that a stat of the path alone misses (issue 24) -------------------
+
+
+def settled(path: Path, follow: bool) -> dict:
+    """A fingerprint as taken of an old file: by stat (a link's and its target's)."""
+    fingerprint = {"stat": [*stamp.stat_signature(os.lstat(path))]}
+    if path.is_symlink():
+        fingerprint["target"] = {"stat": [*stamp.stat_signature(os.stat(path))]} if follow else None
+    return fingerprint
+
+
+@pytest.mark.parametrize("how", ["by stat", "by content"])
+@pytest.mark.parametrize("chain", [1, 2])
+def test_a_link_edited_at_its_target_is_noticed(tmp_path, how, chain):
+    """A recipe, conf file, builder module or data file may be a link: editing the file it
+    names leaves the link itself as it was."""
+    target = tmp_path / "shared" / "recipe.yaml"
+    target.parent.mkdir()
+    target.write_text("lr: 1\n")
+    link = target
+    for i in range(chain):  # recipes/tiny.yaml -> shared/recipe.yaml (or through one more link)
+        nearer = tmp_path / f"link{i}.yaml"
+        nearer.symlink_to(link)
+        link = nearer
+    fingerprint = settled(link, follow=True) if how == "by stat" else stamp._fingerprint(str(link))
+    assert "target" in fingerprint and stamp._still(str(link), fingerprint)
+    target.write_text("lr: 2\n")
+    assert not stamp._still(str(link), fingerprint)
+
+
+def test_a_dangling_link_must_stay_dangling(tmp_path):
+    link = tmp_path / "recipes" / "tiny.yaml"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "later.yaml")
+    fingerprint = stamp._fingerprint(str(link))
+    assert fingerprint["target"] is None and stamp._still(str(link), fingerprint)
+    (tmp_path / "later.yaml").write_text("lr: 1\n")
+    assert not stamp._still(str(link), fingerprint)
+
+
+def test_the_trees_a_stamp_watches_are_walked_through_links(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "deep").mkdir(parents=True)
+    (shared / "deep" / "team.yaml").write_text("a: 1\n")
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "team").symlink_to(shared, target_is_directory=True)
+    (recipes / "loop").symlink_to(recipes, target_is_directory=True)
+    (recipes / "gone.yaml").symlink_to(tmp_path / "nowhere")
+    (recipes / "__pycache__").mkdir()
+    watched = {str(p) for p in stamp._tree(recipes)}
+    assert str(recipes / "team" / "deep" / "team.yaml") in watched, "inside a linked folder"
+    assert {str(recipes / "loop"), str(recipes / "gone.yaml")} <= watched, "watched as they are, not entered"
+    assert not any("__pycache__" in p for p in watched)
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("${oc.env:WIDTH}", ["WIDTH"]),
+    ('${oc.env:"WIDTH"}', ["WIDTH"]),
+    ("${oc.env:'WIDTH',4}", ["WIDTH"]),
+    ("${oc.env: 'WIDTH' , '4'}", ["WIDTH"]),
+    ('x ${oc.env:A} y ${oc.env:"B",${oc.env:C,1}}', ["A", "B", "C"]),
+    ("${oc.env:MY-VAR.X,1}", ["MY-VAR.X"]),
+    ("no env here", []),
+    ("${oc.env:${other}}", None),  # which variable: OmegaConf's to say, at compose time
+    (r"${oc.env:'WID\'TH'}", None),
+    ("${oc.env:}", None),
+])  # fmt: skip
+def test_every_oc_env_name_is_read_or_the_config_is_not_stamped(text, names):
+    assert stamp.env_names([text]) == names
+
+
+def test_oc_env_names_are_read_from_the_config_as_yaml_quotes_them(tmp_path):
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create({"a": "${oc.env:'W1',4}", "b": {"c": ['${oc.env:"W2"}']}})
+    assert stamp.env_names(stamp._strings(OmegaConf.to_yaml(config))) == ["W1", "W2"]
+
+
+def test_recipe_and_conf_folders_not_made_yet_are_watched(tmp_path):
+    from tfbuild.project import config_dirs, recipe_dirs
+
+    assert tmp_path / "recipes" in config_dirs(tmp_path) and tmp_path / "conf" in config_dirs(tmp_path)
+    assert tmp_path / "recipes" not in recipe_dirs(tmp_path), "Hydra searches only folders that exist"
+
+
+@pytest.mark.parametrize(("pattern", "folders"), [
+    ("data/*.tfrecord", ["data"]),
+    ("data/part-[0-9].tfrecord", ["data"]),
+    ("data/*/x.tfrecord", ["data", "data/a", "data/b"]),
+    ("data/*/sub/*.tfrecord", ["data", "data/a", "data/b", "data/b/sub"]),
+    ("*.tfrecord", ["."]),
+])  # fmt: skip
+def test_a_tfrecord_glob_watches_every_folder_it_reads(tmp_path, monkeypatch, pattern, folders):
+    from tfbuild.datasets.sources.tfrecord import glob_folders
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/a", "data/b/sub"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "data" / "note.txt").write_text("not a folder")
+    assert glob_folders(pattern) == sorted(str(tmp_path / f) if f != "." else str(tmp_path) for f in folders)
+    assert glob_folders(str(tmp_path / pattern)) == glob_folders(pattern), "absolute or relative alike"
+
+
+@pytest.mark.parametrize(("source", "extra", "watched"), [
+    ("try:\n    from helpers_opt import WIDTH\nexcept ImportError:\n    WIDTH = 8\n", {}, ["."]),
+    ("def build(input_shape, num_classes):\n    import helpers_opt\n", {}, ["."]),
+    ("from pkg import opt\n", {"pkg/__init__.py": ""}, ["pkg"]),
+    ("from pkg.sub import opt\n", {"pkg/__init__.py": "", "pkg/sub/__init__.py": ""}, ["pkg/sub"]),
+    ("from . import opt\n", {}, []),  # my_models is no package: nothing could appear
+    ("from helpers import VALUE\n", {"helpers.py": "VALUE = 1\n"}, []),  # a plain module has no submodules
+])  # fmt: skip
+def test_where_a_missing_module_would_appear_is_watched(tmp_path, monkeypatch, source, extra, watched):
+    import sys
+
+    from tfbuild import project
+    from tfbuild.builder_source import user_builder
+
+    monkeypatch.setattr(project, "_PLANNING_WATCHED", set())
+    (tmp_path / "my_models.py").write_text(source + "\ndef build(input_shape, num_classes):\n    pass\n")
+    for name, text in extra.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    user_builder("my_models.build", [], [str(tmp_path), *sys.path])
+    mine = [p for p in project.planning_watched() if Path(p).is_relative_to(tmp_path)]
+    assert mine == sorted(str(tmp_path / w) if w != "." else str(tmp_path) for w in watched)

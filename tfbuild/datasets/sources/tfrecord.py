@@ -15,6 +15,8 @@ limit and against the memory available (limits.py).
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -93,6 +95,27 @@ def record_files(paths: Mapping[str, Path]) -> list[Path]:
     if not numbered:
         raise DataError("data.path is required for source=tfrecord: a file or a glob (data/*.tfrecord)")
     return [p for _, p in numbered]
+
+
+def glob_folders(pattern: str) -> list[str]:
+    """Every folder whose entries decide what the glob `pattern` (data.path) matches: those it
+    lists for a wildcard part and those it looks a literal part up in. A file that starts to
+    match is an entry added to one of them, which changes that folder's stat (the no-op stamp
+    watches them). Reads folder listings only."""
+    parts = Path(os.path.expanduser(pattern)).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    folders = [os.path.join(*parts[:fixed]) if fixed else "."]
+    watched: list[str] = []
+    for depth, part in enumerate(parts[fixed:], start=fixed):
+        watched += folders
+        if depth == len(parts) - 1:
+            break
+        if glob.has_magic(part):
+            found = [m for f in folders for m in glob.glob(os.path.join(glob.escape(f), part))]
+        else:
+            found = [os.path.join(f, part) for f in folders]
+        folders = [f for f in found if os.path.isdir(f)]
+    return sorted({os.path.abspath(f) for f in watched})
 
 
 def parse_spec(spec: Any) -> Spec:
