@@ -368,12 +368,11 @@ class Cache:
         One record per pin content (its name and keys), never per name alone: two checkouts
         that share this cache and each pin `name` differently keep both records, and gc keeps
         the union. Writing the same content again (a pinned rebuild) changes nothing."""
-        unique = sorted(set(keys))
-        digest = hashlib.sha256(canonical_json({"name": name, "keys": unique}).encode()).hexdigest()[:16]
-        path = self.root / "pins" / f"{safe_name(name)}.{digest}.json"
+        file_name, record = pin_record(name, keys)
+        path = self.root / "pins" / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps({"name": name, "keys": unique}, indent=2) + "\n")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, path)
 
     def pinned_keys(self) -> dict[str, str]:
@@ -453,6 +452,14 @@ def _tree_bytes(folder: Path) -> int:
             if path.is_file() and not path.is_symlink():
                 total += path.stat().st_size
     return total
+
+
+def pin_record(name: str, keys: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    """A pin record's file name and content, local or remote: one record per pin content (its
+    name and keys), so that caches shared by several checkouts keep every checkout's record."""
+    record = {"name": name, "keys": sorted(set(keys))}
+    digest = hashlib.sha256(canonical_json(record).encode()).hexdigest()[:16]
+    return f"{safe_name(name)}.{digest}.json", record
 
 
 def safe_name(name: str) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from .cache import Entry, cache_key, safe_name
+from .cache import Entry, cache_key, pin_record
 from .human import human_bytes
 from .integrity import MANIFEST, MAX_MANIFEST_BYTES, OUT, Corrupt, check_entry, listed_files, read_manifest
 
@@ -574,8 +574,9 @@ class RemoteCache:
     # -- pins ----------------------------------------------------------------------------------
 
     def record_pin(self, name: str, keys: list[str]) -> None:
-        record = {"name": name, "keys": sorted(set(keys)), "pushed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self._write(self._path("pins", f"{safe_name(name)}.json"), (json.dumps(record, indent=2) + "\n").encode())
+        file_name, record = pin_record(name, keys)  # per content, as locally: pushes from two checkouts both stay
+        record["pushed"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._write(self._path("pins", file_name), (json.dumps(record, indent=2) + "\n").encode())
 
     def pinned_keys(self) -> tuple[dict[str, str], list[str]]:
         """(cache key -> the pin that needs it, one line per pin record that did not read)."""

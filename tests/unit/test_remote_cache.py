@@ -409,6 +409,26 @@ def test_remote_gc_never_deletes_what_a_pin_needs(machine, remote, project, caps
     assert keys["train"] in {json.loads(p.read_text())["key"] for p in remote.glob("ac/*/*.json")}
 
 
+def test_two_checkouts_pushing_one_pin_name_keep_both_records(machine, remote, project, capsys):
+    """Pin records are per content, remote as local: a second checkout's push of `rel` with other
+    entries adds a record beside the first one's, and remote gc keeps the union."""
+    first, second = machine("first", "write"), machine("second", "write")
+    first.build()
+    keys_first = _pin(project, "rel", first, steps=("train",))
+    assert _cache_tool("push", "recipe=pinned/rel", "--cache", str(first.root / "cache"), "--remote", f"file://{remote}") == 0
+    second.build([step("data", text="other data"), step("train", inputs={"data": "data"})])
+    keys_second = _pin(project, "rel", second, steps=("train",))
+    assert keys_first["train"] != keys_second["train"]
+    assert _cache_tool("push", "recipe=pinned/rel", "--cache", str(second.root / "cache"), "--remote", f"file://{remote}") == 0
+    assert len(list(remote.glob("pins/*.json"))) == 2
+    (project / "recipes" / "pinned" / "rel.yaml").unlink()  # only the remote's records protect them now
+    _age(remote, 40)
+    assert _cache_tool("gc", "--remote", f"file://{remote}", "--older-than", "30d") == 0
+    capsys.readouterr()
+    kept = {json.loads(p.read_text())["key"] for p in remote.glob("ac/*/*.json")}
+    assert {keys_first["train"], keys_second["train"]} <= kept
+
+
 def test_remote_gc_keeps_young_unreferenced_files_an_upload_may_still_name(machine, remote, project, capsys):
     ci = machine("ci", "write")
     ci.build([step("data")])
