@@ -186,14 +186,26 @@ def run_build(
 
 
 def _keep_pin(build: Build, cache: Cache, record: Mapping[str, Any], result: Any) -> None:
-    """A good build: write the pin it was asked for, and let the cache keep a pin's entries."""
-    if build.write_pin is not None:
-        materials = {r.spec.name: r.entry.manifest["material"] for r in result.steps if r.entry is not None}
-        path = build.write_pin(record, materials)
-        cache.record_pin(path.stem, [s["key"] for s in record["steps"] if s.get("key")])
-        print(f"pinned: {path} (rebuild and check it with: tfbuild recipe=pinned/{path.stem})")
-    if build.pinned_lock is not None:  # a reproduced pin
-        cache.record_pin(build.pin_name or "pinned", build.pinned_lock["steps"].values())
+    """A good build: write the pin it was asked for, and let the cache keep a pin's entries.
+
+    The build's use locks ended with run_plan, so a gc may have run since: the entries are
+    locked against gc again and looked up before the pin is recorded, so that a pin never
+    names an entry gc removed in between (it would then be recorded for nothing)."""
+    keys = [s["key"] for s in record["steps"] if s.get("key")]
+    with contextlib.ExitStack() as held:
+        for key in keys:
+            held.enter_context(cache.using(key))
+        gone = [s["name"] for s in record["steps"] if s.get("key") and cache.lookup(s["key"])[0] is None]
+        if gone:
+            raise BuildFailed(f"cache gc removed the entries of {', '.join(gone)} while this build ended; "
+                              "nothing was pinned: build again")  # fmt: skip
+        if build.write_pin is not None:
+            materials = {r.spec.name: r.entry.manifest["material"] for r in result.steps if r.entry is not None}
+            path = build.write_pin(record, materials)
+            cache.record_pin(path.stem, keys)
+            print(f"pinned: {path} (rebuild and check it with: tfbuild recipe=pinned/{path.stem})")
+        if build.pinned_lock is not None:  # a reproduced pin
+            cache.record_pin(build.pin_name or "pinned", build.pinned_lock["steps"].values())
 
 
 def _check_lock(console: Any, build: Build, record: dict[str, Any]) -> list[str]:

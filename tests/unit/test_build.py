@@ -67,6 +67,29 @@ def test_a_good_build_writes_its_pin_with_the_materials_of_every_step(tmp_path, 
     assert set(written) == {"data", "train"} and written["train"]["kind"] == "write"
 
 
+def test_a_pin_never_names_an_entry_gc_removed_as_the_build_ended(tmp_path, runs, monkeypatch):
+    """gc may run between the end of run_plan (its use locks gone) and the pin's record: the pin
+    is then refused, not written naming a removed entry."""
+    import tfbuild.runner as runner
+    from tfbuild.cache import Cache
+
+    real_run_plan = runner.run_plan
+
+    def gc_at_the_end(plan, cache, *args, **kwargs):
+        result = real_run_plan(plan, cache, *args, **kwargs)
+        train = next(e for e in Cache(cache.root).entries() if e.name == "train")
+        assert Cache(cache.root).remove_if_unused(train)  # no build holds it any more: gc may take it
+        return result
+
+    monkeypatch.setattr(runner, "run_plan", gc_at_the_end)
+    written = []
+    build = make(tmp_path, "1", write_pin=lambda record, materials: written.append(record) or tmp_path / "p.yaml")
+    build.run_dir.mkdir(parents=True)
+    with pytest.raises(BuildFailed, match=r"cache gc removed the entries of train .*nothing was pinned"):
+        run_build(build, registry={"write": WriteStep("write", runs)})
+    assert written == [] and Cache(tmp_path / "cache").pinned_keys() == {}
+
+
 def test_a_dry_run_builds_nothing_and_leaves_no_run_folder(tmp_path, runs, monkeypatch):
     monkeypatch.chdir(tmp_path)
     build = make(tmp_path, "1", dry_run=True)
