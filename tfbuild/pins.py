@@ -222,10 +222,10 @@ def artifact_metrics(record: Mapping[str, Any]) -> dict[str, float]:
                     found[f"{where} {output} {metric}"] = float(value)
 
     for step in record["steps"]:
-        info = step.get("info") or {}
-        if step["kind"] in ("train", "optimize"):
+        info, kind = step.get("info") or {}, step.get("kind") or step["name"].split("[")[0]
+        if kind in ("train", "optimize"):
             add(step["name"], info.get("test_metrics"))
-        elif step["kind"] == "verify":
+        elif kind == "verify":
             add("saved_model", info.get("reference_metrics"))
             artifact = step["name"].removeprefix("verify[").removesuffix("]")
             for runtime, figures in (info.get("runtimes") or {}).items():

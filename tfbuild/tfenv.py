@@ -63,6 +63,7 @@ DEFAULT = Numerics(threads=2, onednn=False)
 
 # What TensorFlow in this process started with (None until tfenv imported it).
 _process: Numerics | None = None
+_onednn_asked = False  # whether the environment asked for oneDNN when it started
 
 
 def set_for_plan(params: Iterable[Mapping[str, Any]]) -> None:
@@ -124,6 +125,8 @@ def _started(tf: Any) -> Numerics:
     """The settings TensorFlow runs with in this process, made explicit where they still can
     be: the thread counts from the environment, set before the runtime starts (0 threads: the
     machine's CPU count, as TensorFlow's default)."""
+    global _onednn_asked
+    _onednn_asked = os.environ.get(ONEDNN_ENV) == "1"
     threads = _int(os.environ.get(INTRA_ENV))
     inter = _int(os.environ.get(INTER_ENV))
     try:
@@ -146,6 +149,9 @@ def _check(tf: Any, wanted: Numerics) -> None:
             _process = Numerics(wanted.threads, _process.onednn)
         except RuntimeError:
             pass
+    if wanted.onednn and not _process.onednn and _onednn_asked:
+        raise TfbuildError("train.onednn=true: this TensorFlow has no oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1 "
+                           "turned nothing on); set train.onednn=false")  # fmt: skip
     if _process != wanted:
         running = "the machine's CPU count of threads" if not _process.threads else f"{_process.threads} threads"
         raise TfbuildError(
