@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_tfbuild
+from tests.conftest import TINY, run_tfbuild
 from tfbuild.machine import FAMILY_ENV, family
 from tfbuild.pins import seal_of
 from tfbuild.tfenv import NUMERICS_ENV
@@ -65,8 +65,9 @@ OTHER = {FAMILY_ENV: "x86-64-elsewhere"}
 @pytest.fixture(scope="module")
 def pinned(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("machine_pin")
-    run_tfbuild(*TRAIN_ONLY, "export.formats=[tflite]", "export.tflite.quantization=[int8]", "verify.enabled=true",
-                "data.calibration_samples=16", "pin=m1", cwd=cwd, check=True)  # fmt: skip
+    # TINY's data and epochs: int8 verification holds only for a model that learned something.
+    run_tfbuild("recipe=digits", *TINY, "export.formats=[tflite]", "export.tflite.quantization=[int8]",
+                "target.formats=[saved_model]", "benchmark.enabled=false", "pin=m1", cwd=cwd, check=True)  # fmt: skip
     return cwd
 
 

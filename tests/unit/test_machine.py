@@ -4,19 +4,25 @@ by config."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tfbuild import machine
-from tfbuild.cache import cache_key
+from tfbuild.cache import Cache, cache_key
 from tfbuild.keys import explain_change
 from tfbuild.resolver import resolve
-from tfbuild.runner import step_material
+from tfbuild.plan import make_plan
+from tfbuild.runner import run_plan, step_material
 from tfbuild.steps import REGISTRY
-from tfbuild.tfenv import Numerics
+from tfbuild.tfenv import NUMERICS_ENV, Numerics, environment_numerics, set_for_plan
+from tfbuild.worker_pool import Pools, WorkerPool
+
+from tests.fakes import step
 
 
 def cpuinfo(tmp_path: Path, text: str) -> Path:
@@ -145,3 +151,33 @@ def test_reading_the_machine_is_cheap_and_imports_no_tensorflow():
             "print(time.perf_counter() - t); assert 'tensorflow' not in sys.modules")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert float(result.stdout) < 0.05, result.stdout
+
+
+class EnvironmentStep:
+    """Records the TensorFlow numerics variables of the process that runs it (no TensorFlow)."""
+
+    kind, version, tools = "environment", 1, ()
+
+    def run(self, ctx):
+        for path in ctx.outputs.values():
+            path.write_text("x")
+        return {"environment": environment_numerics(), "pid": os.getpid()}
+
+
+def test_workers_start_with_the_builds_numerics_and_are_replaced_for_others(tmp_path, monkeypatch):
+    """A sweep's builds share workers while their threads and oneDNN agree; a build that asks
+    for others gets fresh workers (TensorFlow fixes them at its import)."""
+    for name in NUMERICS_ENV:  # restored after the test, whatever set_for_plan does
+        monkeypatch.setenv(name, "unset")
+    monkeypatch.setattr(WorkerPool.__init__, "__defaults__", (None,))  # no TensorFlow preload
+    seen = []
+    with Pools() as pools:
+        for i, (threads, onednn) in enumerate([(3, False), (3, False), (5, False), (5, True)]):
+            set_for_plan([{"epochs": 1}, {"threads": threads, "onednn": onednn}])
+            pool = pools.for_jobs(2)
+            spec = replace(step(f"s{i}", text=str(i)), kind="environment")
+            result = run_plan(make_plan([spec]), Cache(tmp_path / "cache"), {"environment": EnvironmentStep()}, workers=pool)
+            (built,) = result.steps
+            assert built.info["environment"] == Numerics(threads, onednn).environment(), built.error
+            seen.append(id(pool))
+    assert seen[0] == seen[1] and len(set(seen)) == 3
