@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import platform
 from pathlib import Path
 
 # The test and ops knob: the family this machine claims to be (read here and nowhere else).
@@ -37,8 +36,9 @@ def detected_family(cpuinfo: Path = CPUINFO, system: str | None = None, arch: st
     # oneDNN and XNNPACK dispatch at run time on AVX-512 (with AMX for bfloat16 and int8),
     # AVX2 with FMA (fused multiply-adds round once), or plain AVX; on Arm, SVE or NEON.
     # Finer differences (AVX-512 VNNI on a float model) do not change float32 results.
-    system = (system or platform.system()).lower()
-    arch = (arch or platform.machine()).lower()
+    uname = os.uname()  # what platform.system() and machine() read, without importing platform
+    system = (system or uname.sysname).lower()
+    arch = (arch or uname.machine).lower()
     prefix = "" if system == "linux" else f"{system}-"
     if arch in ("x86_64", "amd64"):
         flags = _first_cpu(cpuinfo, "flags")
