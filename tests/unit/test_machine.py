@@ -181,3 +181,22 @@ def test_workers_start_with_the_builds_numerics_and_are_replaced_for_others(tmp_
             assert built.info["environment"] == Numerics(threads, onednn).environment(), built.error
             seen.append(id(pool))
     assert seen[0] == seen[1] and len(set(seen)) == 3
+
+
+@pytest.mark.parametrize("started, asked, in_worker", [
+    (None, (5, False), False),  # no TensorFlow here yet: this process imports it as asked
+    ((2, False), (2, False), False),
+    ((2, False), (5, False), True),  # a sweep's next job with other train.threads
+    ((2, False), (2, True), True),
+])  # fmt: skip
+def test_one_job_builds_in_a_fresh_worker_when_this_processes_tensorflow_cannot(monkeypatch, started, asked, in_worker):
+    from tfbuild import tfenv
+
+    for name in NUMERICS_ENV:
+        monkeypatch.setenv(name, "unset")
+    monkeypatch.setattr(tfenv, "_process", None if started is None else Numerics(*started))
+    set_for_plan([{"threads": asked[0], "onednn": asked[1]}])
+    with Pools() as pools:
+        pool = pools.for_jobs(1)
+        assert (pool is not None) == in_worker
+        assert pool is None or (pool.slots == 1 and pool.numerics == Numerics(*asked).environment())
