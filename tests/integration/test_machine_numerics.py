@@ -28,6 +28,11 @@ TRAIN_ONLY = ["recipe=digits", "train.epochs=1", "data.limit=300", "export.forma
               "verify.enabled=false", "benchmark.enabled=false"]  # fmt: skip
 
 
+def trained_weights(cwd: Path, cache: str) -> bytes:
+    (model,) = (cwd / cache).rglob("model.h5")  # only the train step writes one
+    return model.read_bytes()
+
+
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 def test_cpu_count_and_onednn_in_the_environment_do_not_change_the_trained_weights(tmp_path):
     """A build pinned to one CPU (TensorFlow's default: one thread; one job, in tfbuild's own
