@@ -13,6 +13,11 @@ from hydra.core.global_hydra import GlobalHydra
 
 from tfbuild.recipes import CONF_DIR, PROJECT_ROOT, discover, recipe_dirs, register_recipes
 from tfbuild.schema import register_configs
+from tfbuild.tfenv import DEFAULT as DEFAULT_NUMERICS
+
+# TensorFlow starts with the threads and oneDNN a default build sets (train.threads,
+# train.onednn), before any test module imports it: the steps tests run in this process check it.
+os.environ.update(DEFAULT_NUMERICS.environment())
 
 RECIPES = discover(recipe_dirs(PROJECT_ROOT))
 register_configs()

@@ -98,6 +98,7 @@ def run_build(
     from .remote_sync import open_remote
     from .runner import SKIPPED, run_plan
     from .steps import REGISTRY
+    from .tfenv import set_for_plan
     from .worker_pool import Pools, job_count
 
     started, wall = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
@@ -118,6 +119,8 @@ def run_build(
             log_error(f"warning: {text}\n")
 
         remote = None if build.dry_run else open_remote(cache, build.config.get("cache", {}), warn)
+        # Threads and oneDNN as the steps' params say, before this process or its workers import TensorFlow.
+        set_for_plan(s.params for s in build.plan.steps)
         try:
             result = run_plan(
                 build.plan,
@@ -210,9 +213,16 @@ def _keep_pin(build: Build, cache: Cache, record: Mapping[str, Any], result: Any
 
 def _check_lock(console: Any, build: Build, record: dict[str, Any]) -> list[str]:
     """A pinned build against its lock: problems to fail on, or (with allowed drift) warnings."""
-    from .pin_checks import compare_with_lock
+    from .pin_checks import compare_metrics, compare_with_lock
 
     same, differences = compare_with_lock(build.pinned_lock or {}, record)
+    if build.config.get("pin_reproduce") == "metrics":  # another machine family: the metrics, not the bytes
+        held, problems = compare_metrics(build.pinned_lock or {}, record, float(build.config.get("pin_tolerance", 0.01)))
+        if not problems:
+            console.print(f"[green]reproduced {build.recipe} by its metrics: {held} test metrics within "
+                          f"pin_tolerance of the lock ({len(same)} of {len(same) + len(differences)} artifacts "
+                          "also byte-identical)[/]")  # fmt: skip
+        return [f"pin: {problem}" for problem in problems]
     if not differences:
         console.print(f"[green]reproduced {build.recipe}: {len(same)} artifacts byte-identical to the lock[/]")
         return []

@@ -28,8 +28,12 @@ def key_material(
     inputs: Mapping[str, str],
     files: Mapping[str, str],
     tools: tuple[str, ...],
+    machine: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`machine`: what of the machine a step's bytes depend on (machine.key_entry), for the
+    steps whose kind says so (StepKind.machine); absent from every other step's material, so
+    their keys are the same on every machine."""
+    material = {
         "kind": kind,
         "version": version,
         "params": dict(params),
@@ -37,6 +41,9 @@ def key_material(
         "files": dict(files),
         "tools": {name: tool_version(name) for name in tools},
     }
+    if machine is not None:
+        material["machine"] = dict(machine)
+    return material
 
 
 def explain_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str:
@@ -49,6 +56,8 @@ def explain_change(previous: Mapping[str, Any] | None, current: Mapping[str, Any
         return "step version changed"
     if previous.get("params") != current["params"]:
         return "params changed" + _diff(previous.get("params", {}), current["params"])
+    if previous.get("machine") != current.get("machine"):
+        return "machine changed" + _diff(previous.get("machine") or {}, current.get("machine") or {})
     changed_inputs = sorted(
         role
         for field in ("inputs", "files")

@@ -157,6 +157,7 @@ def check_pinned(cfg: DictConfig, pin: Pin, plan: Plan, file_digest: Callable[[P
     _check_values(cfg, pin)
     _check_plan(pin, plan)  # before the seal: it names an artifact or step removed from the lock
     _check_seal(pin)
+    check_machine(cfg, pin, plan)
     drift = [f"{tool} {short(locked)} -> {now}" for tool, now in tool_versions().items()
              if (locked := pin.lock["tools"].get(tool)) != now]  # fmt: skip
     if drift and not cfg.allow_tool_drift:
@@ -265,7 +266,67 @@ def _readable_digest(file_digest: Callable[[Path], str], path: Path, name: str) 
         raise ConfigError(f"{name}: {_shown(path)} cannot be read ({exc.strerror}); the release needs it") from None
 
 
+def check_machine(cfg: DictConfig, pin: Pin, plan: Plan) -> None:
+    """Before any work: a pin built on another machine family (CPU instruction set, GPU) cannot
+    be reproduced byte for byte here. pin_reproduce=bytes (the default) refuses on one line;
+    pin_reproduce=metrics rebuilds and holds the test metrics to the pin's instead (a pin
+    without recorded metrics cannot be checked that way)."""
+    from .machine import described
+
+    if cfg.pin_tolerance < 0:
+        raise ConfigError(f"pin_tolerance must be 0 or more (0.01: one accuracy point), got {cfg.pin_tolerance}")
+    if _reproduce(cfg) == "metrics":
+        if not isinstance(pin.lock.get("metrics"), dict) or not pin.lock["metrics"]:
+            raise ConfigError(f"{pin.name}: this pin records no test metrics (pinned without them, or before tfbuild "
+                              "recorded them): it can only be reproduced byte for byte (pin_reproduce=bytes)")  # fmt: skip
+        return
+    locked, now = pin.lock.get("machine"), machine_now(plan)
+    if not isinstance(locked, dict) or not now or locked == now:
+        return  # nothing machine-dependent (or a pin from before machines were recorded: its keys say)
+    raise ConfigError(
+        f"{pin.name}: pinned on {described(locked)}, this machine is {described(now)}: its artifacts are "
+        "reproducible byte for byte only on the same machine family; rebuild there, or add pin_reproduce=metrics "
+        "to rebuild here and hold each test metric to the pin's (within pin_tolerance)"
+    )
+
+
+def machine_now(plan: Plan) -> dict[str, str]:
+    """This machine, as the plan's machine-dependent steps would key it (StepKind.machine)."""
+    from .steps import REGISTRY
+
+    now: dict[str, str] = {}
+    for spec in plan.steps:
+        machine = getattr(REGISTRY[spec.kind], "machine", None) if spec.kind in REGISTRY else None
+        now.update((machine(spec) if machine else None) or {})
+    return now
+
+
+def _reproduce(cfg: Any) -> str:
+    value = cfg.get("pin_reproduce", "bytes") if isinstance(cfg, Mapping) else cfg.pin_reproduce
+    return getattr(value, "value", value)
+
+
 # -- a pinned build: after building ---------------------------------------------------------
+
+
+def compare_metrics(lock: Mapping[str, Any], record: Mapping[str, Any], tolerance: float) -> tuple[int, list[str]]:
+    """pin_reproduce=metrics: (metrics within `tolerance` of the lock's, problems). A metric
+    may differ by `tolerance` where the pinned value is at most 1 (accuracy: 0.01 is one
+    point), by that share of the pinned value above (MAE in its target's units)."""
+    from .pins import artifact_metrics
+
+    built = artifact_metrics(record)
+    held, problems = 0, []
+    for name, locked in (lock.get("metrics") or {}).items():
+        value = built.get(name)
+        if value is None:
+            problems.append(f"{name} was not measured (pinned {locked:.6g})")
+        elif abs(value - locked) > tolerance * max(1.0, abs(locked)):
+            problems.append(f"{name} is {value:.6g}, pinned {locked:.6g} (pin_tolerance {tolerance:g})")
+        else:
+            held += 1
+    return held, problems
+
 
 
 def compare_with_lock(lock: Mapping[str, Any], record: Mapping[str, Any]) -> tuple[list[str], list[str]]:

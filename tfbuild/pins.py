@@ -48,7 +48,8 @@ LOCKED_TOOLS = ("tensorflow", "tf-keras", "tensorflowjs", "tensorflow-model-opti
 # Sections whose values make the artifacts' bytes (a pinned build uses every pinned value: pin_checks).
 STRICT = ("model", "data", "target", "precision", "train", "optimize", "export")
 # Never pinned: where and how this one build runs.
-UNPINNED = ("cache", "dry_run", "force", "jobs", "pin", "pin_overwrite", "allow_tool_drift", "lock", "sweep")
+UNPINNED = ("cache", "dry_run", "force", "jobs", "pin", "pin_overwrite", "allow_tool_drift", "lock", "sweep",
+            "pin_reproduce", "pin_tolerance")  # fmt: skip
 # Config groups a pin re-selects, so their files cannot add keys to the pinned values.
 GROUPS = ("model", "data", "target", "precision", "optimize")
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # used with fullmatch: no trailing newline
@@ -223,6 +224,7 @@ def write_pin(
     }
     if decided:
         lock["decided"] = decided
+    lock.update(machine_lock(materials, record))
     header = (
         "# @package _global_\n"
         f"# Pinned by tfbuild {__version__} from recipe={recipe} (version {new_pin.version}). Do not edit: a pinned\n"
@@ -264,6 +266,43 @@ def _place_new(tmp: Path, path: Path) -> None:
         if os.path.lexists(path):
             raise taken from None
         os.replace(tmp, path)
+
+
+def machine_lock(materials: Mapping[str, Mapping[str, Any]], record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a pin records of the machine it was built on, for a rebuild elsewhere: `machine`,
+    the CPU family and GPU the machine-dependent steps were keyed with (none: the pin's bytes
+    are the same on every machine), and `metrics`, the test metrics a rebuild with
+    pin_reproduce=metrics must meet."""
+    machine: dict[str, str] = {}
+    for material in materials.values():
+        machine.update(material.get("machine") or {})
+    lock: dict[str, Any] = {"metrics": artifact_metrics(record)}
+    if machine:
+        lock["machine"] = machine
+    return lock
+
+
+def artifact_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """Every test metric a build measured, by "WHERE OUTPUT METRIC": the trained (and
+    optimized) model's, the SavedModel's, and each artifact's on each runtime that verified it."""
+    found: dict[str, float] = {}
+
+    def add(where: str, metrics: Any) -> None:
+        for output, figures in (metrics or {}).items():
+            for metric, value in (figures or {}).items():
+                if metric != "task" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    found[f"{where} {output} {metric}"] = float(value)
+
+    for step in record["steps"]:
+        info, kind = step.get("info") or {}, step.get("kind") or step["name"].split("[")[0]
+        if kind in ("train", "optimize"):
+            add(step["name"], info.get("test_metrics"))
+        elif kind == "verify":
+            add("saved_model", info.get("reference_metrics"))
+            artifact = step["name"].removeprefix("verify[").removesuffix("]")
+            for runtime, figures in (info.get("runtimes") or {}).items():
+                add(f"{artifact} ({runtime})", figures.get("metrics"))
+    return dict(sorted(found.items()))
 
 
 def decided_values(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def train_step(cfg: DictConfig, module_files: dict[str, str], loading: dict[str,
         "early_stopping_patience": train.early_stopping_patience,
         "class_weight": None if train.class_weight is None else train.class_weight.value,
         "loss": _loss(train.loss),
+        **numerics_params(cfg),
         **_training_target(cfg),
     }
     if train.optimizer.value == "adamw":
@@ -78,6 +79,13 @@ def train_step(cfg: DictConfig, module_files: dict[str, str], loading: dict[str,
         files={**builder_files, **module_files},
         outputs=(OutputSpec(role="model", artifact=KERAS_MODEL, path="model.h5"),),
     )
+
+
+def numerics_params(cfg: DictConfig) -> dict[str, Any]:
+    """The threads and oneDNN setting of a step whose numbers depend on them (train, optimize,
+    TFLite calibration): tfbuild sets them for the process that runs it (tfenv), and they are
+    in its key; what cannot be set (the CPU family, the GPU) is keyed too (machine.py)."""
+    return {"threads": cfg.train.threads, "onednn": cfg.train.onednn}
 
 
 def _training_target(cfg: DictConfig) -> dict[str, Any]:

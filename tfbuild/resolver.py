@@ -20,7 +20,7 @@ from .formats import FORMATS
 from .formats.base import PlanContext
 from .plan import OutputSpec, Plan, StepSpec, make_plan
 from .plan_data import check_data_settings, data_step
-from .plan_model import ModelSource, model_source
+from .plan_model import ModelSource, model_source, numerics_params
 from .schema_checks import Origin, keys_named, plain
 
 
@@ -105,6 +105,7 @@ def optimize_step(cfg: DictConfig, model: ModelSource) -> StepSpec:
         "learning_rate": optimize.learning_rate,
         "batch_size": cfg.train.batch_size,
         "seed": cfg.train.seed,
+        **numerics_params(cfg),
         **model.params,
     }
     if method == "prune":

@@ -368,7 +368,8 @@ def step_material(
     """A step's key material, given its input artifacts' digests. Shared with pinned builds,
     which key the data step (no inputs) before any work exactly as the runner will."""
     files = {role: file_digest(Path(path)) for role, path in spec.files.items()}
-    return key_material(spec.kind, kind.version, spec.params, inputs, files, kind.tools)
+    machine = getattr(kind, "machine", None)  # see StepKind.machine
+    return key_material(spec.kind, kind.version, spec.params, inputs, files, kind.tools, machine(spec) if machine else None)
 
 
 def publish(result: StepResult, run_dir: RunFolder) -> None:

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 
 from .formats import FORMATS
 from .formats.base import Format
+from .tfenv import DEFAULT as DEFAULT_NUMERICS
 
 
 class TargetName(str, Enum):
@@ -46,6 +47,11 @@ class RemoteMode(str, Enum):
     read = "read"  # take entries from the remote cache on a local miss (developers)
     write = "write"  # upload what a build made or used; never download (a clean CI build)
     readwrite = "readwrite"  # both (CI that reuses what it uploaded before)
+
+
+class PinReproduce(str, Enum):
+    bytes = "bytes"  # every artifact byte for byte: the same machine family only
+    metrics = "metrics"  # rebuild on any machine, each test metric within pin_tolerance
 
 
 class OptimizeMethod(str, Enum):
@@ -180,6 +186,14 @@ class TrainConfig:
     class_weight: Optional[ClassWeight] = None
     # A tf_keras loss name for every output, or {output name: loss}; null: the task's.
     loss: Any = None
+    # TensorFlow's intra- and inter-op threads for the steps whose numbers depend on them
+    # (train, optimize, TFLite calibration): a fixed count, so a 1-core and a 64-core machine
+    # make the same bytes (TensorFlow's own default is the machine's CPU count). In their keys.
+    threads: int = DEFAULT_NUMERICS.threads
+    # TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS) for those steps, whatever the
+    # environment says: off by default, so the bytes do not depend on oneDNN's per-CPU kernels
+    # and thread blocking. In their keys.
+    onednn: bool = DEFAULT_NUMERICS.onednn
 
 
 @dataclass
@@ -380,6 +394,13 @@ class TfbuildBase:
     # pin_overwrite=true.
     pin: Optional[str] = None
     pin_overwrite: bool = False
+    # What a pinned build must reproduce: bytes (every artifact byte for byte; refused before
+    # training on another machine family) or metrics (rebuild anywhere, and hold each artifact's
+    # test metrics within pin_tolerance of the pin's).
+    pin_reproduce: PinReproduce = PinReproduce.bytes
+    # pin_reproduce=metrics: how far a metric may be from the pin's: absolute up to 1
+    # (accuracy: 0.01 is one point), relative to the pinned value above (MAE in target units).
+    pin_tolerance: float = 0.01
     # Rebuild a pinned recipe although the installed tools differ from its lock; the
     # differences (tools, then artifacts) are reported instead of failing the build.
     allow_tool_drift: bool = False

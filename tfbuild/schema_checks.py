@@ -70,6 +70,7 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     # Rounds split min_runs and min_seconds; each is at least one call of each kind.
     "benchmark.rounds": (1, 1000),
     "benchmark.threads": (1, 1024),
+    "train.threads": (1, 1024),
     # Steps built at once: a worker process each, about 0.5 GB with TensorFlow loaded.
     "jobs": (1, 1024),
     # 1 PiB: no model file is near it.

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from .step_job import Job, Outcome, run_job
 from .steps.base import Progress
+from .tfenv import environment_numerics, started_otherwise
 
 if TYPE_CHECKING:  # multiprocessing is imported when workers start: a cached build needs none
     from multiprocessing.connection import Connection
@@ -86,6 +87,9 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._ended: list[tuple[str, Outcome]] = []
         self._keepers: dict[str, _Worker] = {}  # affinity -> the worker that keeps that runtime
+        # TensorFlow's threads and oneDNN as the build set them (tfenv.set_for_plan): the
+        # workers start with them, and a build that sets others needs other workers.
+        self.numerics = environment_numerics()
 
     @property
     def started(self) -> int:
@@ -164,8 +168,9 @@ class WorkerPool:
 
         ours, theirs = Pipe()  # a socket pair: the worker's end is inherited by its number
         try:
+            environment = {**os.environ, **{k: v for k, v in self.numerics.items() if v is not None}}
             process = subprocess.Popen([sys.executable, "-c", WORKER, str(theirs.fileno()), json.dumps(sys.path)],
-                                       pass_fds=(theirs.fileno(),))  # fmt: skip
+                                       pass_fds=(theirs.fileno(),), env=environment)  # fmt: skip
         finally:
             theirs.close()
         ours.send((quiet, self._preload))
@@ -219,18 +224,22 @@ class WorkerPool:
 class Pools:
     """The worker pool of a process whose builds run one after another (a sweep's jobs): made
     by the first build that asks for more than one job, reused by the next ones (TensorFlow
-    imported once a sweep, not once a job), replaced when a build asks for another size.
+    imported once a sweep, not once a job), replaced when a build asks for another size, or
+    for other TensorFlow threads or oneDNN (train.threads, train.onednn: fixed at its import).
     Its owner (the CLI's main) closes it, with `close()` or `with`."""
 
     def __init__(self) -> None:
         self._pool: WorkerPool | None = None
 
     def for_jobs(self, jobs: int) -> WorkerPool | None:
-        """The pool for a build of `jobs` jobs; None for one job (built in this process)."""
-        if self._pool is not None and self._pool.slots != jobs:
+        """The pool for a build of `jobs` jobs; None for one job (built in this process), unless
+        this process's TensorFlow runs with other threads or oneDNN than the build sets."""
+        if self._pool is not None and (self._pool.slots != jobs or self._pool.numerics != environment_numerics()):
             self._pool.close()
             self._pool = None
-        if jobs > 1 and self._pool is None:
+        # One job builds in this process, unless TensorFlow runs here with other threads or
+        # oneDNN than this build's (fixed at its import): then in one fresh worker.
+        if (jobs > 1 or started_otherwise()) and self._pool is None:
             self._pool = WorkerPool(jobs)
         return self._pool
 

@@ -69,7 +69,7 @@ def test_every_recipe_composes(compose_cfg):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
+        (["train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss, threads, onednn) (did you mean 'epochs'?)"),
         (["recipe=digitz"], "recipe=digitz: no recipe named 'digitz'"),
         (["recipe=../secrets"], "recipe=../secrets: recipe names are paths inside recipes/ and may not contain '..'"),
         (["precision=fp8"], "precision=fp8: not one of float32, mixed_bfloat16, mixed_float16"),
@@ -132,7 +132,7 @@ def config_error(compose_cfg, *overrides, origin=None):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
+        (["+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, loss, threads, onednn) (did you mean 'epochs'?)"),
         (["++nonsense=1"], "nonsense: no such key in the config (keys: model, task, data, target"),
         (["++train.epochs_typo=2"], "train.epochs_typo: no such key in train"),
         (["+verify.tolerances.tflite.int4.max_abs_diff=1"], "verify.tolerances.tflite.int4: no such key in verify.tolerances.tflite"),

@@ -62,6 +62,9 @@ class StepKind(Protocol):
     And `affinity(spec) -> str | None`: the name of a runtime the step keeps in its process
     for the next steps that name it (TF.js's one Chromium): a worker pool builds all of them
     in the same worker, one after another, so that runtime starts once.
+    And `machine(spec) -> dict | None`: what of this machine the step's bytes depend on
+    (machine.key_entry: the CPU family, the GPU), which then enters its key; None or no such
+    method: nothing (the step makes the same bytes everywhere).
     `run` may run in a worker process (jobs > 1): the kind and its context must pickle, and
     what it keeps per process (a browser session) ends when that process does.
     """

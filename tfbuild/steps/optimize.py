@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..plan import StepSpec
 from .base import StepContext
 
 
@@ -17,9 +18,15 @@ class OptimizeStep:
     version = 2  # 2: the split on disk, per-output tasks, fine-tuning through training.fit
     tools = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 
+    def machine(self, spec: StepSpec) -> dict[str, str]:
+        """Fine-tuning is training: the CPU family, and the GPUs (the default strategy's)."""
+        from ..machine import key_entry
+
+        return key_entry(accelerator=True)
+
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from ..datasets.split import Split
-        from ..tfenv import import_tensorflow, seed_everything
+        from ..tfenv import Numerics, import_tensorflow, seed_everything
         from ..training import compression
         from ..training.feed import wire
         from ..training.fit import compile_model, evaluate, fit
@@ -27,10 +34,10 @@ class OptimizeStep:
         from ..training.optimizers import make_optimizer
         from ..training.tasks import headline_metrics
 
-        import_tensorflow()
+        p = ctx.params
+        import_tensorflow(Numerics.of(p))  # threads and oneDNN as train.threads/onednn say
         import tf_keras as keras
 
-        p = ctx.params
         split = Split(ctx.inputs["data"])
         seed_everything(p["seed"])
         modules, planned = p.get("modules") or (), dict(ctx.files)

@@ -11,13 +11,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..plan import StepSpec
 from .base import StepContext
+
+# Strategies whose ops never run on a GPU, whatever the machine has.
+_OFF_GPU = ("tpu",)
 
 
 class TrainStep:
     kind = "train"
     version = 3  # 3: the split on disk (several inputs and targets), tasks, optimizers
     tools = ("tensorflow", "tf-keras", "numpy")
+
+    def machine(self, spec: StepSpec) -> dict[str, str]:
+        """The CPU family, and the GPUs: the default strategy runs on a visible GPU too."""
+        from ..machine import key_entry
+
+        params = spec.params
+        on_cpus = params.get("strategy") in _OFF_GPU or bool(params.get("cpu_devices"))
+        return key_entry(accelerator=not on_cpus)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         p = dict(ctx.params)

@@ -19,7 +19,7 @@ def train(
     `data`, save the model to `out` (HDF5), return the step's info. `files` are the step's
     (role -> path): the builder's and the modules' sources the key was computed over."""
     from ..datasets.split import Split
-    from ..tfenv import import_tensorflow, seed_everything
+    from ..tfenv import Numerics, import_tensorflow, seed_everything
     from .builders import builder_arguments, call_builder, resolve_builder
     from .feed import wire
     from .fit import evaluate, fit
@@ -27,7 +27,7 @@ def train(
     from .optimizers import make_optimizer
     from .strategies import STRATEGY_NAMES, make_strategy, op_determinism, precision_policy
 
-    tf = import_tensorflow()
+    tf = import_tensorflow(Numerics.of(p))  # threads and oneDNN as train.threads/onednn say
     split = Split(data)
     strategy = make_strategy(tf, p)
     replicas = strategy.num_replicas_in_sync

@@ -71,7 +71,10 @@ def plan(ctx: PlanContext, quantization: str | None) -> list[StepSpec]:
     params: dict[str, Any] = {"quantization": quantization}
     inputs = {"saved_model": ctx.source}
     if quantization in CALIBRATED:
-        params["calibration_samples"] = ctx.cfg.data.calibration_samples
+        from ...plan_model import numerics_params  # not at import: plan_model's imports reach the formats
+
+        # Calibration runs the float model on this machine's kernels: keyed like training.
+        params.update(calibration_samples=ctx.cfg.data.calibration_samples, **numerics_params(ctx.cfg))
         inputs["data"] = DATA
     steps = int8_steps(ctx, params) if quantization == "int8" else []
     if any(s.kind == "tflite_repair" for s in steps) and ctx.cfg.export.tflite.int8.max_metric_drop is not None:
@@ -91,7 +94,7 @@ def int8_steps(ctx: PlanContext, calibration: dict[str, Any]) -> list[StepSpec]:
     if settings.debug is False or not (settings.debug or repair or ctx.cfg.verify.enabled):
         return []
     inputs = {"saved_model": ctx.source, "data": DATA}
-    params = {"calibration_samples": calibration["calibration_samples"]}
+    params = {key: calibration[key] for key in ("calibration_samples", "threads", "onednn")}
     layers = StepSpec(
         name="tflite_layers[int8]", kind="tflite_layers", params=params, inputs=inputs,
         outputs=(OutputSpec(role="layers", artifact=LAYERS, path="layers.csv", publish="tflite/int8/layers.csv"),),

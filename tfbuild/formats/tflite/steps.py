@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ...plan import StepSpec
 from ...signature import SIGNATURE
 from ...steps.base import StepContext
 from ...steps.compressed import gzip_bytes
@@ -32,10 +33,19 @@ def _calibration(ctx: StepContext) -> CalibrationSet:
     return calibration_set(ctx.inputs["data"], input_dtypes, ctx.params["calibration_samples"])
 
 
-def _tensorflow() -> Any:
-    from ...tfenv import import_tensorflow
+def _tensorflow(ctx: StepContext) -> Any:
+    """TensorFlow; with the threads and oneDNN setting a calibrating step's params name."""
+    from ...tfenv import Numerics, import_tensorflow
 
-    return import_tensorflow()
+    return import_tensorflow(Numerics.of(ctx.params))
+
+
+def _calibration_machine(spec: StepSpec) -> dict[str, str] | None:
+    """Calibration runs the float model on this CPU's kernels, and the ranges it finds set the
+    int8 scales: a calibrating step's key names the CPU family (StepKind.machine)."""
+    from ...machine import key_entry
+
+    return key_entry(accelerator=False) if "calibration_samples" in spec.params else None
 
 
 def tensor_summary(details: dict[str, Any]) -> dict[str, Any]:
@@ -50,12 +60,13 @@ class TfliteStep:
     kind = "tflite"
     version = 3  # 3: int8 ops kept in float; calibration recorded with its digest
     tools = TOOLS
+    machine = staticmethod(_calibration_machine)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from ...runtimes.litert import LiteRtModel
         from .layers import matching_ops, quantizable_ops
 
-        tf = _tensorflow()
+        tf = _tensorflow(ctx)
         quantization = ctx.params["quantization"]
         saved_model = str(ctx.inputs["saved_model"])
         info: dict[str, Any] = {"quantization": quantization}
@@ -98,11 +109,12 @@ class TfliteLayersStep:
     kind = "tflite_layers"
     version = 1
     tools = TOOLS
+    machine = staticmethod(_calibration_machine)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         from .layers import ROUNDING_ONLY, layer_statistics, summary, to_csv
 
-        tf = _tensorflow()
+        tf = _tensorflow(ctx)
         calibration = _calibration(ctx)
         ctx.progress.start(2, "calibrating")
         calibrated = calibrated_model(tf, str(ctx.inputs["saved_model"]), calibration.samples)
@@ -127,6 +139,7 @@ class TfliteRepairStep:
     kind = "tflite_repair"
     version = 1
     tools = TOOLS
+    machine = staticmethod(_calibration_machine)
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         import numpy as np
@@ -140,7 +153,7 @@ class TfliteRepairStep:
         from .layers import from_csv, matching_ops, quantizable_ops
         from .repair import Trial, metric_drop, search, trial_record
 
-        tf = _tensorflow()
+        tf = _tensorflow(ctx)
         p = ctx.params
         target, tolerance = p["max_metric_drop"], p["tolerance"]
         split = Split(ctx.inputs["data"])
