@@ -112,6 +112,10 @@ class ModelConfig:
     # Modules imported before any model is built or loaded (custom layers, losses, registered
     # objects); their source files are part of every key that loads the model.
     modules: List[str] = field(default_factory=list)
+    # Files the builder or model.modules read that are not Python source (a vocabulary, a
+    # settings file): their bytes enter the key of every step that builds or loads the model.
+    # A step that reads a file of the project not in its key is refused (discovered.py).
+    files: List[str] = field(default_factory=list)
 
 
 @dataclass
