@@ -230,6 +230,7 @@ def _folder(path: str | Path) -> str:
 def _exempt(project: str, cache_root: Path) -> tuple[str, ...]:
     import site  # here: a cache hit (stale) imports this module and needs neither
     import sysconfig
+    import tempfile
 
     places = [sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values(), *site.getsitepackages(),
               site.getusersitepackages(), tempfile.gettempdir(), str(cache_root), str(_TFBUILD),
