@@ -11,7 +11,8 @@ an optional import whose module is missing today, a file opened by name. So whil
 - of what lies under the project root (the folder tfbuild runs in) and the step's data roots
   (the folders of its declared files outside it), Python source (a `.py` opened or imported,
   or the source of a `.pyc` read) is recorded with its digest, taken when it was read; a module
-  looked for and not found is recorded as absent where it would have been; a declared file is
+  looked for and not found, or a file opened that does not exist, is recorded as absent where
+  it would have been; a declared file is
   keyed already; any other file is refused (the step fails, naming it and the setting that
   declares such a file);
 - reads elsewhere are not inputs of the step: the interpreter, site-packages, tfbuild itself,
@@ -142,6 +143,10 @@ def _read(reads: Reads, path: str) -> None:
         return
     source = _source_of(path)
     if source is None:
+        if not os.path.lexists(path):  # nothing read (yet): it appearing later is a change
+            with reads.lock:
+                reads.absent.add(path)
+            return
         reads.refused.append(path)
         raise UndeclaredRead(refusal(reads.scope, path))
     with reads.lock:

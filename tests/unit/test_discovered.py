@@ -285,3 +285,16 @@ def test_the_audit_log_lists_every_watched_read(project, tmp_path, monkeypatch):
     assert build(Cache(tmp_path / "cache"), spec).status == BUILT
     read = {line.split("\t")[1] for line in log.read_text().splitlines()}
     assert {str(project / "helpers/width.py"), str(project / "data.txt")} <= read
+
+
+def test_a_file_a_step_looked_for_and_did_not_find_is_a_change_when_it_appears(project, tmp_path):
+    """`try: open('width.txt')` that fell back: the file appearing reruns the step, which is
+    then refused, since the file is not declared."""
+    cache = Cache(tmp_path / "cache")
+    spec = code_step("try:\n    result = int(open('width.txt').read())\nexcept FileNotFoundError:\n    result = 3")
+    assert build(cache, spec).info == {"result": 3}
+    assert build(cache, spec).status == CACHED
+    write(project, {"width.txt": "5"})
+    again = build(cache, spec)
+    assert (again.status, again.reason) == (FAILED, "input changed (appeared: width.txt)")
+    assert again.error == "read width.txt, which is not among its inputs: declare it with model.files"
