@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import stat
 import sys
 import threading
@@ -50,6 +51,12 @@ HOME_SETTINGS = (".keras", ".cache", ".config", ".local", ".nv", ".matplotlib", 
                  "tensorflow_datasets")  # fmt: skip
 AUDIT_LOG = "TFBUILD_AUDIT_LOG"  # a file each job appends the watched paths it read to (tests)
 _TFBUILD = Path(__file__).resolve().parent
+# An installed distribution's metadata (importlib.metadata reads it from every folder on
+# sys.path, the project's too when a package of it is installed editable): not an input.
+# tfbuild's own files beside its package (a checkout installed editable): its runtimes read
+# the Node packages it pins (the steps that run TF.js key its lockfile).
+_TFBUILD_FILES = tuple(str(_TFBUILD.parent / name) for name in ("package.json", "package-lock.json", "node_modules", "conf"))
+_METADATA = re.compile(r"[^/]\.(egg-info|dist-info)(/|$)")
 
 
 class UndeclaredRead(TfbuildError):
@@ -75,7 +82,8 @@ class Reads:
     python: dict[str, str | None] = field(default_factory=dict)  # source -> sha256 (None: gone)
     absent: set[str] = field(default_factory=set)  # where a missing module would have been
     refused: list[str] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)  # every watched path read (the audit log)
+    seen: set[str] = field(default_factory=set)  # every watched path opened (each is judged once)
+    logged: list[str] = field(default_factory=list)  # those that may be inputs (the audit log)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -109,6 +117,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return  # a file descriptor
     if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC:
         return  # written, not read
+    if _mode is None and not path.startswith("/") and not os.path.lexists(path):
+        return  # os.open relative to a folder's descriptor (shutil.rmtree): the event has no folder
     path = _absolute(path)
     if _watched(reads.scope, path):
         _read(reads, path)
@@ -139,6 +149,9 @@ def _read(reads: Reads, path: str) -> None:
         if path in reads.seen:
             return
         reads.seen.add(path)
+    if _METADATA.search(path) or any(path == f or path.startswith(f"{f}/") for f in _TFBUILD_FILES):
+        return
+    reads.logged.append(path)
     if _declared(reads.scope, path):
         return
     source = _source_of(path)
@@ -147,6 +160,8 @@ def _read(reads: Reads, path: str) -> None:
             with reads.lock:
                 reads.absent.add(path)
             return
+        if os.path.isdir(path):
+            return  # a folder opened (to list it, or as a descriptor): no file's bytes
         reads.refused.append(path)
         raise UndeclaredRead(refusal(reads.scope, path))
     with reads.lock:
@@ -285,10 +300,10 @@ def _relative(scope: Scope, path: str) -> str:
 def append_log(name: str, reads: Reads) -> None:
     """With TFBUILD_AUDIT_LOG set: append `name<TAB>path` for every watched path the job read."""
     log = os.environ.get(AUDIT_LOG)
-    if not log or not reads.seen:
+    if not log or not reads.logged:
         return
     with open(log, "a", encoding="utf-8") as out:
-        out.write("".join(f"{name}\t{path}\n" for path in sorted(reads.seen)))
+        out.write("".join(f"{name}\t{path}\n" for path in sorted(reads.logged)))
 
 
 # -- a hit's check ------------------------------------------------------------------------------

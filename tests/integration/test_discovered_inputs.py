@@ -5,6 +5,10 @@ model; a builder that opens a project file its key does not cover is refused."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import run_tfbuild
@@ -55,17 +59,26 @@ def write(folder, files: dict[str, str]) -> None:
 def test_an_edit_to_what_the_builder_reached_retrains_through_the_shortcut_too(tmp_path):
     project, cache = make_project(tmp_path / "project"), tmp_path / "cache"
     write(project, {"my_models.py": BUILDER, **HELPERS})
-    _, steps = tfbuild(project, cache, *ONLY_MODEL)
+    log = {"TFBUILD_AUDIT_LOG": str(tmp_path / "audit.log")}
+    _, steps = tfbuild(project, cache, *ONLY_MODEL, env=log)
     assert steps["train"]["status"] == "built" and steps["train"]["info"]["parameters"] == parameters(2)
-    shortcut, steps = tfbuild(project, cache, *ONLY_MODEL)
+    # Each project file a step read is declared (the builder, the data) or in its manifest.
+    manifests = {m["name"]: m for m in map(json.loads, map(Path.read_text, cache.glob("entries/*/*/manifest.json")))}
+    read = [line.split("\t") for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert ["train", str(project / "helpers/width.py")] in read
+    for step, path in read:
+        relative = os.path.relpath(path, project)
+        record = manifests[step]["discovered"]
+        assert relative in ("my_models.py", "data.npz") or relative in record["read"] or relative in record["absent"], path
+    shortcut, steps = tfbuild(project, cache, *ONLY_MODEL, env=log)
     assert shortcut and steps["train"]["status"] == "cached"
     for name, text, units, reason in EDITS:
         write(project, {name: text})
-        shortcut, steps = tfbuild(project, cache, *ONLY_MODEL)
+        shortcut, steps = tfbuild(project, cache, *ONLY_MODEL, env=log)
         assert shortcut, "the stamp stands for the command: the hit check is what notices"
         assert (steps["train"]["status"], steps["train"]["reason"]) == ("built", reason)
         assert steps["train"]["info"]["parameters"] == parameters(units), "never the stale model"
-        _, steps = tfbuild(project, cache, *ONLY_MODEL)
+        _, steps = tfbuild(project, cache, *ONLY_MODEL, env=log)
         assert steps["train"]["status"] == "cached" and steps["train"]["info"]["parameters"] == parameters(units)
 
 
@@ -108,7 +121,8 @@ def test_a_project_file_the_key_does_not_cover_is_refused_until_declared(tmp_pat
 
 def unkeyed_reads(log, plan, entries) -> list[str]:
     """Each `step<TAB>path` of an audit log that is neither one of the step's declared files
-    (or under a declared folder) nor recorded in its manifest as read (a .pyc: its source)."""
+    (or under a declared folder) nor recorded in its manifest as read (a .pyc: its source) or
+    as absent (opened, but not there)."""
     import importlib.util
     import os
     from pathlib import Path
@@ -121,8 +135,9 @@ def unkeyed_reads(log, plan, entries) -> list[str]:
         if any(path == d or path.startswith(d + "/") for d in declared):
             continue
         source = importlib.util.source_from_cache(path) if path.endswith(".pyc") else path
-        recorded = entries[name]["discovered"]["read"] if name in entries else {}
-        if os.path.relpath(source, os.getcwd()) not in recorded:
+        record = entries[name]["discovered"] if name in entries else {"read": {}, "absent": []}
+        relative = os.path.relpath(source, os.getcwd())
+        if relative not in record["read"] and relative not in record["absent"]:
             found.append(line)
     return found
 
