@@ -5,6 +5,7 @@ model; a builder that opens a project file its key does not cover is refused."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_an_edit_to_what_the_builder_reached_retrains_through_the_shortcut_too(t
     read = [line.split("\t") for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert ["train", str(project / "helpers/width.py")] in read
     for step, path in read:
-        relative = os.path.relpath(path, project)
+        relative = os.path.relpath(importlib.util.source_from_cache(path) if path.endswith(".pyc") else path, project)
         record = manifests[step]["discovered"]
         assert relative in ("my_models.py", "data.npz") or relative in record["read"] or relative in record["absent"], path
     shortcut, steps = tfbuild(project, cache, *ONLY_MODEL, env=log)
