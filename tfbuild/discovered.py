@@ -209,7 +209,8 @@ class _MissingModules:
         if reads is not None:
             last = name.rpartition(".")[2]
             for folder in sys.path if path is None else path:
-                if isinstance(folder, str):
+                # Not a folder (an editable install's path-hook name, a zip): no file to appear.
+                if isinstance(folder, str) and os.path.isdir(folder or "."):
                     where = _absolute(os.path.join(folder or os.getcwd(), last))
                     if _watched(reads.scope, where):
                         with reads.lock:
