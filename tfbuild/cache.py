@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .digests import StatCache
+from .discovered import stale
 from .integrity import MANIFEST, OUT, Corrupt, check_entry
 
 __all__ = ["MANIFEST", "Cache", "CacheEntry", "Entry", "Leftover", "Pins", "cache_key", "canonical_json"]
@@ -194,6 +195,11 @@ class Cache:
         except Corrupt as problem:
             self._discard(folder)
             return None, str(problem)
+        # What the step read besides its key (discovered.py) must still be as it was; if not,
+        # the entry is another version's: a miss, kept until its rebuild replaces it (commit).
+        changed = stale(manifest, self.state.file_digest)
+        if changed is not None:
+            return None, changed
         _touch(folder / MANIFEST)
         return Entry(key, folder, manifest), None
 

@@ -10,7 +10,10 @@ A cache hit serves an entry's files as the outputs its key names, so before one 
 - every path is a plain relative path that stays inside the entry (no `..`, no absolute or
   empty parts), and nothing under the entry is a symlink;
 - every listed file exists with its recorded size and digest (the digest through the stat
-  cache: a stat per file, a read only when the stat changed), and nothing else is under out/.
+  cache: a stat per file, a read only when the stat changed), and nothing else is under out/;
+- what the step read besides its declared inputs (`discovered`, see discovered.py) names
+  plain paths inside the project; whether those files still match is the cache's check
+  (`discovered.stale`): a mismatch is a miss, not damage.
 
 Each check is a stat or in-memory arithmetic, so a hit stays cheap; `problem` names the first
 check that failed, which becomes the rebuild's reason.
@@ -80,7 +83,23 @@ def read_manifest(folder: Path, key: str) -> dict[str, Any]:
         raise Corrupt("cache entry corrupt (its manifest is for another key)")
     for role, output in manifest["outputs"].items():
         _check_output(role, output)
+    if "discovered" in manifest:
+        _check_discovered(manifest["discovered"])
     return manifest
+
+
+def _check_discovered(record: Any) -> None:
+    """What the step read (discovered.py): project-relative plain paths, each file with a
+    SHA-256; a hit stats (and may hash) each one, so none may leave the project."""
+    _require(record, {"read": dict, "absent": list}, "the manifest's 'discovered'")
+    for name, digest in record["read"].items():
+        _safe_path(name)
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise Corrupt(f"cache entry corrupt (the digest of read file '{name[:80]}' is not a SHA-256)")
+    for name in record["absent"]:
+        if not isinstance(name, str):
+            raise Corrupt("cache entry incomplete (the manifest's 'discovered' has no valid 'absent')")
+        _safe_path(name)
 
 
 def _check_output(role: str, output: Any) -> None:

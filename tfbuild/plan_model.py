@@ -38,6 +38,7 @@ class ModelSource:
 def model_source(cfg: DictConfig) -> tuple[list[StepSpec], ModelSource]:
     """The steps that make the model (none for model=file) and how to load what they make."""
     modules, module_files, loading = _modules(cfg.model)
+    module_files = {**module_files, **_declared_files(cfg.model)}
     if cfg.model.source.value == "file":
         path, kind = _model_file(cfg.model, modules)
         # Trusting the file's code is in the key of every step that loads it (only when on:
@@ -186,6 +187,18 @@ def _modules(model: DictConfig) -> tuple[list[str], dict[str, str], dict[str, An
     if found.distributions:  # an installed package's modules are keyed by its version
         loading["module_distributions"] = found.distributions
     return modules, found.files, loading
+
+
+def _declared_files(model: DictConfig) -> dict[str, str]:
+    """model.files: what the builder or the model's modules read besides Python source, keyed
+    like their source (role "file:<as given>")."""
+    files = {}
+    for given in plain(model.get("files")) or []:
+        path = os.path.expanduser(str(given))
+        if not os.path.exists(path):
+            raise ConfigError(f"model.files: no such file or folder '{given}'")
+        files[f"file:{given}"] = os.path.abspath(path)
+    return files
 
 
 def _loss(value: Any) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .cache import Cache, Entry
+from .discovered import stale
 from .integrity import Corrupt
 from .remote_cache import MAX_ENTRY_BYTES, TIMEOUT_S, RemoteCache, RemoteError
 
@@ -68,6 +69,11 @@ class RemoteSync:
         try:
             manifest = self.remote.fetch(key, tmp, outputs, on_found)
             if manifest is None:
+                return None
+            if stale(manifest, self.cache.state.file_digest) is not None:
+                # Built where what the step read (discovered.py) differs from here: a miss; the
+                # copy built here replaces it (readwrite), as it would a refused one.
+                self.refused.add(key)
                 return None
             entry = self.cache.commit(tmp, key, manifest)
             tmp = None  # committed: the folder is the entry now

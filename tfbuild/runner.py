@@ -296,7 +296,8 @@ class _Walk:
             if outcome.error is None:
                 manifest = {"key": key, "name": spec.name, "material": build.material, "info": outcome.info,
                             "seconds": round(outcome.seconds, 3), "outputs": outcome.outputs,
-                            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+                            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            "discovered": outcome.discovered}  # fmt: skip
                 entry = self.cache.commit(tmp, key, manifest, replace=build.forced)
                 result = StepResult(spec, BUILT, build.reason, key, outcome.seconds, outcome.info, entry)
             else:

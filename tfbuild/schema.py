@@ -121,6 +121,10 @@ class ModelConfig:
     # source=file: load a file whose layers carry Python code (a Lambda's saved function),
     # running it. False: such a file is refused while planning. Keyed and shown in the plan.
     trust_code: bool = False
+    # Files the builder or model.modules read that are not Python source (a vocabulary, a
+    # settings file): their bytes enter the key of every step that builds or loads the model.
+    # A step that reads a file of the project not in its key is refused (discovered.py).
+    files: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol
 
+from . import discovered
 from .digests import tree_digest, tree_files
 from .errors import TfbuildError
 from .plan import StepSpec
@@ -48,6 +49,8 @@ class Outcome:
     error: str | None = None
     bad_input: bool = False  # it failed on what the user gave it (a TfbuildError), not a bug
     traceback: str = ""
+    # What it read besides its declared inputs (discovered.record): the manifest keeps it.
+    discovered: dict[str, Any] = field(default_factory=dict)
 
 
 def run_job(job: Job, progress: Progress) -> Outcome:
@@ -55,6 +58,7 @@ def run_job(job: Job, progress: Progress) -> Outcome:
     other BaseExceptions go through: the caller aborts the private folder and stops."""
     started = time.perf_counter()
     spec = job.spec
+    reads = None
     try:
         ctx = StepContext(
             spec=spec,
@@ -64,14 +68,21 @@ def run_job(job: Job, progress: Progress) -> Outcome:
             outputs={out.role: job.tmp / "out" / out.path for out in spec.outputs},
             progress=progress,
         )
-        with job.quiet():
+        scope = discovered.scope_for(spec.kind, spec.files, job.tmp.parent.parent, [*job.inputs.values(), job.tmp])
+        with job.quiet(), discovered.recording(scope) as reads:
             info = job.kind.run(ctx) or {}
+        read = discovered.record(reads)  # a refused read fails the step even if it was swallowed
         seconds = time.perf_counter() - started
-        return Outcome(seconds, info, output_records(spec, job.tmp))
+        return Outcome(seconds, info, output_records(spec, job.tmp), discovered=read)
     except Exception as exc:  # a step's failure is reported as the step's, never as a crash
+        if reads is not None and reads.refused:  # whatever the step made of the refusal, it is the cause
+            exc = discovered.UndeclaredRead(discovered.refusal(reads.scope, reads.refused[0]))
         bad_input = isinstance(exc, TfbuildError)
         return Outcome(time.perf_counter() - started, error=str(exc) if bad_input else one_line(exc),
                        bad_input=bad_input, traceback=traceback.format_exc())  # fmt: skip
+    finally:
+        if reads is not None:
+            discovered.append_log(spec.name, reads)
 
 
 def output_records(spec: StepSpec, tmp: Path) -> dict[str, dict[str, Any]]:

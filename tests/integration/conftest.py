@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tfbuild.cache import Cache
+from tfbuild.discovered import AUDIT_LOG
 from tfbuild.resolver import resolve
 from tfbuild.runner import StepResult, run_plan
 from tfbuild.steps import REGISTRY
@@ -23,7 +24,10 @@ def built(compose_cfg, tmp_path_factory):
     """(root, cfg, result): every TFLite and TF.js variant, each verified; run folder root/run."""
     root = tmp_path_factory.mktemp("chain")
     cfg = compose_cfg("recipe=digits_all", *TINY)
-    result = run_plan(resolve(cfg).plan, Cache(root / "cache"), REGISTRY, run_dir=root / "run", scope="digits")
+    # Every step kind logs what it read of the project (test_discovered_inputs checks it).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(AUDIT_LOG, str(root / "audit.log"))
+        result = run_plan(resolve(cfg).plan, Cache(root / "cache"), REGISTRY, run_dir=root / "run", scope="digits")
     assert result.failed is None, result.failed and result.failed.error
     return root, cfg, result
 

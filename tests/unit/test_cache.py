@@ -14,7 +14,7 @@ def _commit(cache: Cache, key: str, content: str = "hello", replace: bool = Fals
     cache.commit(
         tmp,
         key,
-        {"key": key, "name": "step", "info": {},
+        {"key": key, "name": "step", "info": {}, "discovered": {"read": {}, "absent": []},
          "outputs": {"out": {"path": "a.txt", "sha256": files[0].sha256, "bytes": files[0].bytes,
                              "files": [vars(f) for f in files]}}},
         replace=replace,

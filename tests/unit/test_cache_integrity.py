@@ -34,7 +34,8 @@ def commit(cache: Cache) -> Path:
         files = digests.tree_files(tmp / "out" / path)
         outputs[role] = {"path": path, "sha256": digests.tree_digest(files), "bytes": sum(f.bytes for f in files),
                          "files": [vars(f) for f in files]}  # fmt: skip
-    cache.commit(tmp, KEY, {"key": KEY, "name": "step", "info": {}, "outputs": outputs})
+    cache.commit(tmp, KEY, {"key": KEY, "name": "step", "info": {}, "outputs": outputs,
+                            "discovered": {"read": {}, "absent": []}})  # fmt: skip
     return cache.entry_dir(KEY)
 
 

@@ -219,7 +219,8 @@ def test_a_step_another_tfbuild_is_building_waits_without_holding_up_the_rest(tm
         (tmp / "out" / "data.txt").write_text("data")
         spec = plan.step("data")
         cache.commit(tmp, key, {"key": key, "name": "data", "material": step_material(spec, kinds["write"], {}, cache.state.digest),
-                                "info": {}, "seconds": 0.0, "outputs": output_records(spec, tmp), "created": "now"})  # fmt: skip
+                                "info": {}, "seconds": 0.0, "outputs": output_records(spec, tmp), "created": "now",
+                                "discovered": {"read": {}, "absent": []}})  # fmt: skip
     walk.join(30)
     (result,) = results
     assert summary(result)[0] == ("data", CACHED, "built meanwhile by another tfbuild", None)
