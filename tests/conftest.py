@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,16 @@ def run_tfbuild(
     if check and result.returncode != 0:
         raise AssertionError(f"tfbuild {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def hold_in_process(code: str, *args: str) -> subprocess.Popen:
+    """A real second process running `code`, which prints "held" once it holds its lock and then
+    waits for its stdin to close (`holder.communicate("")` lets go)."""
+    holder = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=PROJECT_ROOT)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(holder.stdout.readline().strip()), daemon=True)
+    reader.start()
+    reader.join(60)  # a deadline, not a sleep
+    assert lines == ["held"], f"the holder did not take its lock: {holder.poll()}"
+    return holder

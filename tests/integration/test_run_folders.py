@@ -5,17 +5,13 @@ every format's folder name and a `latest` of theirs survive builds that succeed,
 from __future__ import annotations
 
 import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tfbuild.formats import FORMATS
-from tfbuild.recipes import PROJECT_ROOT
 
-from tests.conftest import TINY, run_tfbuild
+from tests.conftest import TINY, hold_in_process, run_tfbuild
 
 # Formats whose whole folder is not one artifact: the user's notes there survive a build that
 # publishes into them. (saved_model/ and serving/ are artifacts themselves: see the refusal.)
@@ -24,17 +20,7 @@ BUILD = ["recipe=digits", *TINY, *TFLITE_ONLY]
 USER_FILES = {f"{name}/notes.txt": f"my notes on {name}" for name in FORMATS} | {"serving/mine/model.txt": "mine"}
 
 
-def hold(code: str, *args: str) -> subprocess.Popen:
-    """A real process running `code` (which prints "held" once it holds its lock, then waits for
-    its stdin to close)."""
-    holder = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=PROJECT_ROOT)  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(holder.stdout.readline().strip()), daemon=True)
-    reader.start()
-    reader.join(60)  # a deadline, not a sleep
-    assert lines == ["held"], f"the holder did not take its lock: {holder.poll()}"
-    return holder
+hold = hold_in_process
 
 
 HOLD_RUN_FOLDER = ("import sys; from pathlib import Path; from tfbuild.plan import make_plan; "

@@ -5,8 +5,6 @@ plan, with made-up artifact digests)."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,11 +17,13 @@ from tfbuild.cache import cache_key
 from tfbuild.digests import tree_digest, tree_files
 from tfbuild.errors import ConfigError
 from tfbuild.pin_checks import Pin, check_pinned, read_pin
-from tfbuild.recipes import PROJECT_ROOT, RecipeIndex
+from tfbuild.recipes import RecipeIndex
 from tfbuild.pins import MAX_VERSION, NewPin, check_new_pin, pin_path, seal_of, section_digests, typed_version, write_pin
 from tfbuild.resolver import resolve
 from tfbuild.runner import step_material
 from tfbuild.steps import REGISTRY
+
+from tests.conftest import hold_in_process
 
 NAME = "recipes/pinned/digits-1.0.yaml"
 CHOICES = {"model": "cnn", "data": "digits", "target": "cpu", "optimize": "none"}
@@ -303,14 +303,7 @@ HOLD_PIN = ("import sys; from pathlib import Path; from omegaconf import OmegaCo
 def hold_pin(recipes: Path, overwrite: bool = False) -> subprocess.Popen:
     """A real second process that is making pin digits-1.0 (it holds the pin's lock as a pin= build
     does, from its config check to its end), until its stdin closes."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_PIN, str(recipes), str(overwrite)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(holder.stdout.readline().strip()), daemon=True)
-    reader.start()
-    reader.join(60)  # a deadline, not a sleep
-    assert lines == ["held"], f"the holder did not take the pin's lock: {holder.poll()}"
-    return holder
+    return hold_in_process(HOLD_PIN, str(recipes), str(overwrite))
 
 
 @pytest.mark.parametrize("first, second", [((), ()), ((), ("pin_overwrite=true",)), (("True",), ("pin_overwrite=true",))])
