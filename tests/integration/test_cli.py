@@ -75,7 +75,7 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
                             "\"{cwd}/recipes/broken.yaml\", line 4, column 15"),
         (["recipe=typo"], "{cwd}/recipes/typo.yaml: train.epochz: no such key in train (keys: epochs, batch_size, "
                           "learning_rate, seed, optimizer, weight_decay, schedule, early_stopping_patience, class_weight, "
-                          "loss) (did you mean 'epochs'?)"),
+                          "loss, threads, onednn) (did you mean 'epochs'?)"),
         (["recipe=badenum"], "{cwd}/recipes/badenum.yaml: target.name: Invalid value 'phone', expected one of [cpu, gpu"),
         (["recipe=digits", "train.batch_size=many"], "train.batch_size: Value 'many' of type 'str' could not be converted"),
         (["recipe=digits", "train.batch_size=0"], "train.batch_size must be at least 1, got 0"),
@@ -94,7 +94,7 @@ def assert_refused(result: subprocess.CompletedProcess, expected: str, cwd: Path
         # Keys the schema does not declare, added with + or ++ (only model.params is free-form).
         (["recipe=digits", "+train.epocs=3"], "train.epocs: no such key in train (keys: epochs, batch_size, "
                                               "learning_rate, seed, optimizer, weight_decay, schedule, "
-                                              "early_stopping_patience, class_weight, loss) (did you mean 'epochs'?)"),
+                                              "early_stopping_patience, class_weight, loss, threads, onednn) (did you mean 'epochs'?)"),
         (["recipe=digits", "++nonsense=1"], "nonsense: no such key in the config (keys: model, task, data, target,"),
         (["recipe=digits", "++train.epochs_typo=2"], "train.epochs_typo: no such key in train"),
         # Numbers: finite, and in the range their consumer takes; booleans only true or false.
