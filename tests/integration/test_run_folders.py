@@ -37,16 +37,21 @@ def one_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def run_beside(code: str, held: str, *args: str, cwd):
+    """`tfbuild ARGS` while a real second process runs `code` and holds its lock on `held`."""
+    holder = hold(code, held)
+    try:
+        return run_tfbuild(*args, cwd=cwd), holder
+    finally:
+        holder.communicate("", timeout=60)
+
+
 def test_a_second_build_into_a_held_run_folder_is_refused_on_one_line(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "tflite").mkdir()
     (run_dir / "tflite" / "notes.txt").write_text("mine")
-    holder = hold(HOLD_RUN_FOLDER, str(run_dir))
-    try:
-        refused = run_tfbuild("recipe=digits", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    finally:
-        holder.communicate("", timeout=60)
+    refused, holder = run_beside(HOLD_RUN_FOLDER, str(run_dir), "recipe=digits", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert refused.returncode == 2
     assert one_line(refused) == (f"tfbuild: error: run folder: another tfbuild (pid {holder.pid}) is building into "
                                  f"{run_dir} (one build per run folder at a time); wait for it, or choose another "
@@ -56,11 +61,7 @@ def test_a_second_build_into_a_held_run_folder_is_refused_on_one_line(tmp_path):
 
 
 def test_a_second_writer_of_a_pin_is_refused_on_one_line(tmp_path):
-    holder = hold(HOLD_PIN, str(tmp_path / "recipes"))
-    try:
-        refused = run_tfbuild("recipe=digits", "pin=1.0", cwd=tmp_path)
-    finally:
-        holder.communicate("", timeout=60)
+    refused, holder = run_beside(HOLD_PIN, str(tmp_path / "recipes"), "recipe=digits", "pin=1.0", cwd=tmp_path)
     assert refused.returncode == 2
     assert one_line(refused) == (f"tfbuild: error: pin: another tfbuild (pid {holder.pid}) is writing "
                                  f"{tmp_path}/recipes/pinned/digits-1.0.yaml; a pin has one writer: wait for it (then "
